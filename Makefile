@@ -1,0 +1,46 @@
+# The names a newcomer types first: make run, make test, make lint, make bench.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint bench venv system-deps clean rules
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Real Prometheus and Alertmanager for the tests (Debian packages), installed only when missing.
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+	   || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
+	  echo "installing prometheus + prometheus-alertmanager (Debian packages)"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q prometheus prometheus-alertmanager; \
+	fi
+
+run: venv
+	$(VENV)/bin/receiver serve
+
+lint: venv
+	$(VENV)/bin/ruff check receiver tests bench
+	$(VENV)/bin/ruff format --check receiver tests bench
+	$(VENV)/bin/mypy receiver tests bench
+
+test: system-deps venv lint
+	$(VENV)/bin/pytest -q
+
+bench: venv
+	$(PY) bench/ingest.py
+	$(PY) bench/detect.py
+	$(PY) bench/nab.py
+
+rules: venv
+	$(VENV)/bin/receiver rules generate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,64 @@
+"""Command line: `receiver serve` and `receiver rules ...`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from receiver.settings import SettingsError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from receiver.app import create_app
+
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["receiver_host"] = args.host
+    if args.port is not None:
+        overrides["receiver_port"] = args.port
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as err:
+        print(f"receiver: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.receiver_host,
+        port=settings.receiver_port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="receiver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", default=None, help="bind address (RECEIVER_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="bind port (RECEIVER_PORT)")
+    serve.set_defaults(func=_serve)
+    rules = sub.add_parser("rules", help="generate / check / backtest Prometheus rules")
+    rules.add_argument("rest", nargs=argparse.REMAINDER)
+    rules.set_defaults(func=_rules)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from receiver.rulegen.cli import main as rules_main
+
+    return rules_main(list(args.rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Domain types shared by every stage: pure pydantic, no I/O.
+
+A *signal* is one alert episode as the pipeline sees it, whether it came from Alertmanager or
+from the service's own outlier detector. An *incident* groups signals that get one analysis and
+one notification thread. An *analysis* is what enrichment writes about an incident.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Source(StrEnum):
+    ALERTMANAGER = "alertmanager"
+    DETECTOR = "detector"
+
+
+class Status(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    """The seed's levels; Alertmanager's common names are mapped onto them."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Severity:
+        """Map a free-text severity label to a level; unknown or missing → medium."""
+        if not raw:
+            return cls.MEDIUM
+        return _ALIASES.get(raw.strip().lower(), cls.MEDIUM)
+
+
+_RANK = {Severity.CRITICAL: 4, Severity.HIGH: 3, Severity.MEDIUM: 2, Severity.LOW: 1}
+_ALIASES = {
+    "critical": Severity.CRITICAL,
+    "crit": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "emergency": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "error": Severity.HIGH,
+    "major": Severity.HIGH,
+    "medium": Severity.MEDIUM,
+    "warning": Severity.MEDIUM,
+    "warn": Severity.MEDIUM,
+    "minor": Severity.MEDIUM,
+    "low": Severity.LOW,
+    "info": Severity.LOW,
+    "informational": Severity.LOW,
+    "none": Severity.LOW,
+}
+
+
+class DetectorInfo(BaseModel):
+    """Why the outlier detector flagged a series: the score and the band it was judged against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    score: float
+    threshold: float
+    value: float
+    baseline: float | None = None
+    band_low: float | None = None
+    band_high: float | None = None
+    query: str | None = None
+    target: str | None = None
+
+
+class Signal(BaseModel):
+    """One alert episode, normalised. Identity: (source, fingerprint, starts_at)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Source
+    fingerprint: str
+    status: Status
+    starts_at: datetime
+    ends_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generator_url: str = ""
+    alertname: str = ""
+    instance: str = ""
+    severity: Severity = Severity.MEDIUM
+    metric: str = ""
+    value: float | None = None
+    reason: str = ""
+    detector: DetectorInfo | None = None
+
+
+class IncidentView(BaseModel):
+    """What enrichment and notification need to know about an incident."""
+
+    id: str
+    key: str
+    source: Source
+    status: Status
+    severity: Severity
+    title: str
+    alertnames: list[str] = Field(default_factory=list)
+    instances: list[str] = Field(default_factory=list)
+    group_labels: dict[str, str] = Field(default_factory=dict)
+    common_labels: dict[str, str] = Field(default_factory=dict)
+    external_url: str = ""
+    started_at: datetime
+    resolved_at: datetime | None = None
+    signals: list[Signal] = Field(default_factory=list)
+
+
+class Hypothesis(BaseModel):
+    claim: str
+    evidence_ids: list[str] = Field(default_factory=list)
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Analysis(BaseModel):
+    """A root-cause analysis of one incident (stored in the `rca` collection)."""
+
+    summary: str
+    cause: str
+    fix: list[str] = Field(default_factory=list)
+    simplified: str = ""
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    unknowns: list[str] = Field(default_factory=list)
+    provider: str = "offline"
+    model: str = ""
+    prompt_version: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost_estimate: float = 0.0
+    quality: float = 0.0
+    dropped_hypotheses: int = 0
+    offline: bool = False
