@@ -1,0 +1,99 @@
+"""Start a real Prometheus and a real Alertmanager (Debian binaries) on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.support.procs import free_port, running
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    workdir: Path
+
+
+@contextlib.contextmanager
+def prometheus(
+    workdir: Path,
+    scrape_targets: Sequence[str] = (),
+    rule_files: Sequence[Path] = (),
+    alertmanager_url: str | None = None,
+    interval: str = "1s",
+    extra_args: Sequence[str] = (),
+    tsdb_path: Path | None = None,
+) -> Iterator[Endpoint]:
+    """A real `prometheus` scraping `scrape_targets` every `interval`, evaluating `rule_files`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config: dict[str, object] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p.resolve()) for p in rule_files],
+        "scrape_configs": [
+            {"job_name": "synthetic", "static_configs": [{"targets": list(scrape_targets)}]}
+        ]
+        if scrape_targets
+        else [],
+    }
+    if alertmanager_url is not None:
+        host = alertmanager_url.split("://", 1)[1].rstrip("/")
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [
+        "prometheus",
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={tsdb_path or workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",
+        "--storage.tsdb.retention.time=3650d",
+        *extra_args,
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with running(argv, workdir / "prometheus.log", ready_url=f"{url}/-/ready", timeout=60):
+        yield Endpoint(url=url, workdir=workdir)
+
+
+@contextlib.contextmanager
+def alertmanager(
+    workdir: Path,
+    webhook_url: str,
+    token: str | None = None,
+    group_wait: str = "0s",
+    group_interval: str = "1s",
+    repeat_interval: str = "1h",
+    group_by: Sequence[str] = ("alertname",),
+) -> Iterator[Endpoint]:
+    """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    webhook: dict[str, object] = {"url": webhook_url, "send_resolved": True}
+    if token is not None:
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
+    config = {
+        "route": {
+            "receiver": "monitor",
+            "group_by": list(group_by),
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+        "receivers": [{"name": "monitor", "webhook_configs": [webhook]}],
+    }
+    cfg = workdir / "alertmanager.yml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        "prometheus-alertmanager",
+        f"--config.file={cfg}",
+        f"--storage.path={workdir / 'amdata'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with running(argv, workdir / "alertmanager.log", ready_url=f"{url}/-/ready", timeout=60):
+        yield Endpoint(url=url, workdir=workdir)
