@@ -1,0 +1,46 @@
+"""GET / (status like the seed), /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver import __version__
+from receiver.api.errors import error
+from receiver.services import services
+from receiver.store.repo import StoreError
+
+
+async def status(request: Request) -> Response:
+    svc = services(request)
+    s = svc.settings
+    return JSONResponse(
+        {
+            "status": "running",
+            "service": "ai-devops-monitor",
+            "version": __version__,
+            "prometheus": s.prom_url,
+            "llm_model": s.llm_model,
+            "llm_provider": s.llm_provider if s.llm_url else "offline",
+            "store": svc.store.kind,
+            "monitor_interval": s.monitor_interval,
+            "webhook_auth": svc.settings.webhook_auth_configured,
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await services(request).store.ping()
+    except StoreError as err:
+        return error(503, "not_ready", str(err))
+    return JSONResponse({"status": "ready", "store": services(request).store.kind})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(services(request).registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""Read API: incidents with their episodes, and the seed's /anomalies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.api.errors import error
+from receiver.api.params import BadParam, page, severity, since, status, text
+from receiver.api.views import episode_view, incident_view
+from receiver.services import services
+from receiver.store.repo import StoreError
+
+
+def _store_error(err: StoreError) -> Response:
+    return error(503 if err.retryable else 500, "store_unavailable", str(err))
+
+
+async def list_incidents(request: Request) -> Response:
+    try:
+        p = page(request)
+        filters: dict[str, Any] = {}
+        if (st := status(request)) is not None:
+            filters["status"] = st
+        if (sev := severity(request)) is not None:
+            filters["severity"] = sev
+        if (name := text(request, "alertname")) is not None:
+            filters["alertnames"] = name
+        if (instance := text(request, "instance")) is not None:
+            filters["instances"] = instance
+        if (source := text(request, "source")) is not None:
+            filters["source"] = source
+        if (after := since(request)) is not None:
+            filters["started_at"] = {"$gte": after}
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    try:
+        items, total = await services(request).store.list_incidents(filters, p.offset, p.limit)
+    except StoreError as err:
+        return _store_error(err)
+    nxt = p.offset + len(items)
+    return JSONResponse(
+        {
+            "incidents": [incident_view(i) for i in items],
+            "total": total,
+            "limit": p.limit,
+            "offset": p.offset,
+            "next_offset": nxt if nxt < total else None,
+        }
+    )
+
+
+async def get_incident(request: Request) -> Response:
+    store = services(request).store
+    incident_id = request.path_params["incident_id"]
+    try:
+        incident = await store.get_incident(incident_id)
+        if incident is None:
+            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+        episodes = await store.episodes_of(str(incident.id))
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse(
+        {**incident_view(incident), "episodes": [episode_view(a) for a in episodes]}
+    )
+
+
+async def list_anomalies(request: Request) -> Response:
+    """The seed's shape: {"anomalies": [...], "count": n, "total": N}."""
+    try:
+        p = page(request)
+        filters: dict[str, Any] = {}
+        if (st := status(request)) is not None:
+            filters["status"] = st
+        if (sev := severity(request)) is not None:
+            filters["severity"] = sev
+        if (instance := text(request, "instance")) is not None:
+            filters["instance"] = instance
+        if (source := text(request, "source")) is not None:
+            filters["source"] = source
+        if (after := since(request)) is not None:
+            filters["starts_at"] = {"$gte": after}
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    try:
+        items, total = await services(request).store.list_episodes(filters, p.offset, p.limit)
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse(
+        {"anomalies": [episode_view(a) for a in items], "count": len(items), "total": total}
+    )

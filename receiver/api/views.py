@@ -1,0 +1,62 @@
+"""Documents → JSON-ready dicts for the API (no secrets live in these documents)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from receiver.store.documents import Anomaly, Incident
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def episode_view(a: Anomaly) -> dict[str, Any]:
+    """The seed's anomaly fields first (metric, value, instance, severity, reason)."""
+    return {
+        "id": str(a.id),
+        "metric": a.metric,
+        "value": a.value,
+        "instance": a.instance,
+        "severity": a.severity,
+        "reason": a.reason,
+        "timestamp": _ts(a.starts_at),
+        "status": a.status,
+        "source": a.source,
+        "alertname": a.alertname,
+        "fingerprint": a.fingerprint,
+        "starts_at": _ts(a.starts_at),
+        "ends_at": _ts(a.ends_at),
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "generator_url": a.generator_url,
+        "detector": a.detector,
+        "incident_id": a.incident_id,
+        "analyzed": a.analyzed,
+    }
+
+
+def incident_view(i: Incident) -> dict[str, Any]:
+    return {
+        "id": str(i.id),
+        "key": i.key,
+        "source": i.source,
+        "status": i.status,
+        "severity": i.severity,
+        "title": i.title,
+        "receiver": i.receiver,
+        "alertnames": i.alertnames,
+        "instances": i.instances,
+        "group_labels": i.group_labels,
+        "common_labels": i.common_labels,
+        "external_url": i.external_url,
+        "started_at": _ts(i.started_at),
+        "updated_at": _ts(i.updated_at),
+        "resolved_at": _ts(i.resolved_at),
+        "episode_count": i.episode_count,
+        "firing_count": i.firing_count,
+        "needs_analysis": i.needs_analysis,
+        "needs_notification": i.needs_notification,
+        "analysis_id": i.analysis_id or None,
+    }

@@ -1,0 +1,100 @@
+"""Alertmanager payload → domain signals, plus the identities that make ingest idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from receiver.domain import Severity, Signal, Source, Status
+from receiver.ingest.models import WebhookAlert, WebhookPayload
+
+# Go's zero time, which Alertmanager sends as endsAt of every firing alert.
+_GO_ZERO_YEAR = 1
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's alert fingerprint: FNV-1a 64 over the sorted label set."""
+    h = 0xCBF29CE484222325
+    for key in sorted(labels):
+        for byte in key.encode() + b"\xff" + labels[key].encode() + b"\xff":
+            h ^= byte
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def real_time(value: datetime | None) -> datetime | None:
+    """None for Go's zero time (a firing alert's endsAt)."""
+    if value is None or value.year <= _GO_ZERO_YEAR:
+        return None
+    return value
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def delivery_key(payload: WebhookPayload) -> str:
+    """sha256 over receiver, groupKey, status and the sorted alert identities.
+
+    externalURL is left out on purpose: each member of an HA pair sends its own.
+    """
+    alerts = sorted(
+        (
+            alert_fingerprint(a),
+            a.status,
+            _iso(a.startsAt),
+            _iso(real_time(a.endsAt)),
+        )
+        for a in payload.alerts
+    )
+    material = json.dumps(
+        [payload.receiver, payload.groupKey, payload.status, alerts], separators=(",", ":")
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def alert_fingerprint(alert: WebhookAlert) -> str:
+    return alert.fingerprint or fingerprint(alert.labels)
+
+
+def episode_key(source: Source, fp: str, starts_at: datetime) -> str:
+    return f"{source.value}:{fp}:{starts_at.isoformat()}"
+
+
+def _value_from(annotations: dict[str, str]) -> float | None:
+    for name in ("value", "current_value"):
+        raw = annotations.get(name)
+        if raw is None:
+            continue
+        try:
+            return float(raw)
+        except ValueError:
+            continue
+    return None
+
+
+def to_signal(alert: WebhookAlert) -> Signal:
+    labels = alert.labels
+    annotations = alert.annotations
+    alertname = labels.get("alertname", "")
+    return Signal(
+        source=Source.ALERTMANAGER,
+        fingerprint=alert_fingerprint(alert),
+        status=Status(alert.status),
+        starts_at=alert.startsAt,
+        ends_at=real_time(alert.endsAt),
+        labels=dict(labels),
+        annotations=dict(annotations),
+        generator_url=alert.generatorURL,
+        alertname=alertname,
+        instance=labels.get("instance", ""),
+        severity=Severity.parse(labels.get("severity")),
+        metric=labels.get("metric") or labels.get("__name__") or alertname,
+        value=_value_from(annotations),
+        reason=annotations.get("summary") or annotations.get("description") or alertname,
+    )
+
+
+def to_signals(payload: WebhookPayload) -> list[Signal]:
+    return [to_signal(a) for a in payload.alerts]

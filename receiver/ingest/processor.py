@@ -1,0 +1,219 @@
+"""Signals → episodes and incidents: the one path for Alertmanager alerts and detector outliers.
+
+Rules (ARCHITECTURE "Data model"):
+- an episode is (source, fingerprint, startsAt); a "firing" for an episode already resolved does
+  not re-open it; "resolved" closes a firing episode once;
+- one incident per group key while any of its episodes fires; resolved when none fires;
+- the incident gains `needs_analysis` when it is new or gains an alertname or instance, and
+  `needs_notification` when it opens or resolves. Repeats of the same content change nothing.
+Every step is idempotent, so a batch applied twice (a crash between steps, a replica race)
+converges to the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from receiver.domain import Severity, Signal, Source, Status
+from receiver.ingest.normalise import episode_key
+from receiver.store.documents import Anomaly, Incident, utcnow
+from receiver.store.repo import DuplicateKey, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SignalBatch:
+    """Signals that belong to one group (an Alertmanager notification or a detector cycle)."""
+
+    source: Source
+    group_key: str
+    signals: Sequence[Signal]
+    receiver: str = ""
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+    external_url: str = ""
+
+
+@dataclass
+class ApplyResult:
+    incident_id: str = ""
+    new_episodes: int = 0
+    resolved_episodes: int = 0
+    incident_created: bool = False
+    incident_resolved: bool = False
+
+
+def _episode(signal: Signal, incident_id: str, group_key: str) -> Anomaly:
+    return Anomaly(
+        episode_key=episode_key(signal.source, signal.fingerprint, signal.starts_at),
+        source=signal.source.value,
+        fingerprint=signal.fingerprint,
+        status=signal.status.value,
+        starts_at=signal.starts_at,
+        ends_at=signal.ends_at,
+        alertname=signal.alertname,
+        metric=signal.metric,
+        value=signal.value,
+        instance=signal.instance,
+        severity=signal.severity.value,
+        reason=signal.reason,
+        labels=signal.labels,
+        annotations=signal.annotations,
+        generator_url=signal.generator_url,
+        detector=signal.detector.model_dump() if signal.detector else None,
+        incident_id=incident_id,
+        group_key=group_key,
+    )
+
+
+def _title(batch: SignalBatch) -> str:
+    names = sorted({s.alertname for s in batch.signals if s.alertname})
+    instances = sorted({s.instance for s in batch.signals if s.instance})
+    title = ", ".join(names[:3]) or batch.group_key
+    if len(instances) == 1:
+        title += f" on {instances[0]}"
+    elif instances:
+        title += f" on {len(instances)} instances"
+    return title[:200]
+
+
+def _max_severity(signals: Sequence[Signal], current: str | None = None) -> str:
+    levels = [s.severity for s in signals]
+    if current:
+        levels.append(Severity.parse(current))
+    return max(levels, key=lambda s: s.rank).value if levels else Severity.MEDIUM.value
+
+
+class SignalProcessor:
+    """Applies signal batches to the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def apply(self, batch: SignalBatch) -> ApplyResult:
+        result = ApplyResult()
+        if not batch.signals:
+            return result
+        keys = [episode_key(s.source, s.fingerprint, s.starts_at) for s in batch.signals]
+        existing = await self.store.episodes_by_key(keys)
+
+        new_signals = [s for s, k in zip(batch.signals, keys, strict=True) if k not in existing]
+        incident = await self._incident_for(batch, new_signals, result)
+
+        if new_signals and incident is not None:
+            assert incident.id is not None
+            fresh = [_episode(s, str(incident.id), batch.group_key) for s in new_signals]
+            raced = set(await self.store.insert_episodes(fresh))
+            result.new_episodes = len(fresh) - len(raced)
+            if raced:  # another replica inserted them first: treat as existing
+                existing.update(await self.store.episodes_by_key(sorted(raced)))
+            await self._grow_incident(incident, new_signals, result.new_episodes)
+
+        touched: set[str] = {str(incident.id)} if incident is not None else set()
+        for signal, key in zip(batch.signals, keys, strict=True):
+            current = existing.get(key)
+            if current is None or current.status == Status.RESOLVED.value:
+                continue  # new (handled above) or already resolved: never re-opened
+            if signal.status is Status.RESOLVED:
+                if await self.store.resolve_episode(key, signal.ends_at, signal.annotations):
+                    result.resolved_episodes += 1
+                    touched.add(current.incident_id)
+            elif signal.value is not None and signal.value != current.value:
+                await self.store.touch_episode(key, _changing_fields(signal))
+
+        for incident_id in sorted(touched):
+            resolved = await self._maybe_resolve(incident_id, batch)
+            result.incident_resolved = result.incident_resolved or resolved
+        if incident is not None:
+            result.incident_id = str(incident.id)
+        return result
+
+    async def _incident_for(
+        self, batch: SignalBatch, new_signals: Sequence[Signal], result: ApplyResult
+    ) -> Incident | None:
+        """The open incident for the group, created when a new episode needs one."""
+        incident = await self.store.open_incident(batch.group_key)
+        if incident is not None or not new_signals:
+            return incident
+        now = utcnow()
+        incident = Incident(
+            key=batch.group_key,
+            open_key=batch.group_key,
+            source=batch.source.value,
+            status=Status.FIRING.value,
+            severity=_max_severity(new_signals),
+            title=_title(batch),
+            receiver=batch.receiver,
+            alertnames=[],
+            instances=[],
+            group_labels=batch.group_labels,
+            common_labels=batch.common_labels,
+            external_url=batch.external_url,
+            started_at=min(s.starts_at for s in new_signals),
+            updated_at=now,
+            needs_analysis=True,
+            needs_notification=True,
+        )
+        try:
+            await self.store.insert_incident(incident)
+        except DuplicateKey:
+            # another worker opened it between our read and our insert
+            found = await self.store.open_incident(batch.group_key)
+            if found is None:
+                raise
+            return found
+        result.incident_created = True
+        log.info("incident %s opened for %s", incident.id, batch.group_key)
+        return incident
+
+    async def _grow_incident(
+        self, incident: Incident, signals: Sequence[Signal], added: int
+    ) -> None:
+        names = {s.alertname for s in signals if s.alertname} - set(incident.alertnames)
+        instances = {s.instance for s in signals if s.instance} - set(incident.instances)
+        update: dict[str, Any] = {
+            "$set": {
+                "updated_at": utcnow(),
+                "severity": _max_severity(signals, incident.severity),
+            },
+            "$inc": {"episode_count": added},
+        }
+        if names or instances:
+            update["$addToSet"] = {
+                "alertnames": {"$each": sorted(names)},
+                "instances": {"$each": sorted(instances)},
+            }
+            # new alertnames or instances change the story: analyse again
+            update["$set"]["needs_analysis"] = True
+        await self.store.update_incident(incident.id, update)
+
+    async def _maybe_resolve(self, incident_id: str, batch: SignalBatch) -> bool:
+        firing = await self.store.count_firing(incident_id)
+        incident = await self.store.get_incident(incident_id)
+        if incident is None or incident.status != Status.FIRING.value:
+            return False
+        if firing > 0:
+            if firing != incident.firing_count:
+                await self.store.update_incident(
+                    incident.id, {"$set": {"firing_count": firing, "updated_at": utcnow()}}
+                )
+            return False
+        resolved_at = _latest_end(batch.signals) or utcnow()
+        resolved = await self.store.resolve_incident(incident, resolved_at)
+        if resolved:
+            log.info("incident %s resolved", incident_id)
+        return resolved
+
+
+def _changing_fields(signal: Signal) -> dict[str, Any]:
+    return {"value": signal.value, "annotations": signal.annotations}
+
+
+def _latest_end(signals: Sequence[Signal]) -> datetime | None:
+    ends = [s.ends_at for s in signals if s.ends_at is not None]
+    return max(ends) if ends else None

@@ -1,0 +1,110 @@
+"""Drains stored deliveries into episodes and incidents, in arrival order.
+
+The webhook only stores the delivery (one insert) and answers; this worker does the rest from the
+database, so a restart resumes where it stopped and ingest never waits on processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from receiver.domain import Source
+from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.models import WebhookPayload
+from receiver.ingest.normalise import to_signals
+from receiver.ingest.processor import SignalBatch, SignalProcessor
+from receiver.store.documents import Delivery
+from receiver.store.repo import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+def batch_from(payload: WebhookPayload) -> SignalBatch:
+    return SignalBatch(
+        source=Source.ALERTMANAGER,
+        group_key=payload.groupKey,
+        signals=to_signals(payload),
+        receiver=payload.receiver,
+        group_labels=dict(payload.groupLabels),
+        common_labels=dict(payload.commonLabels),
+        external_url=payload.externalURL,
+    )
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: Store,
+        processor: SignalProcessor,
+        metrics: IngestMetrics,
+        retention: timedelta,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.processor = processor
+        self.metrics = metrics
+        self.retention = retention
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self.poll_seconds
+        while True:
+            try:
+                drained = await self.drain()
+                backoff = self.poll_seconds
+            except StoreError as err:
+                log.warning("delivery worker: %s; retrying in %.1fs", err, backoff)
+                drained = 0
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if drained == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                self._wake.clear()
+
+    async def drain(self, limit: int = 200) -> int:
+        """Process pending deliveries once; return how many were handled."""
+        pending = await self.store.pending_deliveries(limit)
+        for delivery in pending:
+            await self.process(delivery)
+        self.metrics.queue_depth.set(await self.store.count_pending_deliveries() if pending else 0)
+        return len(pending)
+
+    async def process(self, delivery: Delivery) -> None:
+        try:
+            payload = WebhookPayload.model_validate_json(delivery.raw_json)
+            await self.processor.apply(batch_from(payload))
+        except StoreError as err:
+            if err.retryable:
+                raise
+            await self._failed(delivery, err)
+            return
+        except (ValidationError, ValueError) as err:
+            await self._failed(delivery, err)
+            return
+        await self.store.finish_delivery(delivery, self.retention)
+        self.metrics.processed.inc()
+
+    async def _failed(self, delivery: Delivery, err: Exception) -> None:
+        give_up = delivery.attempts + 1 >= MAX_ATTEMPTS
+        log.error(
+            "delivery %s failed (attempt %d%s): %s",
+            delivery.delivery_key[:12],
+            delivery.attempts + 1,
+            ", giving up" if give_up else "",
+            err,
+        )
+        self.metrics.failed.inc()
+        await self.store.fail_delivery(delivery, f"{type(err).__name__}: {err}", give_up)

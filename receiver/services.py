@@ -1,0 +1,31 @@
+"""The objects the lifespan builds and the routes reach through `request.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+
+from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.processor import SignalProcessor
+from receiver.ingest.worker import DeliveryWorker
+from receiver.settings import Settings
+from receiver.store.repo import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    registry: CollectorRegistry
+    http: httpx.AsyncClient
+    ingest_metrics: IngestMetrics
+    processor: SignalProcessor
+    deliveries: DeliveryWorker
+
+
+def services(request: Request) -> Services:
+    found: Services = request.state.services
+    return found

@@ -1,0 +1,122 @@
+"""Beanie documents and their indexes: the only place that knows the collections' shapes.
+
+Notes from the embedded server's known gaps (README "Store notes"): no partial indexes, so the
+"one open incident per key" rule is a plain unique index on `open_key`, which a resolved
+incident moves out of the way; no `$addToSet` on missing fields, so arrays are created on insert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from beanie import Document, Indexed
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Delivery(Document):
+    """One webhook delivery as received; the unique key makes retries and HA duplicates no-ops."""
+
+    delivery_key: Annotated[str, Indexed(unique=True)]
+    received_at: datetime = Field(default_factory=utcnow)
+    receiver: str = ""
+    group_key: str = ""
+    status: str = ""
+    alert_count: int = 0
+    truncated_alerts: int = 0
+    external_url: str = ""
+    raw_json: str = ""  # the body as received (validated), kept until expire_at
+    processed: bool = False
+    processed_at: datetime | None = None
+    attempts: int = 0
+    last_error: str = ""
+    expire_at: datetime | None = None
+
+    class Settings:
+        name = "deliveries"
+        indexes = [
+            IndexModel([("processed", ASCENDING), ("received_at", ASCENDING)], name="pending"),
+            IndexModel([("received_at", DESCENDING)], name="received_at_desc"),
+            IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
+        ]
+
+
+class Anomaly(Document):
+    """One alert episode. Identity: (source, fingerprint, starts_at) as `episode_key`."""
+
+    episode_key: Annotated[str, Indexed(unique=True)]
+    source: str
+    fingerprint: str
+    status: str
+    starts_at: datetime
+    ends_at: datetime | None = None
+    alertname: str = ""
+    metric: str = ""
+    value: float | None = None
+    instance: str = ""
+    severity: str = "medium"
+    reason: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generator_url: str = ""
+    detector: dict[str, Any] | None = None
+    incident_id: str = ""
+    group_key: str = ""
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    analyzed: bool = False
+
+    class Settings:
+        name = "anomalies"
+        indexes = [
+            IndexModel([("incident_id", ASCENDING), ("status", ASCENDING)], name="incident_status"),
+            IndexModel([("starts_at", DESCENDING)], name="starts_at_desc"),
+            IndexModel([("status", ASCENDING), ("starts_at", DESCENDING)], name="status_starts"),
+            IndexModel([("fingerprint", ASCENDING)], name="fingerprint"),
+        ]
+
+
+class Incident(Document):
+    """Episodes that share one analysis and one notification thread (an Alertmanager group)."""
+
+    key: str
+    open_key: Annotated[str, Indexed(unique=True)]
+    source: str
+    status: str = "firing"
+    severity: str = "medium"
+    title: str = ""
+    receiver: str = ""
+    alertnames: list[str] = Field(default_factory=list)
+    instances: list[str] = Field(default_factory=list)
+    group_labels: dict[str, str] = Field(default_factory=dict)
+    common_labels: dict[str, str] = Field(default_factory=dict)
+    external_url: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    episode_count: int = 0
+    firing_count: int = 0
+    # work state: later stages pick work from here, so a restart loses nothing
+    needs_analysis: bool = True
+    analysis_signature: str = ""
+    analysis_id: str = ""
+    needs_notification: bool = True
+    notified_events: list[str] = Field(default_factory=list)
+
+    class Settings:
+        name = "incidents"
+        indexes = [
+            IndexModel([("key", ASCENDING), ("started_at", DESCENDING)], name="key_started"),
+            IndexModel([("status", ASCENDING), ("started_at", DESCENDING)], name="status_started"),
+            IndexModel([("started_at", DESCENDING)], name="started_at_desc"),
+            IndexModel([("needs_analysis", ASCENDING)], name="needs_analysis"),
+            IndexModel([("needs_notification", ASCENDING)], name="needs_notification"),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [Delivery, Anomaly, Incident]

@@ -1,0 +1,122 @@
+"""The embedded store: an nx-27017 child process on a free loopback port, data under a dir.
+
+Used when MONGO_URI is unset (by `make run` and by the tests): the same pymongo + Beanie code
+path as a real MongoDB, over real TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedStoreError(RuntimeError):
+    """The embedded server did not start; the message carries its log tail."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _answers(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+class EmbeddedStore:
+    """Start on `__aenter__`, stop on `__aexit__`; `uri` points at it while running."""
+
+    def __init__(self, data_dir: Path, start_timeout: float = 20.0) -> None:
+        self.data_dir = data_dir
+        self.start_timeout = start_timeout
+        self.port = 0
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nx-27017.log"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pid_file = self.data_dir / "nx-27017.pid"
+        # A pid file left by a crashed run would make nx-27017 refuse to start.
+        pid_file.unlink(missing_ok=True)
+        self.port = _free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "receiver.store.nx_launch",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir.resolve()),
+            "--log-file",
+            str(self.log_path.resolve()),
+            "--pid-file",
+            str(pid_file.resolve()),
+        ]
+        with self.log_path.open("ab") as out:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=out, stderr=out, start_new_session=True
+            )
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self._proc.returncode is not None:
+                break
+            if await _answers(self.port):
+                log.info(
+                    "embedded store listening on 127.0.0.1:%d (data %s)", self.port, self.data_dir
+                )
+                return
+            await asyncio.sleep(0.05)
+        tail = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
+        await self.stop()
+        raise EmbeddedStoreError(
+            f"embedded store (nx-27017) did not answer on 127.0.0.1:{self.port} "
+            f"within {self.start_timeout}s; log {self.log_path}:\n{tail}"
+        )
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def __aenter__(self) -> EmbeddedStore:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

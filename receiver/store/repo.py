@@ -1,0 +1,290 @@
+"""The store: a pymongo async client + Beanie, and the operations the stages need.
+
+Every method translates driver errors into `StoreUnavailable` (retryable: the API answers 503
+so Alertmanager retries) or lets `DuplicateKey` through where a caller relies on a unique index.
+No business rules here: what an episode or incident *means* lives in `receiver.ingest`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from beanie import init_beanie
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import AsyncMongoClient
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+    WTimeoutError,
+)
+
+from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A store operation failed. `retryable` tells the caller whether to try again later."""
+
+    retryable = False
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (connection refused, timeout, failover)."""
+
+    retryable = True
+
+
+class DuplicateKey(StoreError):
+    """A unique index refused the write: the thing already exists."""
+
+
+_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Map pymongo errors to the store's error tree, keeping the cause."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except DuplicateKeyError as err:
+            raise DuplicateKey(str(err)) from err
+        except _UNAVAILABLE as err:
+            raise StoreUnavailable(f"store unavailable: {type(err).__name__}") from err
+        except PyMongoError as err:
+            raise StoreError(f"store error: {type(err).__name__}: {err}") from err
+
+    return wrapper
+
+
+def object_id(raw: str) -> ObjectId | None:
+    try:
+        return ObjectId(raw)
+    except (InvalidId, TypeError):
+        return None
+
+
+class Store:
+    """Owns the client; build with `await Store.connect(...)`, close with `await store.close()`."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db_name: str, kind: str) -> None:
+        self.client = client
+        self.db_name = db_name
+        self.kind = kind
+
+    @classmethod
+    async def connect(cls, uri: str, db_name: str, timeout_s: float, kind: str) -> Store:
+        ms = int(timeout_s * 1000)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=ms,
+            connectTimeoutMS=ms,
+            socketTimeoutMS=max(ms * 2, 10_000),
+            appname="ai-devops-monitor",
+        )
+        try:
+            await init_beanie(database=client[db_name], document_models=DOCUMENT_MODELS)
+        except _UNAVAILABLE as err:
+            await client.close()
+            raise StoreUnavailable(f"store unavailable at start-up: {type(err).__name__}") from err
+        return cls(client, db_name, kind)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    @translated
+    async def ping(self) -> None:
+        await self.client[self.db_name].command("ping")
+
+    # deliveries -----------------------------------------------------------------------------
+
+    @translated
+    async def insert_delivery(self, delivery: Delivery) -> bool:
+        """Store a delivery; False when its key is already stored (a retry or HA duplicate)."""
+        try:
+            await delivery.insert()
+        except DuplicateKeyError:
+            return False
+        return True
+
+    @translated
+    async def pending_deliveries(self, limit: int) -> list[Delivery]:
+        return (
+            await Delivery.find(Delivery.processed == False)  # noqa: E712 (a query, not a test)
+            .sort("+received_at")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def count_pending_deliveries(self) -> int:
+        return await Delivery.find(Delivery.processed == False).count()  # noqa: E712
+
+    @translated
+    async def finish_delivery(self, delivery: Delivery, retention: timedelta) -> None:
+        now = utcnow()
+        await Delivery.get_pymongo_collection().update_one(
+            {"_id": delivery.id},
+            {"$set": {"processed": True, "processed_at": now, "expire_at": now + retention}},
+        )
+
+    @translated
+    async def fail_delivery(self, delivery: Delivery, error: str, give_up: bool) -> None:
+        update: dict[str, Any] = {"$inc": {"attempts": 1}, "$set": {"last_error": error[:500]}}
+        if give_up:
+            update["$set"]["processed"] = True
+            update["$set"]["processed_at"] = utcnow()
+        await Delivery.get_pymongo_collection().update_one({"_id": delivery.id}, update)
+
+    @translated
+    async def count_deliveries(self) -> int:
+        return await Delivery.find_all().count()
+
+    # episodes -------------------------------------------------------------------------------
+
+    @translated
+    async def episodes_by_key(self, keys: Sequence[str]) -> dict[str, Anomaly]:
+        if not keys:
+            return {}
+        found = await Anomaly.find({"episode_key": {"$in": list(keys)}}).to_list()
+        return {a.episode_key: a for a in found}
+
+    @translated
+    async def insert_episodes(self, episodes: Sequence[Anomaly]) -> list[str]:
+        """Insert new episodes; return the keys that already existed (lost a race)."""
+        if not episodes:
+            return []
+        docs = [e.model_dump(by_alias=True, exclude={"id"}) for e in episodes]
+        try:
+            await Anomaly.get_pymongo_collection().insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            failed = {
+                w["index"] for w in err.details.get("writeErrors", []) if w.get("code") == 11000
+            }
+            others = [w for w in err.details.get("writeErrors", []) if w.get("code") != 11000]
+            if others:
+                raise
+            return [episodes[i].episode_key for i in sorted(failed)]
+        return []
+
+    @translated
+    async def resolve_episode(
+        self, key: str, ends_at: datetime | None, annotations: Mapping[str, str]
+    ) -> bool:
+        """firing → resolved; False when it was not firing (already resolved)."""
+        res = await Anomaly.get_pymongo_collection().update_one(
+            {"episode_key": key, "status": "firing"},
+            {
+                "$set": {
+                    "status": "resolved",
+                    "ends_at": ends_at or utcnow(),
+                    "annotations": dict(annotations),
+                    "last_seen": utcnow(),
+                }
+            },
+        )
+        return res.modified_count == 1
+
+    @translated
+    async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:
+        await Anomaly.get_pymongo_collection().update_one(
+            {"episode_key": key, "status": "firing"},
+            {"$set": {**fields, "last_seen": utcnow()}},
+        )
+
+    @translated
+    async def count_firing(self, incident_id: str) -> int:
+        return await Anomaly.find({"incident_id": incident_id, "status": "firing"}).count()
+
+    @translated
+    async def episodes_of(self, incident_id: str, limit: int = 500) -> list[Anomaly]:
+        return (
+            await Anomaly.find({"incident_id": incident_id})
+            .sort("-starts_at")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def list_episodes(
+        self, filters: Mapping[str, Any], skip: int, limit: int
+    ) -> tuple[list[Anomaly], int]:
+        query = Anomaly.find(dict(filters))
+        total = await query.count()
+        items = await (
+            Anomaly.find(dict(filters)).sort("-starts_at", "-_id").skip(skip).limit(limit).to_list()
+        )
+        return items, total
+
+    # incidents ------------------------------------------------------------------------------
+
+    @translated
+    async def open_incident(self, key: str) -> Incident | None:
+        return await Incident.find_one(Incident.open_key == key)
+
+    @translated
+    async def insert_incident(self, incident: Incident) -> None:
+        await incident.insert()
+
+    @translated
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        oid = object_id(incident_id)
+        if oid is None:
+            return None
+        return await Incident.get(oid)
+
+    @translated
+    async def update_incident(self, incident_id: Any, update: Mapping[str, Any]) -> None:
+        await Incident.get_pymongo_collection().update_one({"_id": incident_id}, dict(update))
+
+    @translated
+    async def resolve_incident(self, incident: Incident, resolved_at: datetime) -> bool:
+        """Close an open incident and free its key for the next one; False if already closed."""
+        res = await Incident.get_pymongo_collection().update_one(
+            {"_id": incident.id, "status": "firing"},
+            {
+                "$set": {
+                    "status": "resolved",
+                    "resolved_at": resolved_at,
+                    "updated_at": utcnow(),
+                    "firing_count": 0,
+                    "open_key": f"{incident.key}#closed#{incident.id}",
+                    "needs_notification": True,
+                }
+            },
+        )
+        return res.modified_count == 1
+
+    @translated
+    async def list_incidents(
+        self, filters: Mapping[str, Any], skip: int, limit: int
+    ) -> tuple[list[Incident], int]:
+        total = await Incident.find(dict(filters)).count()
+        items = await (
+            Incident.find(dict(filters))
+            .sort("-started_at", "-_id")
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return items, total
+
+    @translated
+    async def counts(self) -> dict[str, int]:
+        return {
+            "deliveries": await Delivery.find_all().count(),
+            "anomalies": await Anomaly.find_all().count(),
+            "incidents": await Incident.find_all().count(),
+            "incidents_open": await Incident.find({"status": "firing"}).count(),
+        }

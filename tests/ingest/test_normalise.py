@@ -1,0 +1,79 @@
+"""Normalising captured Alertmanager 0.25 payloads into signals and identities."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.domain import Severity, Source, Status
+from receiver.ingest.models import WebhookPayload
+from receiver.ingest.normalise import delivery_key, fingerprint, to_signals
+from tests.support.payloads import CAPTURED, load
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_fingerprint_matches_alertmanager(name: str) -> None:
+    """Our FNV-1a fingerprint equals the one Alertmanager put in every captured alert."""
+    payload = load(name)
+    for alert in payload["alerts"]:
+        assert fingerprint(alert["labels"]) == alert["fingerprint"]
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_captured_payloads_validate(name: str) -> None:
+    """Every captured payload parses as a version-4 webhook with at least one alert."""
+    payload = WebhookPayload.model_validate(load(name))
+    assert payload.version == "4"
+    assert payload.alerts
+
+
+def test_firing_alert_has_no_end_and_fields_are_mapped() -> None:
+    """Go's zero endsAt becomes None; severity, instance and reason come from labels/annotations."""
+    signals = to_signals(WebhookPayload.model_validate(load("am_payload_firing.json")))
+    first = signals[0]
+    assert first.source is Source.ALERTMANAGER
+    assert first.status is Status.FIRING
+    assert first.ends_at is None
+    assert first.severity is Severity.CRITICAL
+    assert first.instance == "checkout-1:8080"
+    assert first.reason == "p99 latency above 2s"
+    assert first.alertname == "HighLatency"
+
+
+def test_resolved_alert_keeps_its_end() -> None:
+    """A resolved alert carries the real endsAt."""
+    signals = to_signals(WebhookPayload.model_validate(load("am_payload_resolved.json")))
+    assert all(s.status is Status.RESOLVED and s.ends_at is not None for s in signals)
+
+
+def test_delivery_key_ignores_external_url_and_alert_order() -> None:
+    """An HA twin (other externalURL, alerts reordered) has the same delivery key."""
+    raw = load("am_payload_partially_resolved.json")
+    twin = load("am_payload_partially_resolved.json")
+    twin["externalURL"] = "http://other-am:9093"
+    twin["alerts"].reverse()
+    a = delivery_key(WebhookPayload.model_validate(raw))
+    b = delivery_key(WebhookPayload.model_validate(twin))
+    assert a == b
+
+
+def test_delivery_key_changes_with_status() -> None:
+    """Firing and partially-resolved notifications of one group are different deliveries."""
+    a = delivery_key(WebhookPayload.model_validate(load("am_payload_firing.json")))
+    b = delivery_key(WebhookPayload.model_validate(load("am_payload_partially_resolved.json")))
+    assert a != b
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [
+        ("critical", Severity.CRITICAL),
+        ("warning", Severity.MEDIUM),
+        ("HIGH", Severity.HIGH),
+        ("info", Severity.LOW),
+        (None, Severity.MEDIUM),
+        ("bogus", Severity.MEDIUM),
+    ],
+)
+def test_severity_aliases(raw: str | None, level: Severity) -> None:
+    """Alertmanager-style severity labels map onto the seed's levels."""
+    assert Severity.parse(raw) is level
