@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/webhook/alertmanager", webhook.receive_alerts, methods=["POST"]),
         Route("/api/v1/incidents", query.list_incidents, methods=["GET"]),
         Route("/api/v1/incidents/{incident_id}", query.get_incident, methods=["GET"]),
+        Route("/api/v1/deliveries", query.list_deliveries, methods=["GET"]),
         Route("/anomalies", query.list_anomalies, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.api.errors import error
 from receiver.api.params import BadParam, page, severity, since, status, text
-from receiver.api.views import episode_view, incident_view
+from receiver.api.views import delivery_view, episode_view, incident_view
 from receiver.services import services
 from receiver.store.repo import StoreError
 
@@ -91,3 +91,17 @@ async def list_anomalies(request: Request) -> Response:
     return JSONResponse(
         {"anomalies": [episode_view(a) for a in items], "count": len(items), "total": total}
     )
+
+
+async def list_deliveries(request: Request) -> Response:
+    """Webhook deliveries as received, newest first; `raw=1` includes the payload."""
+    try:
+        p = page(request)
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    raw = request.query_params.get("raw", "") in {"1", "true", "yes"}
+    try:
+        items, total = await services(request).store.list_deliveries(p.offset, p.limit)
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse({"deliveries": [delivery_view(d, raw) for d in items], "total": total})

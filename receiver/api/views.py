@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from receiver.store.documents import Anomaly, Incident
+from receiver.store.documents import Anomaly, Delivery, Incident
 
 
 def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    if value is None:
+        return None
+    if value.tzinfo is None:  # the store hands back UTC; some paths lose the zone
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
 
 
 def episode_view(a: Anomaly) -> dict[str, Any]:
@@ -60,3 +65,22 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "needs_notification": i.needs_notification,
         "analysis_id": i.analysis_id or None,
     }
+
+
+def delivery_view(d: Delivery, raw: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "delivery_key": d.delivery_key,
+        "received_at": _ts(d.received_at),
+        "receiver": d.receiver,
+        "group_key": d.group_key,
+        "status": d.status,
+        "alert_count": d.alert_count,
+        "truncated_alerts": d.truncated_alerts,
+        "external_url": d.external_url,
+        "processed": d.processed,
+        "attempts": d.attempts,
+        "last_error": d.last_error or None,
+    }
+    if raw:
+        view["payload"] = json.loads(d.raw_json) if d.raw_json else None
+    return view

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from receiver.domain import Severity, Signal, Source, Status
 from receiver.ingest.models import WebhookAlert, WebhookPayload
@@ -59,7 +59,13 @@ def alert_fingerprint(alert: WebhookAlert) -> str:
 
 
 def episode_key(source: Source, fp: str, starts_at: datetime) -> str:
-    return f"{source.value}:{fp}:{starts_at.isoformat()}"
+    """(source, fingerprint, startsAt) with startsAt at millisecond precision.
+
+    Alertmanager's API hands times back with milliseconds while webhooks carry nanoseconds, and
+    the store keeps milliseconds: comparing finer than that would split one episode in two.
+    """
+    at = starts_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    return f"{source.value}:{fp}:{at}"
 
 
 def _value_from(annotations: dict[str, str]) -> float | None:

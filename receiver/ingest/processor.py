@@ -115,6 +115,12 @@ class SignalProcessor:
             await self._grow_incident(incident, new_signals, result.new_episodes)
 
         touched: set[str] = {str(incident.id)} if incident is not None else set()
+        for signal in new_signals:
+            touched.update(
+                await self.store.supersede_episodes(
+                    signal.source.value, signal.fingerprint, signal.starts_at
+                )
+            )
         for signal, key in zip(batch.signals, keys, strict=True):
             current = existing.get(key)
             if current is None or current.status == Status.RESOLVED.value:

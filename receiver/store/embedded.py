@@ -61,7 +61,8 @@ class EmbeddedStore:
         pid_file = self.data_dir / "nx-27017.pid"
         # A pid file left by a crashed run would make nx-27017 refuse to start.
         pid_file.unlink(missing_ok=True)
-        self.port = _free_port()
+        # keep the port across a restart so connected clients find the server again
+        self.port = self.port or _free_port()
         argv = [
             sys.executable,
             "-m",
@@ -108,6 +109,10 @@ class EmbeddedStore:
         except TimeoutError:
             os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
 
     async def __aenter__(self) -> EmbeddedStore:
         await self.start()

@@ -148,8 +148,12 @@ class Store:
         await Delivery.get_pymongo_collection().update_one({"_id": delivery.id}, update)
 
     @translated
-    async def count_deliveries(self) -> int:
-        return await Delivery.find_all().count()
+    async def list_deliveries(self, skip: int, limit: int) -> tuple[list[Delivery], int]:
+        total = await Delivery.find_all().count()
+        items = (
+            await Delivery.find_all().sort("-received_at", "-_id").skip(skip).limit(limit).to_list()
+        )
+        return items, total
 
     # episodes -------------------------------------------------------------------------------
 
@@ -195,6 +199,27 @@ class Store:
             },
         )
         return res.modified_count == 1
+
+    @translated
+    async def supersede_episodes(self, source: str, fp: str, starts_at: datetime) -> list[str]:
+        """Resolve firing episodes of `fp` that started before `starts_at`; return their incidents.
+
+        Alertmanager holds one alert per fingerprint: a newer episode replaces an older one, whose
+        resolve would otherwise never arrive.
+        """
+        query = {
+            "source": source,
+            "fingerprint": fp,
+            "status": "firing",
+            "starts_at": {"$lt": starts_at},
+        }
+        stale = await Anomaly.find(query).to_list()
+        if not stale:
+            return []
+        await Anomaly.get_pymongo_collection().update_many(
+            query, {"$set": {"status": "resolved", "ends_at": starts_at, "last_seen": utcnow()}}
+        )
+        return sorted({a.incident_id for a in stale})
 
     @translated
     async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:

@@ -229,6 +229,22 @@ async def test_new_episode_after_resolution_opens_new_incident(service: Running)
     assert (await service.get("/anomalies"))["total"] == 2
 
 
+async def test_newer_episode_supersedes_older(service: Running) -> None:
+    """A new startsAt for a firing fingerprint ends the older episode (Alertmanager keeps one)."""
+    old = alert("Flappy", "web-9", starts="2026-11-28T09:00:00Z")
+    new = alert("Flappy", "web-9", starts="2026-11-28T09:30:00Z")
+    await service.post_alerts(webhook([old]))
+    await service.post_alerts(webhook([new]))
+    await service.settled()
+    episodes = (await service.get("/anomalies"))["anomalies"]
+    assert sorted((e["starts_at"][11:16], e["status"]) for e in episodes) == [
+        ("09:00", "resolved"),
+        ("09:30", "firing"),
+    ]
+    incidents = (await service.get("/api/v1/incidents"))["incidents"]
+    assert [(i["status"], i["firing_count"]) for i in incidents] == [("firing", 1)]
+
+
 async def test_incident_gains_alertname_needs_analysis(service: Running) -> None:
     """A group that gains a new alertname is flagged for re-analysis; a repeat is not."""
     a = alert("CPU", "web-1")

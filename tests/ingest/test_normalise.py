@@ -77,3 +77,18 @@ def test_delivery_key_changes_with_status() -> None:
 def test_severity_aliases(raw: str | None, level: Severity) -> None:
     """Alertmanager-style severity labels map onto the seed's levels."""
     assert Severity.parse(raw) is level
+
+
+def test_episode_key_is_millisecond_precise() -> None:
+    """Nanosecond and millisecond renderings of one startsAt name the same episode."""
+    from datetime import datetime
+
+    from receiver.ingest.normalise import episode_key
+
+    ns = datetime.fromisoformat("2026-11-28T20:57:21.636123+00:00")
+    ms = datetime.fromisoformat("2026-11-28T20:57:21.636+00:00")
+    other = datetime.fromisoformat("2026-11-28T20:57:21.637+00:00")
+    assert episode_key(Source.ALERTMANAGER, "ab", ns) == episode_key(Source.ALERTMANAGER, "ab", ms)
+    assert episode_key(Source.ALERTMANAGER, "ab", ns) != episode_key(
+        Source.ALERTMANAGER, "ab", other
+    )
