@@ -1,0 +1,442 @@
+"""Async client for the Prometheus HTTP API (query, query_range, series, label values).
+
+Error tree (``retryable`` says whether trying again later may succeed)::
+
+    PrometheusError                     base; .retryable, .status_code
+    ├── PrometheusUnavailable           connection error, timeout or 5xx after all retries (True)
+    ├── PrometheusQueryError            the API answered status=error with a 4xx (False)
+    │   └── PrometheusBadQuery          errorType bad_data: PromQL or parameters invalid
+    └── PrometheusProtocolError         the answer is not the API's JSON envelope (False)
+
+Only connection errors, timeouts and 5xx answers are retried, with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+Labels = Mapping[str, str]
+TimeLike = float | int | datetime
+
+MAX_POINTS = 11_000  # Prometheus refuses query_range answers longer than this per series
+
+
+class PrometheusError(Exception):
+    """Base of every error this client raises."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Could not get an answer: connection refused, timeout, or 5xx (after retries)."""
+
+    retryable = True
+
+
+class PrometheusQueryError(PrometheusError):
+    """Prometheus refused the request (4xx with an error envelope); retrying will not help."""
+
+    def __init__(self, message: str, *, error_type: str, status_code: int | None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.error_type = error_type
+
+
+class PrometheusBadQuery(PrometheusQueryError):
+    """errorType bad_data: the PromQL expression or a parameter is invalid."""
+
+
+class PrometheusProtocolError(PrometheusError):
+    """The answer was not the API's JSON envelope (wrong URL, proxy page, ...)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One instant-vector (or scalar) value."""
+
+    labels: Labels
+    timestamp: float
+    value: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """One range-vector series: parallel arrays of unix seconds and values."""
+
+    labels: Labels
+    timestamps: FloatArray
+    values: FloatArray
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """An instant query's answer: samples for vector/scalar, series for a matrix."""
+
+    result_type: str
+    samples: tuple[Sample, ...] = ()
+    series: tuple[Series, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """A query_range answer and the grid it was asked on (step after auto-raising)."""
+
+    series: tuple[Series, ...]
+    start: float
+    end: float
+    step: float
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Series aligned on one step grid, ready for `outliers.score_batch` (NaN = no sample)."""
+
+    timestamps: FloatArray  # (points,)
+    values: FloatArray  # (series, points)
+    labels: tuple[Labels, ...]
+
+
+@dataclass(frozen=True)
+class PrometheusTarget:
+    """Where one Prometheus lives and how to authenticate ("a URL is the configuration")."""
+
+    url: str
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    timeout: float = 10.0
+
+
+class PrometheusAPI(Protocol):
+    """What the detector needs from a Prometheus."""
+
+    async def query(
+        self, promql: str, time: TimeLike | None = None, *, query_timeout: float | None = None
+    ) -> QueryResult: ...
+
+    async def query_range(
+        self,
+        promql: str,
+        start: TimeLike,
+        end: TimeLike,
+        step: float,
+        *,
+        query_timeout: float | None = None,
+    ) -> RangeResult: ...
+
+    async def series(
+        self, match: Sequence[str], start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[dict[str, str]]: ...
+
+    async def label_values(
+        self,
+        label: str,
+        match: Sequence[str] = (),
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> list[str]: ...
+
+
+def unix(t: TimeLike) -> float:
+    """Unix seconds from a datetime (naive = UTC) or a number."""
+    if isinstance(t, datetime):
+        return t.timestamp() if t.tzinfo else t.replace(tzinfo=UTC).timestamp()
+    return float(t)
+
+
+def min_step(start: float, end: float) -> float:
+    """The smallest step (whole milliseconds) that keeps a range under MAX_POINTS points."""
+    return math.ceil(max(end - start, 0.0) / (MAX_POINTS - 1) * 1000) / 1000
+
+
+def parse_value(raw: object) -> float:
+    """A sample value as Prometheus sends it ("1.5", "NaN", "+Inf", "-Inf") to float."""
+    if isinstance(raw, int | float):
+        return float(raw)
+    if not isinstance(raw, str):
+        raise PrometheusProtocolError(f"sample value {raw!r} is not a string")
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise PrometheusProtocolError(f"sample value {raw!r} is not a number") from err
+
+
+def to_matrix(result: RangeResult) -> Matrix:
+    """Align every series of a range answer on start + k*step (missing points are NaN)."""
+    n = round((result.end - result.start) / result.step) + 1 if result.step > 0 else 1
+    grid = result.start + result.step * np.arange(max(n, 0), dtype=np.float64)
+    values = np.full((len(result.series), grid.size), np.nan)
+    for row, s in enumerate(result.series):
+        if s.timestamps.size == 0:
+            continue
+        idx = np.rint((s.timestamps - result.start) / result.step).astype(np.intp)
+        ok = (idx >= 0) & (idx < grid.size)
+        values[row, idx[ok]] = s.values[ok]
+    return Matrix(grid, values, tuple(s.labels for s in result.series))
+
+
+class PrometheusClient:
+    """`PrometheusAPI` over HTTP for one target; POSTs form-encoded parameters.
+
+    Pass a shared `httpx.AsyncClient` (built in the app's lifespan) or let the client create
+    and own one. Auth and timeouts are sent per request, so one AsyncClient can serve many
+    targets.
+    """
+
+    def __init__(
+        self,
+        target: PrometheusTarget | str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.target = PrometheusTarget(target) if isinstance(target, str) else target
+        self._base = self.target.url.rstrip("/")
+        self._own = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._retries = max(0, retries)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._headers: dict[str, str] = {"Accept": "application/json"}
+        if self.target.bearer_token:
+            self._headers["Authorization"] = f"Bearer {self.target.bearer_token}"
+        self._auth = httpx.BasicAuth(*self.target.basic_auth) if self.target.basic_auth else None
+
+    async def __aenter__(self) -> PrometheusClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the AsyncClient if this object created it."""
+        if self._own:
+            await self._http.aclose()
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def query(
+        self, promql: str, time: TimeLike | None = None, *, query_timeout: float | None = None
+    ) -> QueryResult:
+        """Instant query (`/api/v1/query`)."""
+        params: dict[str, Any] = {"query": promql}
+        if time is not None:
+            params["time"] = _fmt(unix(time))
+        if query_timeout is not None:
+            params["timeout"] = f"{query_timeout:g}s"
+        data, warnings = await self._call("/api/v1/query", params, query_timeout)
+        rtype = _get(data, "resultType", str)
+        raw = data.get("result")
+        if rtype == "matrix":
+            return QueryResult(rtype, series=_parse_matrix(raw), warnings=warnings)
+        if rtype in ("scalar", "string"):
+            ts, val = _pair(raw)
+            value = parse_value(val) if rtype == "scalar" else math.nan
+            return QueryResult(rtype, samples=(Sample({}, ts, value),), warnings=warnings)
+        if not isinstance(raw, list):
+            raise PrometheusProtocolError(f"vector result is {type(raw).__name__}, not a list")
+        samples = tuple(Sample(_labels(item), *_sample(_get(item, "value", list))) for item in raw)
+        return QueryResult(rtype, samples=samples, warnings=warnings)
+
+    async def query_range(
+        self,
+        promql: str,
+        start: TimeLike,
+        end: TimeLike,
+        step: float,
+        *,
+        query_timeout: float | None = None,
+    ) -> RangeResult:
+        """Range query (`/api/v1/query_range`); `step` (seconds) is raised to the API's limit."""
+        t0, t1 = unix(start), unix(end)
+        eff = max(float(step), min_step(t0, t1), 0.001)
+        params: dict[str, Any] = {
+            "query": promql,
+            "start": _fmt(t0),
+            "end": _fmt(t1),
+            "step": _fmt(eff),
+        }
+        if query_timeout is not None:
+            params["timeout"] = f"{query_timeout:g}s"
+        data, warnings = await self._call("/api/v1/query_range", params, query_timeout)
+        return RangeResult(_parse_matrix(data.get("result")), t0, t1, eff, warnings)
+
+    async def series(
+        self, match: Sequence[str], start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[dict[str, str]]:
+        """Label sets of the series matching any selector in `match` (`/api/v1/series`)."""
+        if isinstance(match, str):
+            match = [match]
+        params: dict[str, Any] = {"match[]": list(match), **_span(start, end)}
+        data, _ = await self._call("/api/v1/series", params, None, data_type=list)
+        return [dict(_labels({"metric": item})) for item in data]
+
+    async def label_values(
+        self,
+        label: str,
+        match: Sequence[str] = (),
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> list[str]:
+        """Values of one label (`/api/v1/label/<name>/values`), optionally for some series."""
+        if isinstance(match, str):
+            match = [match]
+        params: dict[str, Any] = {**_span(start, end)}
+        if match:
+            params["match[]"] = list(match)
+        path = f"/api/v1/label/{label}/values"
+        data, _ = await self._call(path, params, None, data_type=list, method="GET")
+        return [str(v) for v in data]
+
+    # ------------------------------------------------------------------ transport
+
+    async def _call(
+        self,
+        path: str,
+        params: dict[str, Any],
+        query_timeout: float | None,
+        *,
+        data_type: type = dict,
+        method: str = "POST",
+    ) -> tuple[Any, tuple[str, ...]]:
+        """One API call with retries; returns (data, warnings) or raises PrometheusError."""
+        url = self._base + path
+        # the HTTP timeout outlives the server-side one so Prometheus can answer "timeout" itself
+        http_timeout = self.target.timeout if query_timeout is None else query_timeout + 1.0
+        attempt = 0
+        while True:
+            try:
+                if method == "POST":
+                    resp = await self._http.post(
+                        url,
+                        data=params,
+                        headers=self._headers,
+                        auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                        timeout=http_timeout,
+                    )
+                else:
+                    resp = await self._http.get(
+                        url,
+                        params=params,
+                        headers=self._headers,
+                        auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                        timeout=http_timeout,
+                    )
+            except httpx.TransportError as err:
+                if attempt < self._retries:
+                    await self._sleep(attempt)
+                    attempt += 1
+                    continue
+                raise PrometheusUnavailable(
+                    f"{method} {url}: {type(err).__name__}: {err} (after {attempt + 1} attempts)"
+                ) from err
+            if resp.status_code >= 500 and attempt < self._retries:
+                await self._sleep(attempt)
+                attempt += 1
+                continue
+            return _unwrap(resp, data_type, attempt + 1)
+
+    async def _sleep(self, attempt: int) -> None:
+        await asyncio.sleep(min(self._max_backoff, self._backoff * (2**attempt)))
+
+
+def _unwrap(resp: httpx.Response, data_type: type, attempts: int) -> tuple[Any, tuple[str, ...]]:
+    where = f"{resp.request.method} {resp.request.url.copy_with(query=None)}"
+    try:
+        body = resp.json()
+    except ValueError as err:
+        if resp.status_code >= 500:
+            raise PrometheusUnavailable(
+                f"{where}: HTTP {resp.status_code} (after {attempts} attempts)",
+                status_code=resp.status_code,
+            ) from err
+        raise PrometheusProtocolError(
+            f"{where}: HTTP {resp.status_code}, body is not JSON", status_code=resp.status_code
+        ) from err
+    if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
+        raise PrometheusProtocolError(
+            f"{where}: HTTP {resp.status_code}, not an API envelope", status_code=resp.status_code
+        )
+    if body["status"] == "error" or resp.status_code >= 400:
+        error_type = str(body.get("errorType", "unknown"))
+        message = f"{where}: HTTP {resp.status_code} {error_type}: {body.get('error', '')}"
+        if resp.status_code >= 500:
+            raise PrometheusUnavailable(
+                f"{message} (after {attempts} attempts)", status_code=resp.status_code
+            )
+        cls = PrometheusBadQuery if error_type == "bad_data" else PrometheusQueryError
+        raise cls(message, error_type=error_type, status_code=resp.status_code)
+    data = body.get("data")
+    if not isinstance(data, data_type):
+        raise PrometheusProtocolError(f"{where}: data is {type(data).__name__}")
+    warnings = tuple(str(w) for w in body.get("warnings") or ())
+    return data, warnings
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def _span(start: TimeLike | None, end: TimeLike | None) -> dict[str, str]:
+    out = {}
+    if start is not None:
+        out["start"] = _fmt(unix(start))
+    if end is not None:
+        out["end"] = _fmt(unix(end))
+    return out
+
+
+def _get(obj: object, key: str, kind: type) -> Any:
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), kind):
+        raise PrometheusProtocolError(f"expected {key!r} ({kind.__name__}) in {obj!r:.200}")
+    return obj[key]
+
+
+def _labels(item: object) -> dict[str, str]:
+    metric = _get(item, "metric", dict)
+    return {str(k): str(v) for k, v in metric.items()}
+
+
+def _pair(raw: object) -> tuple[float, object]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise PrometheusProtocolError(f"expected [timestamp, value], got {raw!r:.200}")
+    return float(raw[0]), raw[1]
+
+
+def _sample(raw: list[Any]) -> tuple[float, float]:
+    ts, val = _pair(raw)
+    return ts, parse_value(val)
+
+
+def _parse_matrix(raw: object) -> tuple[Series, ...]:
+    if not isinstance(raw, list):
+        raise PrometheusProtocolError(f"matrix result is {type(raw).__name__}, not a list")
+    out = []
+    for item in raw:
+        points = _get(item, "values", list)
+        ts = np.fromiter((float(p[0]) for p in points), dtype=np.float64, count=len(points))
+        vals = np.fromiter((parse_value(p[1]) for p in points), np.float64, count=len(points))
+        out.append(Series(_labels(item), ts, vals))
+    return tuple(out)

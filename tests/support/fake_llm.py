@@ -1,0 +1,175 @@
+"""A loopback LLM server speaking Ollama's `/api/chat` and OpenAI's `/v1/chat/completions`.
+
+Tests script the replies in order and read back every request it received. An unscripted
+request gets 418, which no provider retries, so a missing reply fails fast and visibly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from tests.support.procs import free_port
+
+CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a JSON object (dict) or raw text (str), with status and headers."""
+
+    body: dict[str, Any] | str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def ollama_chat(
+    content: str, *, model: str = "llama3.1:8b", prompt_tokens: int = 120, eval_tokens: int = 45
+) -> Reply:
+    """A non-streaming Ollama /api/chat answer carrying `content`."""
+    return Reply(
+        {
+            "model": model,
+            "created_at": "2026-11-28T18:50:00Z",
+            "message": {"role": "assistant", "content": content},
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": 1_200_000_000,
+            "load_duration": 1_000_000,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 300_000_000,
+            "eval_count": eval_tokens,
+            "eval_duration": 800_000_000,
+        }
+    )
+
+
+def openai_chat(
+    content: str,
+    *,
+    model: str = "gpt-4o-mini-2024-07-18",
+    prompt_tokens: int = 1_000,
+    completion_tokens: int = 200,
+) -> Reply:
+    """A /v1/chat/completions answer carrying `content`."""
+    return Reply(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 1_795_000_000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
+
+
+def error(status: int, message: str = "error", headers: dict[str, str] | None = None) -> Reply:
+    return Reply({"error": message}, status=status, headers=headers or {})
+
+
+class FakeLLM:
+    """Use as a context manager; `script(...)` queues replies, `requests` records calls."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[Recorded] = []
+        self._replies: list[Reply] = []
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                path = self.path.split("?")[0]
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                recorded = Recorded("POST", path, headers, body)
+                if path in CHAT_PATHS:
+                    reply = fake._take(recorded)
+                else:
+                    fake.requests.append(recorded)
+                    reply = error(404, f"no route {path}")
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if isinstance(reply.body, str):
+                    data, ctype = reply.body.encode(), "text/plain"
+                else:
+                    data, ctype = json.dumps(reply.body).encode(), "application/json"
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up (timeout tests)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    def _take(self, request: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._replies:
+                return self._replies.pop(0)
+        return error(418, "unscripted request")
+
+    def __enter__(self) -> FakeLLM:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
