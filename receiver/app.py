@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from receiver.api import health, query, webhook
+from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.worker import DeliveryWorker
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> Starlette:
                 ingest_metrics=ingest_metrics,
                 processor=processor,
                 deliveries=deliveries,
+                commits=GroupCommit(store),
             )
             if not settings.webhook_auth_configured:
                 log.warning(

@@ -8,6 +8,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
+from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.worker import DeliveryWorker
@@ -24,6 +25,7 @@ class Services:
     ingest_metrics: IngestMetrics
     processor: SignalProcessor
     deliveries: DeliveryWorker
+    commits: GroupCommit
 
 
 def services(request: Request) -> Services:

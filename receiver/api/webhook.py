@@ -132,7 +132,7 @@ async def _receive(request: Request) -> Response:
         raw_json=text,
     )
     try:
-        stored = await svc.store.insert_delivery(delivery)
+        stored = await svc.commits.submit(delivery)
     except StoreError as err:
         metrics.requests.labels("store_unavailable").inc()
         log.warning("webhook: %s", err)

@@ -115,12 +115,11 @@ class SignalProcessor:
             await self._grow_incident(incident, new_signals, result.new_episodes)
 
         touched: set[str] = {str(incident.id)} if incident is not None else set()
+        newest: dict[str, datetime] = {}
         for signal in new_signals:
-            touched.update(
-                await self.store.supersede_episodes(
-                    signal.source.value, signal.fingerprint, signal.starts_at
-                )
-            )
+            if signal.fingerprint not in newest or signal.starts_at > newest[signal.fingerprint]:
+                newest[signal.fingerprint] = signal.starts_at
+        touched.update(await self.store.supersede_episodes(batch.source.value, newest, keys))
         for signal, key in zip(batch.signals, keys, strict=True):
             current = existing.get(key)
             if current is None or current.status == Status.RESOLVED.value:

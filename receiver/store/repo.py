@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from beanie import init_beanie
+from beanie import Document, init_beanie
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient
@@ -67,6 +67,10 @@ def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def object_id(raw: str) -> ObjectId | None:
     try:
         return ObjectId(raw)
@@ -103,6 +107,20 @@ class Store:
     async def close(self) -> None:
         await self.client.close()
 
+    async def count(self, model: type[Document], query: Mapping[str, Any]) -> int:
+        """Count matching documents.
+
+        The embedded server runs `count_documents` as an aggregation that scans the whole
+        collection (150 ms at 5k documents); fetching only `_id`s uses its indexes and is ~20x
+        faster there. Real MongoDB counts natively.
+        """
+        collection = model.get_pymongo_collection()
+        if self.kind != "embedded":
+            return await collection.count_documents(dict(query))
+        if not query:
+            return await collection.estimated_document_count()
+        return len(await collection.find(dict(query), {"_id": 1}).to_list())
+
     @translated
     async def ping(self) -> None:
         await self.client[self.db_name].command("ping")
@@ -119,6 +137,22 @@ class Store:
         return True
 
     @translated
+    async def insert_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Store several deliveries in one round trip; per item, False = already stored."""
+        if not deliveries:
+            return []
+        docs = [d.model_dump(by_alias=True, exclude={"id"}) for d in deliveries]
+        try:
+            await Delivery.get_pymongo_collection().insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            errors = err.details.get("writeErrors", [])
+            if any(w.get("code") != 11000 for w in errors):
+                raise
+            dup = {w["index"] for w in errors}
+            return [i not in dup for i in range(len(docs))]
+        return [True] * len(docs)
+
+    @translated
     async def pending_deliveries(self, limit: int) -> list[Delivery]:
         return (
             await Delivery.find(Delivery.processed == False)  # noqa: E712 (a query, not a test)
@@ -129,7 +163,7 @@ class Store:
 
     @translated
     async def count_pending_deliveries(self) -> int:
-        return await Delivery.find(Delivery.processed == False).count()  # noqa: E712
+        return await self.count(Delivery, {"processed": False})
 
     @translated
     async def finish_delivery(self, delivery: Delivery, retention: timedelta) -> None:
@@ -149,7 +183,7 @@ class Store:
 
     @translated
     async def list_deliveries(self, skip: int, limit: int) -> tuple[list[Delivery], int]:
-        total = await Delivery.find_all().count()
+        total = await self.count(Delivery, {})
         items = (
             await Delivery.find_all().sort("-received_at", "-_id").skip(skip).limit(limit).to_list()
         )
@@ -201,24 +235,36 @@ class Store:
         return res.modified_count == 1
 
     @translated
-    async def supersede_episodes(self, source: str, fp: str, starts_at: datetime) -> list[str]:
-        """Resolve firing episodes of `fp` that started before `starts_at`; return their incidents.
+    async def supersede_episodes(
+        self, source: str, newest: Mapping[str, datetime], keep: Sequence[str]
+    ) -> list[str]:
+        """Resolve firing episodes older than the newest start seen for their fingerprint.
 
         Alertmanager holds one alert per fingerprint: a newer episode replaces an older one, whose
-        resolve would otherwise never arrive.
+        resolve would otherwise never arrive. `newest` maps fingerprint → newest startsAt in the
+        batch; `keep` are episode keys of the batch itself. Returns the incidents touched.
         """
-        query = {
-            "source": source,
-            "fingerprint": fp,
-            "status": "firing",
-            "starts_at": {"$lt": starts_at},
-        }
-        stale = await Anomaly.find(query).to_list()
-        if not stale:
+        if not newest:
             return []
-        await Anomaly.get_pymongo_collection().update_many(
-            query, {"$set": {"status": "resolved", "ends_at": starts_at, "last_seen": utcnow()}}
-        )
+        query = {"source": source, "fingerprint": {"$in": sorted(newest)}, "status": "firing"}
+        candidates = await Anomaly.find(query).to_list()
+        skip = set(keep)
+        stale = [
+            a
+            for a in candidates
+            if a.episode_key not in skip and _aware(a.starts_at) < newest[a.fingerprint]
+        ]
+        for episode in stale:
+            await Anomaly.get_pymongo_collection().update_one(
+                {"_id": episode.id, "status": "firing"},
+                {
+                    "$set": {
+                        "status": "resolved",
+                        "ends_at": newest[episode.fingerprint],
+                        "last_seen": utcnow(),
+                    }
+                },
+            )
         return sorted({a.incident_id for a in stale})
 
     @translated
@@ -230,7 +276,7 @@ class Store:
 
     @translated
     async def count_firing(self, incident_id: str) -> int:
-        return await Anomaly.find({"incident_id": incident_id, "status": "firing"}).count()
+        return await self.count(Anomaly, {"incident_id": incident_id, "status": "firing"})
 
     @translated
     async def episodes_of(self, incident_id: str, limit: int = 500) -> list[Anomaly]:
@@ -245,8 +291,7 @@ class Store:
     async def list_episodes(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Anomaly], int]:
-        query = Anomaly.find(dict(filters))
-        total = await query.count()
+        total = await self.count(Anomaly, filters)
         items = await (
             Anomaly.find(dict(filters)).sort("-starts_at", "-_id").skip(skip).limit(limit).to_list()
         )
@@ -295,7 +340,7 @@ class Store:
     async def list_incidents(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Incident], int]:
-        total = await Incident.find(dict(filters)).count()
+        total = await self.count(Incident, filters)
         items = await (
             Incident.find(dict(filters))
             .sort("-started_at", "-_id")
@@ -308,8 +353,8 @@ class Store:
     @translated
     async def counts(self) -> dict[str, int]:
         return {
-            "deliveries": await Delivery.find_all().count(),
-            "anomalies": await Anomaly.find_all().count(),
-            "incidents": await Incident.find_all().count(),
-            "incidents_open": await Incident.find({"status": "firing"}).count(),
+            "deliveries": await self.count(Delivery, {}),
+            "anomalies": await self.count(Anomaly, {}),
+            "incidents": await self.count(Incident, {}),
+            "incidents_open": await self.count(Incident, {"status": "firing"}),
         }
