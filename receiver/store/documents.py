@@ -119,4 +119,40 @@ class Incident(Document):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [Delivery, Anomaly, Incident]
+class Rca(Document):
+    """One analysis of an incident (the seed's `rca` collection); the newest one is current."""
+
+    incident_id: Annotated[str, Indexed()]
+    incident_key: str = ""
+    signature: str = ""  # alertnames+instances analysed; a new one means re-analysis
+    created_at: datetime = Field(default_factory=utcnow)
+    alertname: str = ""
+    instance: str = ""
+    severity: str = ""
+    summary: str
+    cause: str
+    fix: list[str] = Field(default_factory=list)
+    simplified: str = ""
+    confidence: float = 0.0
+    hypotheses: list[dict[str, Any]] = Field(default_factory=list)
+    unknowns: list[str] = Field(default_factory=list)
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    provider: str = "offline"
+    model: str = ""
+    prompt_version: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost_estimate: float = 0.0
+    quality: float = 0.0
+    dropped_hypotheses: int = 0
+    offline: bool = False
+    trace_id: str = ""
+
+    class Settings:
+        name = "rca"
+        indexes = [IndexModel([("created_at", DESCENDING)], name="created_at_desc")]
+
+
+# Other stages append their documents here (one line each) so init_beanie sees them all.
+DOCUMENT_MODELS: list[type[Document]] = [Delivery, Anomaly, Incident, Rca]
