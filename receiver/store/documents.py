@@ -155,4 +155,9 @@ class Rca(Document):
 
 
 # Other stages append their documents here (one line each) so init_beanie sees them all.
-DOCUMENT_MODELS: list[type[Document]] = [Delivery, Anomaly, Incident, Rca]
+DOCUMENT_MODELS: list[type[Document]] = [
+    Delivery,
+    Anomaly,
+    Incident,
+    Rca,
+]
