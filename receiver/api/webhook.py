@@ -33,6 +33,14 @@ class _TooLarge(Exception):
     pass
 
 
+class _NonStandardJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonStandardJSON(f"{name} is not a JSON value")
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -97,13 +105,21 @@ async def _receive(request: Request) -> Response:
         metrics.requests.labels("bad_request").inc()
         return error(400, "invalid_utf8", f"body is not valid UTF-8 (byte {err.start})")
     try:
-        data: Any = json.loads(text)
+        data: Any = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         metrics.requests.labels("bad_request").inc()
         return error(
             400,
             "malformed_json",
             f"body is not JSON: {err.msg} at line {err.lineno} column {err.colno}",
+        )
+    except _NonStandardJSON as err:
+        metrics.requests.labels("bad_request").inc()
+        return error(400, "malformed_json", f"body is not standard JSON: {err}")
+    except RecursionError:
+        metrics.requests.labels("bad_request").inc()
+        return error(
+            400, "malformed_json", "body is not JSON this receiver accepts: nested too deeply"
         )
     alerts = data.get("alerts") if isinstance(data, dict) else None
     if isinstance(alerts, list) and len(alerts) > MAX_ALERTS_PER_DELIVERY:

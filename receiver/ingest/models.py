@@ -17,8 +17,21 @@ MAX_LABEL_NAME = 256
 MAX_LABEL_VALUE = 16 * 1024
 MAX_ALERTS_PER_DELIVERY = 1000
 
-LabelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_NAME)]
-LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+# Prometheus' label-name syntax (Alertmanager 0.25 validates the same on its API).
+LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+LabelName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_NAME, pattern=LABEL_NAME_PATTERN)
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE), AfterValidator(_no_nul)]
 
 
 def _bounded(labels: dict[str, str]) -> dict[str, str]:
