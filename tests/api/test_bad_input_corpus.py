@@ -24,7 +24,7 @@ def _body(case: dict[str, Any], limit: int) -> bytes:
         return b'{"pad": "' + b"x" * max(limit + 1, 10 * 1024 * 1024) + b'"}'
     if kind == "many_alerts":
         return json.dumps(webhook([alert("Storm", f"h{i}") for i in range(10_000)])).encode()
-    return (CORPUS / case["file"]).read_bytes()
+    return (CORPUS / str(case["file"])).read_bytes()
 
 
 @pytest.fixture(scope="module")
