@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import httpx
@@ -17,6 +17,8 @@ from receiver.api import health, query, webhook
 from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
+from receiver.ingest.reconcile import Reconciler
+from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.services import Services
 from receiver.settings import Settings
@@ -24,6 +26,19 @@ from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
 
 log = logging.getLogger(__name__)
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], delay: float = 1.0) -> None:
+    """Run a background loop; if it dies of a bug, log it and start it again after `delay`."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.0fs", name, delay)
+            await asyncio.sleep(delay)
 
 
 @contextlib.asynccontextmanager
@@ -56,11 +71,21 @@ def create_app(settings: Settings) -> Starlette:
             registry = CollectorRegistry()
             ingest_metrics = IngestMetrics(registry)
             processor = SignalProcessor(store)
+            watchdog = Watchdog(
+                store,
+                processor,
+                settings.watchdog_alertname,
+                settings.watchdog_timeout_seconds,
+                registry,
+            )
             deliveries = DeliveryWorker(
                 store,
                 processor,
                 ingest_metrics,
                 retention=timedelta(days=settings.delivery_retention_days),
+                ignore_alertnames=frozenset({settings.watchdog_alertname})
+                if watchdog.enabled
+                else frozenset(),
             )
             svc = Services(
                 settings=settings,
@@ -70,7 +95,8 @@ def create_app(settings: Settings) -> Starlette:
                 ingest_metrics=ingest_metrics,
                 processor=processor,
                 deliveries=deliveries,
-                commits=GroupCommit(store),
+                commits=GroupCommit(store, max_pending=settings.max_pending_deliveries),
+                watchdog=watchdog,
             )
             if not settings.webhook_auth_configured:
                 log.warning(
@@ -78,8 +104,36 @@ def create_app(settings: Settings) -> Starlette:
                     "set WEBHOOK_TOKEN (or WEBHOOK_USER/WEBHOOK_PASSWORD)"
                 )
             await stack.enter_async_context(
-                _background("delivery worker", asyncio.create_task(deliveries.run()))
+                _background(
+                    "delivery worker",
+                    asyncio.create_task(supervise("delivery worker", deliveries.run)),
+                )
             )
+            if watchdog.enabled:
+                every = min(30.0, max(settings.watchdog_timeout_seconds / 4, 0.2))
+                await stack.enter_async_context(
+                    _background(
+                        "watchdog",
+                        asyncio.create_task(supervise("watchdog", lambda: watchdog.run(every))),
+                    )
+                )
+            am_urls = [u.strip() for u in settings.alertmanager_urls.split(",") if u.strip()]
+            if am_urls:
+                reconciler = Reconciler(
+                    store,
+                    processor,
+                    http,
+                    am_urls,
+                    settings.reconcile_interval,
+                    registry,
+                    grace=settings.reconcile_grace_seconds,
+                )
+                await stack.enter_async_context(
+                    _background(
+                        "reconciler",
+                        asyncio.create_task(supervise("reconciler", reconciler.run)),
+                    )
+                )
             log.info("store: %s; listening for Alertmanager webhooks", kind)
             yield {"services": svc}
 

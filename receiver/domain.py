@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Source(StrEnum):
     ALERTMANAGER = "alertmanager"
     DETECTOR = "detector"
+    RECEIVER = "receiver"  # the service's own signals (e.g. the alerting pipeline is down)
 
 
 class Status(StrEnum):

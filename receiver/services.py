@@ -11,6 +11,7 @@ from starlette.requests import Request
 from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
+from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.settings import Settings
 from receiver.store.repo import Store
@@ -26,6 +27,7 @@ class Services:
     processor: SignalProcessor
     deliveries: DeliveryWorker
     commits: GroupCommit
+    watchdog: Watchdog
 
 
 def services(request: Request) -> Services:

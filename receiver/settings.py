@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_pending_deliveries: int = Field(default=2000, gt=0)  # in-memory, in front of the store
+
+    # reliability: Alertmanager reconciliation and the Watchdog dead man's switch
+    alertmanager_urls: str = ""  # comma-separated; empty = reconciler off
+    reconcile_interval: float = Field(default=60.0, gt=0)
+    reconcile_grace_seconds: float = Field(default=30.0, ge=0)
+    watchdog_alertname: str = "Watchdog"
+    watchdog_timeout_seconds: float = Field(default=600.0, ge=0)  # 0 = off
     public_url: str = ""
 
     # webhook auth as Alertmanager's http_config sends it

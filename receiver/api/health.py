@@ -35,8 +35,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    svc = services(request)
+    if svc.commits.saturated:
+        return error(503, "not_ready", "backpressure: deliveries are waiting for the store")
     try:
-        await services(request).store.ping()
+        await svc.store.ping()
     except StoreError as err:
         return error(503, "not_ready", str(err))
     return JSONResponse({"status": "ready", "store": services(request).store.kind})

@@ -38,6 +38,7 @@ def episode_view(a: Anomaly) -> dict[str, Any]:
         "generator_url": a.generator_url,
         "detector": a.detector,
         "incident_id": a.incident_id,
+        "resolved_by": a.resolved_by or None,
         "analyzed": a.analyzed,
     }
 
@@ -59,6 +60,7 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "started_at": _ts(i.started_at),
         "updated_at": _ts(i.updated_at),
         "resolved_at": _ts(i.resolved_at),
+        "resolved_by": i.resolved_by or None,
         "episode_count": i.episode_count,
         "firing_count": i.firing_count,
         "needs_analysis": i.needs_analysis,

@@ -136,6 +136,7 @@ async def _receive(request: Request) -> Response:
         metrics.requests.labels("invalid").inc()
         return _schema_error(err)
 
+    svc.watchdog.seen(a.labels.get("alertname", "") for a in payload.alerts)
     key = delivery_key(payload)
     delivery = Delivery(
         delivery_key=key,
@@ -155,7 +156,7 @@ async def _receive(request: Request) -> Response:
         return error(
             503 if err.retryable else 500,
             "store_unavailable" if err.retryable else "store_error",
-            "the delivery could not be stored; Alertmanager will retry",
+            f"the delivery could not be stored ({err}); Alertmanager will retry",
             headers={"Retry-After": "5"},
         )
     if not stored:

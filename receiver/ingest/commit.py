@@ -11,23 +11,35 @@ from __future__ import annotations
 import asyncio
 
 from receiver.store.documents import Delivery
-from receiver.store.repo import Store
+from receiver.store.repo import Store, StoreUnavailable
+
+
+class Backpressure(StoreUnavailable):
+    """Too many deliveries are waiting for the store: answer 503 instead of buffering more."""
 
 
 class GroupCommit:
-    def __init__(self, store: Store, max_batch: int = 64) -> None:
+    def __init__(self, store: Store, max_batch: int = 64, max_pending: int = 2000) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.max_pending = max_pending
         self._pending: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, delivery: Delivery) -> bool:
         """Store `delivery`; True when new, False when its key was already stored."""
+        if len(self._pending) >= self.max_pending:
+            raise Backpressure(f"{len(self._pending)} deliveries waiting for the store")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((delivery, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
+
+    @property
+    def saturated(self) -> bool:
+        """More than 80 % of the bound is waiting: /readyz says not ready."""
+        return len(self._pending) >= self.max_pending * 0.8
 
     async def _flush(self) -> None:
         while self._pending:

@@ -125,7 +125,10 @@ class SignalProcessor:
             if current is None or current.status == Status.RESOLVED.value:
                 continue  # new (handled above) or already resolved: never re-opened
             if signal.status is Status.RESOLVED:
-                if await self.store.resolve_episode(key, signal.ends_at, signal.annotations):
+                resolved = await self.store.resolve_episode(
+                    key, signal.ends_at, signal.annotations, batch.source.value
+                )
+                if resolved:
                     result.resolved_episodes += 1
                     touched.add(current.incident_id)
             elif signal.value is not None and signal.value != current.value:
@@ -137,6 +140,20 @@ class SignalProcessor:
         if incident is not None:
             result.incident_id = str(incident.id)
         return result
+
+    async def close_episodes(self, episodes: Sequence[Anomaly], resolved_by: str) -> int:
+        """Close firing episodes the source no longer reports; resolve incidents left empty."""
+        closed = 0
+        touched: set[str] = set()
+        for episode in episodes:
+            if await self.store.resolve_episode(
+                episode.episode_key, utcnow(), episode.annotations, resolved_by
+            ):
+                closed += 1
+                touched.add(episode.incident_id)
+        for incident_id in sorted(touched):
+            await self._maybe_resolve(incident_id, None, resolved_by)
+        return closed
 
     async def _incident_for(
         self, batch: SignalBatch, new_signals: Sequence[Signal], result: ApplyResult
@@ -197,7 +214,9 @@ class SignalProcessor:
             update["$set"]["needs_analysis"] = True
         await self.store.update_incident(incident.id, update)
 
-    async def _maybe_resolve(self, incident_id: str, batch: SignalBatch) -> bool:
+    async def _maybe_resolve(
+        self, incident_id: str, batch: SignalBatch | None, resolved_by: str = ""
+    ) -> bool:
         firing = await self.store.count_firing(incident_id)
         incident = await self.store.get_incident(incident_id)
         if incident is None or incident.status != Status.FIRING.value:
@@ -208,8 +227,9 @@ class SignalProcessor:
                     incident.id, {"$set": {"firing_count": firing, "updated_at": utcnow()}}
                 )
             return False
-        resolved_at = _latest_end(batch.signals) or utcnow()
-        resolved = await self.store.resolve_incident(incident, resolved_at)
+        resolved_at = (_latest_end(batch.signals) if batch else None) or utcnow()
+        by = resolved_by or (batch.source.value if batch else "receiver")
+        resolved = await self.store.resolve_incident(incident, resolved_at, by)
         if resolved:
             log.info("incident %s resolved", incident_id)
         return resolved

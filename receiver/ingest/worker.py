@@ -26,11 +26,14 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
-def batch_from(payload: WebhookPayload) -> SignalBatch:
+def batch_from(
+    payload: WebhookPayload, ignore_alertnames: frozenset[str] = frozenset()
+) -> SignalBatch:
+    """The delivery as a signal batch; `ignore_alertnames` (the Watchdog) never become episodes."""
     return SignalBatch(
         source=Source.ALERTMANAGER,
         group_key=payload.groupKey,
-        signals=to_signals(payload),
+        signals=[s for s in to_signals(payload) if s.alertname not in ignore_alertnames],
         receiver=payload.receiver,
         group_labels=dict(payload.groupLabels),
         common_labels=dict(payload.commonLabels),
@@ -46,7 +49,9 @@ class DeliveryWorker:
         metrics: IngestMetrics,
         retention: timedelta,
         poll_seconds: float = 1.0,
+        ignore_alertnames: frozenset[str] = frozenset(),
     ) -> None:
+        self.ignore_alertnames = ignore_alertnames
         self.store = store
         self.processor = processor
         self.metrics = metrics
@@ -85,7 +90,7 @@ class DeliveryWorker:
     async def process(self, delivery: Delivery) -> None:
         try:
             payload = WebhookPayload.model_validate_json(delivery.raw_json)
-            await self.processor.apply(batch_from(payload))
+            await self.processor.apply(batch_from(payload, self.ignore_alertnames))
         except StoreError as err:
             if err.retryable:
                 raise

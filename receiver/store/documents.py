@@ -67,6 +67,7 @@ class Anomaly(Document):
     detector: dict[str, Any] | None = None
     incident_id: str = ""
     group_key: str = ""
+    resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
     analyzed: bool = False
@@ -99,6 +100,7 @@ class Incident(Document):
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+    resolved_by: str = ""  # alertmanager | detector | reconciler | receiver
     episode_count: int = 0
     firing_count: int = 0
     # work state: later stages pick work from here, so a restart loses nothing

@@ -189,6 +189,23 @@ class Store:
         )
         return items, total
 
+    # heartbeats ---------------------------------------------------------------------------
+
+    @translated
+    async def set_heartbeat(self, name: str, at: datetime) -> None:
+        # epoch seconds: the embedded server hands a datetime written by an upsert's $set back
+        # as a string
+        await self.client[self.db_name]["heartbeats"].update_one(
+            {"_id": name}, {"$set": {"last_seen_ts": at.timestamp()}}, upsert=True
+        )
+
+    @translated
+    async def get_heartbeat(self, name: str) -> datetime | None:
+        doc = await self.client[self.db_name]["heartbeats"].find_one({"_id": name})
+        if doc is None:
+            return None
+        return datetime.fromtimestamp(float(doc["last_seen_ts"]), UTC)
+
     # episodes -------------------------------------------------------------------------------
 
     @translated
@@ -218,7 +235,11 @@ class Store:
 
     @translated
     async def resolve_episode(
-        self, key: str, ends_at: datetime | None, annotations: Mapping[str, str]
+        self,
+        key: str,
+        ends_at: datetime | None,
+        annotations: Mapping[str, str],
+        resolved_by: str,
     ) -> bool:
         """firing → resolved; False when it was not firing (already resolved)."""
         res = await Anomaly.get_pymongo_collection().update_one(
@@ -228,6 +249,7 @@ class Store:
                     "status": "resolved",
                     "ends_at": ends_at or utcnow(),
                     "annotations": dict(annotations),
+                    "resolved_by": resolved_by,
                     "last_seen": utcnow(),
                 }
             },
@@ -261,11 +283,18 @@ class Store:
                     "$set": {
                         "status": "resolved",
                         "ends_at": newest[episode.fingerprint],
+                        "resolved_by": "superseded",
                         "last_seen": utcnow(),
                     }
                 },
             )
         return sorted({a.incident_id for a in stale})
+
+    @translated
+    async def firing_episodes(self, source: str, started_before: datetime) -> list[Anomaly]:
+        return await Anomaly.find(
+            {"source": source, "status": "firing", "starts_at": {"$lt": started_before}}
+        ).to_list()
 
     @translated
     async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:
@@ -319,7 +348,9 @@ class Store:
         await Incident.get_pymongo_collection().update_one({"_id": incident_id}, dict(update))
 
     @translated
-    async def resolve_incident(self, incident: Incident, resolved_at: datetime) -> bool:
+    async def resolve_incident(
+        self, incident: Incident, resolved_at: datetime, resolved_by: str
+    ) -> bool:
         """Close an open incident and free its key for the next one; False if already closed."""
         res = await Incident.get_pymongo_collection().update_one(
             {"_id": incident.id, "status": "firing"},
@@ -327,6 +358,7 @@ class Store:
                 "$set": {
                     "status": "resolved",
                     "resolved_at": resolved_at,
+                    "resolved_by": resolved_by,
                     "updated_at": utcnow(),
                     "firing_count": 0,
                     "open_key": f"{incident.key}#closed#{incident.id}",

@@ -68,10 +68,11 @@ def alertmanager(
     group_interval: str = "1s",
     repeat_interval: str = "1h",
     group_by: Sequence[str] = ("alertname",),
+    port: int | None = None,
 ) -> Iterator[Endpoint]:
     """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     webhook: dict[str, object] = {"url": webhook_url, "send_resolved": True}
     if token is not None:
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}

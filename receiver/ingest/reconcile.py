@@ -1,0 +1,97 @@
+"""Reconciler: close incidents whose alerts Alertmanager no longer holds.
+
+Alertmanager never sends a resolve for an alert that was silenced when it resolved, and loses its
+alerts on a restart without storage; an incident would then stay open forever. Every
+RECONCILE_INTERVAL seconds this loop asks each configured Alertmanager for all the alerts it
+holds (active, silenced, inhibited, unprocessed) and closes firing episodes whose fingerprint none
+of them has, with `resolved_by = "reconciler"`. If any Alertmanager cannot be read, nothing is
+closed in that round (a partial view must not close live incidents). It never re-opens anything:
+only a new episode does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter
+
+from receiver.domain import Source
+from receiver.ingest.processor import SignalProcessor
+from receiver.store.documents import utcnow
+from receiver.store.repo import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class ReconcileError(Exception):
+    """An Alertmanager could not be read; this round closes nothing."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        processor: SignalProcessor,
+        http: httpx.AsyncClient,
+        alertmanager_urls: Sequence[str],
+        interval: float,
+        registry: CollectorRegistry,
+        grace: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.processor = processor
+        self.http = http
+        self.urls = [u.rstrip("/") for u in alertmanager_urls]
+        self.interval = interval
+        self.grace = grace
+        self.closed = Counter(
+            "reconciler_closed_episodes_total",
+            "Episodes closed because no Alertmanager holds their alert any more",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "reconciler_errors_total", "Reconcile rounds skipped", ["reason"], registry=registry
+        )
+
+    async def held_fingerprints(self) -> set[str]:
+        held: set[str] = set()
+        params = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
+        for url in self.urls:
+            try:
+                resp = await self.http.get(f"{url}/api/v2/alerts", params=params, timeout=10)
+                resp.raise_for_status()
+                alerts = resp.json()
+            except (httpx.HTTPError, ValueError) as err:
+                raise ReconcileError(f"{url}: {type(err).__name__}") from err
+            held.update(str(a.get("fingerprint", "")) for a in alerts if isinstance(a, dict))
+        return held
+
+    async def reconcile(self) -> int:
+        """One round; returns the number of episodes closed."""
+        held = await self.held_fingerprints()
+        # only episodes old enough that Alertmanager must already hold them
+        cutoff = utcnow() - timedelta(seconds=self.grace)
+        firing = await self.store.firing_episodes(Source.ALERTMANAGER.value, cutoff)
+        gone = [e for e in firing if e.fingerprint not in held]
+        if not gone:
+            return 0
+        closed = await self.processor.close_episodes(gone, "reconciler")
+        self.closed.inc(closed)
+        log.info("reconciler closed %d episode(s) Alertmanager no longer holds", closed)
+        return closed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.reconcile()
+            except ReconcileError as err:
+                self.errors.labels("alertmanager").inc()
+                log.warning("reconciler skipped a round: %s", err)
+            except StoreError as err:
+                self.errors.labels("store").inc()
+                log.warning("reconciler skipped a round: %s", err)
