@@ -69,8 +69,14 @@ def alertmanager(
     repeat_interval: str = "1h",
     group_by: Sequence[str] = ("alertname",),
     port: int | None = None,
+    cluster_port: int | None = None,
+    peers: Sequence[int] = (),
 ) -> Iterator[Endpoint]:
-    """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`."""
+    """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`.
+
+    With `cluster_port`, it gossips on 127.0.0.1:`cluster_port` with the `peers` (ports) as an
+    HA pair does; without it, clustering is off.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     webhook: dict[str, object] = {"url": webhook_url, "send_resolved": True}
@@ -94,7 +100,17 @@ def alertmanager(
         f"--config.file={cfg}",
         f"--storage.path={workdir / 'amdata'}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
     ]
+    if cluster_port is None:
+        argv.append("--cluster.listen-address=")
+    else:
+        argv += [
+            f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+            f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+            "--cluster.peer-timeout=1s",
+            "--cluster.gossip-interval=50ms",
+            "--cluster.pushpull-interval=1s",
+            *(f"--cluster.peer=127.0.0.1:{p}" for p in peers),
+        ]
     with running(argv, workdir / "alertmanager.log", ready_url=f"{url}/-/ready", timeout=60):
         yield Endpoint(url=url, workdir=workdir)
