@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 
@@ -50,11 +51,14 @@ def since(request: Request) -> datetime | None:
     if not raw:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if raw[-1] in units and raw[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(raw[:-1]) * units[raw[-1]])
+    if raw[-1] in units and raw[:-1].isascii() and raw[:-1].isdigit():
+        try:
+            return datetime.now(UTC) - timedelta(seconds=int(raw[:-1]) * units[raw[-1]])
+        except OverflowError as err:  # "99999999999d" reaches before year 1
+            raise BadParam("since", "duration too long") from err
     try:
         return datetime.fromtimestamp(float(raw), UTC)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):
         pass
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -91,3 +95,22 @@ def text(request: Request, name: str, max_len: int = 512) -> str | None:
     if len(raw) > max_len:
         raise BadParam(name, f"longer than {max_len} characters")
     return raw
+
+
+def filters(request: Request, text_fields: dict[str, str], time_field: str) -> dict[str, Any]:
+    """The list endpoints' filters as a store query.
+
+    `status`, `severity` and `since` (on `time_field`) everywhere; `text_fields` maps further
+    query parameters to document fields (e.g. `instance` → `instances` on incidents).
+    """
+    query: dict[str, Any] = {}
+    if (st := status(request)) is not None:
+        query["status"] = st
+    if (sev := severity(request)) is not None:
+        query["severity"] = sev
+    for param, field in text_fields.items():
+        if (value := text(request, param)) is not None:
+            query[field] = value
+    if (after := since(request)) is not None:
+        query[time_field] = {"$gte": after}
+    return query

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.api.errors import error
-from receiver.api.params import BadParam, page, severity, since, status, text
+from receiver.api.params import BadParam, filters, page
 from receiver.api.views import delivery_view, episode_view, incident_view
 from receiver.services import services
 from receiver.store.repo import StoreError
+
+# query parameter → document field
+_INCIDENT_FIELDS = {"alertname": "alertnames", "instance": "instances", "source": "source"}
+_EPISODE_FIELDS = {"alertname": "alertname", "instance": "instance", "source": "source"}
 
 
 def _store_error(err: StoreError) -> Response:
@@ -21,23 +23,11 @@ def _store_error(err: StoreError) -> Response:
 async def list_incidents(request: Request) -> Response:
     try:
         p = page(request)
-        filters: dict[str, Any] = {}
-        if (st := status(request)) is not None:
-            filters["status"] = st
-        if (sev := severity(request)) is not None:
-            filters["severity"] = sev
-        if (name := text(request, "alertname")) is not None:
-            filters["alertnames"] = name
-        if (instance := text(request, "instance")) is not None:
-            filters["instances"] = instance
-        if (source := text(request, "source")) is not None:
-            filters["source"] = source
-        if (after := since(request)) is not None:
-            filters["started_at"] = {"$gte": after}
+        query = filters(request, _INCIDENT_FIELDS, "started_at")
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     try:
-        items, total = await services(request).store.list_incidents(filters, p.offset, p.limit)
+        items, total = await services(request).store.list_incidents(query, p.offset, p.limit)
     except StoreError as err:
         return _store_error(err)
     nxt = p.offset + len(items)
@@ -71,21 +61,11 @@ async def list_anomalies(request: Request) -> Response:
     """The seed's shape: {"anomalies": [...], "count": n, "total": N}."""
     try:
         p = page(request)
-        filters: dict[str, Any] = {}
-        if (st := status(request)) is not None:
-            filters["status"] = st
-        if (sev := severity(request)) is not None:
-            filters["severity"] = sev
-        if (instance := text(request, "instance")) is not None:
-            filters["instance"] = instance
-        if (source := text(request, "source")) is not None:
-            filters["source"] = source
-        if (after := since(request)) is not None:
-            filters["starts_at"] = {"$gte": after}
+        query = filters(request, _EPISODE_FIELDS, "starts_at")
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     try:
-        items, total = await services(request).store.list_episodes(filters, p.offset, p.limit)
+        items, total = await services(request).store.list_episodes(query, p.offset, p.limit)
     except StoreError as err:
         return _store_error(err)
     return JSONResponse(
