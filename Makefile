@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench venv system-deps clean rules
+.PHONY: run test lint bench venv system-deps clean rules demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real Prometheus and Alertmanager for the tests (Debian packages), installed only when missing.
+# Real Prometheus and Alertmanager for the tests and the demo, and Chromium for the console
+# test (Debian packages), installed only when missing.
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
-	   || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
-	  echo "installing prometheus + prometheus-alertmanager (Debian packages)"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q prometheus prometheus-alertmanager; \
+	   || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
+	   || ! command -v chromium >/dev/null; then \
+	  echo "installing prometheus, prometheus-alertmanager, chromium (Debian packages)"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    prometheus prometheus-alertmanager chromium; \
 	fi
 
 run: venv
@@ -34,10 +37,15 @@ lint: venv
 test: system-deps venv lint
 	$(VENV)/bin/pytest -q
 
-bench: venv
+bench: system-deps venv
 	$(PY) bench/ingest.py
+	$(PY) bench/load.py
 	$(PY) bench/detect.py
 	$(PY) bench/nab.py
+	$(PY) bench/poller.py
+
+demo: system-deps venv
+	$(PY) -m receiver.demo $(DEMO_ARGS)
 
 rules: venv
 	$(VENV)/bin/receiver rules generate

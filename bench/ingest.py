@@ -45,7 +45,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _process(argv: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[None]:
+def _process(argv: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[int]:
     out = log.open("wb")
     proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
@@ -61,7 +61,7 @@ def _process(argv: list[str], env: dict[str, str], log: Path, ready: str) -> Ite
             time.sleep(0.1)
         else:
             raise RuntimeError(f"{ready} never answered")
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -120,22 +120,30 @@ def payloads(n: int, pool: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-async def hammer(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+async def hammer(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    acked: dict[int, float] | None = None,
+) -> dict[str, Any]:
+    """POST every body with `concurrency` workers; `acked` gets index → wall time of the answer."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for item in enumerate(bodies):
+        queue.put_nowait(item)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
         async def worker() -> None:
             while not queue.empty():
-                body = queue.get_nowait()
+                index, body = queue.get_nowait()
                 t0 = time.perf_counter()
                 resp = await client.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - t0)
+                if acked is not None:
+                    acked[index] = time.time()
                 key = str(resp.status_code)
                 if resp.status_code == 200:
                     key = resp.json().get("status", "200")

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver import __version__
 from receiver.api.errors import error
+from receiver.notify.channels import mask_url
 from receiver.services import services
 from receiver.store.repo import StoreError
 
@@ -20,7 +21,7 @@ async def status(request: Request) -> Response:
             "status": "running",
             "service": "ai-devops-monitor",
             "version": __version__,
-            "prometheus": s.prom_url,
+            "prometheus": mask_url(s.prom_url) if s.prom_url else "",
             "llm_model": s.llm_model,
             "llm_provider": s.llm_provider if s.llm_url else "offline",
             "store": svc.store.kind,

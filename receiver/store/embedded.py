@@ -65,6 +65,7 @@ class EmbeddedStore:
         self.port = self.port or _free_port()
         argv = [
             sys.executable,
+            "-P",  # never import a `receiver` folder from the working directory
             "-m",
             "receiver.store.nx_launch",
             "--host",
