@@ -43,6 +43,7 @@ bench: system-deps venv
 	$(PY) bench/detect.py
 	$(PY) bench/nab.py
 	$(PY) bench/poller.py
+	$(PY) bench/enrich.py
 
 demo: system-deps venv
 	$(PY) -m receiver.demo $(DEMO_ARGS)

@@ -11,19 +11,44 @@ from datetime import timedelta
 import httpx
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from receiver import __version__, logs
+from receiver.api import chat as chat_api
+from receiver.api import detect as detect_api
+from receiver.api import docs as docs_api
 from receiver.api import health, query, webhook
+from receiver.api import notify as notify_api
+from receiver.api import rca as rca_api
+from receiver.api import stats as stats_api
+from receiver.api.middleware import api_middleware
+from receiver.api.telemetry import HttpMetrics
+from receiver.chat.assistant import ChatAssistant
+from receiver.detect.metrics import DetectorMetrics
+from receiver.detect.poller import OutlierPoller
+from receiver.detect.prometheus import PrometheusClient
+from receiver.enrich.context import RuleIndex
+from receiver.enrich.llm import build_provider
+from receiver.enrich.metrics import EnrichMetrics
+from receiver.enrich.tracing import build_tracer
+from receiver.enrich.worker import Budget, EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.reconcile import Reconciler
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
+from receiver.notify.wiring import build_notify
+from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.services import Services
 from receiver.settings import Settings
+from receiver.store.chat import ChatStore
+from receiver.store.collections import Collections
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
+from receiver.ui import console
+from receiver.ui.gate import ConsoleGate
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +71,12 @@ async def _background(coro_name: str, task: asyncio.Task[None]) -> AsyncIterator
     try:
         yield
     finally:
-        task.cancel()
+        # Cancel until it ends: pymongo can turn a cancellation that lands inside server
+        # selection (store just went away) into ServerSelectionTimeoutError, which a worker's
+        # retry loop then swallows; the next cancel lands in its backoff sleep.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.debug("%s stopped", coro_name)
@@ -56,6 +86,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(logs.install(settings))
             if settings.mongo_uri is None:
                 embedded = await stack.enter_async_context(
                     EmbeddedStore(settings.data_dir / "store", settings.nx_start_timeout_seconds)
@@ -87,6 +118,44 @@ def create_app(settings: Settings) -> Starlette:
                 if watchdog.enabled
                 else frozenset(),
             )
+            notify = build_notify(settings, store, http, registry)
+            poller = OutlierPoller.from_settings(
+                settings, store, processor, http, DetectorMetrics(registry)
+            )
+            tracer = build_tracer(settings, release=__version__)
+            stack.push_async_callback(asyncio.to_thread, tracer.shutdown)
+            enrichment = EnrichmentWorker(
+                store,
+                build_provider(settings, http),
+                tracer,
+                EnrichMetrics(registry),
+                prometheus=PrometheusClient(settings.prom_url, http=http, retries=1)
+                if settings.prom_url.strip()
+                else None,
+                prom_url=settings.prom_url,
+                rules=RuleIndex.load(settings.enrich_rules_dir),
+                concurrency=settings.enrich_concurrency,
+                timeout=settings.enrich_timeout_seconds,
+                poll_seconds=settings.enrich_poll_seconds,
+                settle_seconds=settings.enrich_settle_seconds,
+                budget=Budget(
+                    settings.llm_max_tokens_per_incident, settings.llm_max_tokens_per_hour
+                ),
+            )
+            processor.analysis_listeners.append(enrichment.wake)
+            chat = ChatAssistant(
+                ChatStore(store),
+                build_provider(settings, http),
+                tracer,
+                history_messages=settings.chat_history_messages,
+                max_incidents=settings.chat_max_incidents,
+            )
+            retention = Retention(
+                Collections(store),
+                Limits.from_settings(settings),
+                RetentionMetrics(registry),
+                settings.retention_interval_seconds,
+            )
             svc = Services(
                 settings=settings,
                 store=store,
@@ -97,6 +166,13 @@ def create_app(settings: Settings) -> Starlette:
                 deliveries=deliveries,
                 commits=GroupCommit(store, max_pending=settings.max_pending_deliveries),
                 watchdog=watchdog,
+                notify=notify,
+                poller=poller,
+                http_metrics=HttpMetrics(registry),
+                tracer=tracer,
+                chat=chat,
+                retention=retention,
+                enrichment=enrichment,
             )
             if not settings.webhook_auth_configured:
                 log.warning(
@@ -107,6 +183,12 @@ def create_app(settings: Settings) -> Starlette:
                 _background(
                     "delivery worker",
                     asyncio.create_task(supervise("delivery worker", deliveries.run)),
+                )
+            )
+            await stack.enter_async_context(
+                _background(
+                    "outbox worker",
+                    asyncio.create_task(supervise("outbox worker", notify.worker.run)),
                 )
             )
             if watchdog.enabled:
@@ -134,6 +216,29 @@ def create_app(settings: Settings) -> Starlette:
                         asyncio.create_task(supervise("reconciler", reconciler.run)),
                     )
                 )
+            if settings.monitor_interval > 0:
+                await stack.enter_async_context(
+                    _background(
+                        "outlier poller",
+                        asyncio.create_task(supervise("outlier poller", poller.run)),
+                    )
+                )
+            await stack.enter_async_context(
+                _background(
+                    "enrichment worker",
+                    asyncio.create_task(supervise("enrichment worker", enrichment.run)),
+                )
+            )
+            if settings.retention_interval_seconds > 0:
+                await stack.enter_async_context(
+                    _background(
+                        "retention", asyncio.create_task(supervise("retention", retention.run))
+                    )
+                )
+            if not settings.api_auth_configured:
+                log.warning(
+                    "API AUTH IS OFF: set API_TOKEN and ADMIN_TOKEN to protect the data routes"
+                )
             log.info("store: %s; listening for Alertmanager webhooks", kind)
             yield {"services": svc}
 
@@ -148,5 +253,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/incidents/{incident_id}", query.get_incident, methods=["GET"]),
         Route("/api/v1/deliveries", query.list_deliveries, methods=["GET"]),
         Route("/anomalies", query.list_anomalies, methods=["GET"]),
+        *notify_api.ROUTES,
+        *detect_api.ROUTES,
+        *stats_api.ROUTES,
+        *chat_api.ROUTES,
+        *docs_api.ROUTES,
+        *rca_api.ROUTES,
+        *console.ROUTES,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # the console's login cookie becomes a bearer header before access control sees it
+    middleware = [Middleware(ConsoleGate, settings=settings), *api_middleware(settings)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from receiver.logs import RedactSecrets, secret_values
 from receiver.settings import SettingsError, load_settings
 
 
@@ -29,6 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # The log files (receiver.logs) lower the `receiver` logger to DEBUG for debug.log; the
+    # console keeps LOG_LEVEL.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(settings.log_level.upper())
+        handler.addFilter(RedactSecrets(secret_values(settings)))
     uvicorn.run(
         create_app(settings),
         host=settings.receiver_host,

@@ -8,11 +8,18 @@ import httpx
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
+from receiver.api.telemetry import HttpMetrics
+from receiver.chat.assistant import ChatAssistant
+from receiver.detect.poller import OutlierPoller
+from receiver.enrich.tracing import Tracer
+from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
+from receiver.notify.wiring import NotifyServices
+from receiver.retention import Retention
 from receiver.settings import Settings
 from receiver.store.repo import Store
 
@@ -28,6 +35,13 @@ class Services:
     deliveries: DeliveryWorker
     commits: GroupCommit
     watchdog: Watchdog
+    notify: NotifyServices
+    poller: OutlierPoller
+    http_metrics: HttpMetrics
+    tracer: Tracer
+    chat: ChatAssistant
+    retention: Retention
+    enrichment: EnrichmentWorker
 
 
 def services(request: Request) -> Services:

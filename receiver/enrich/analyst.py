@@ -312,16 +312,20 @@ async def analyse(
     evidence: EvidenceBundle,
     provider: LLMProvider | None,
     tracer: Tracer,
+    *,
+    offline_reason: str = "no LLM configured",
 ) -> Analysis:
     """Analyse one incident: the model when there is one (one repair), else the offline analyst.
 
     Never raises for LLM trouble; the result is sanitised, grounded and scored either way.
+    `offline_reason` is what the offline analysis says when `provider` is None (no LLM
+    configured, over budget, out of time).
     """
     with tracer.analysis(
         incident, prompt_version=PROMPT_VERSION, evidence_ids=sorted(evidence.ids)
     ) as trace:
         if provider is None:
-            draft = offline_analysis(incident, evidence).model_copy(
+            draft = offline_analysis(incident, evidence, reason=offline_reason).model_copy(
                 update={"prompt_version": PROMPT_VERSION}
             )
         else:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.domain import IncidentView, Signal, Status
 
-EvidenceKind = Literal["alert", "expression", "sibling", "group", "detector", "history"]
+EvidenceKind = Literal["alert", "expression", "sibling", "group", "detector", "history", "note"]
 
 TITLE_LIMIT = 200
 TEXT_LIMIT = 2_000
@@ -196,6 +196,12 @@ def _ordered(signals: Iterable[Signal]) -> list[Signal]:
         signals,
         key=lambda s: (s.status != Status.FIRING, -s.severity.rank, s.starts_at, s.fingerprint),
     )
+
+
+def primary_signal(incident: IncidentView) -> Signal | None:
+    """The signal the evidence is about first (E1): most severe firing, oldest."""
+    signals = _ordered(incident.signals)
+    return signals[0] if signals else None
 
 
 def _value(value: float | None) -> str:

@@ -355,8 +355,11 @@ def build_provider(
             model_name=settings.llm_model,
             timeout=settings.llm_timeout_seconds,
             retry=retry,
+            num_ctx=settings.llm_num_ctx or None,
         )
     if kind == "openai":
+        table = dict(prices) if prices is not None else dict(DEFAULT_OPENAI_PRICES)
+        table.update({name: Price(*pair) for name, pair in settings.llm_prices_per_1k.items()})
         return OpenAIProvider(
             client=client,
             url=url,
@@ -364,6 +367,6 @@ def build_provider(
             timeout=settings.llm_timeout_seconds,
             retry=retry,
             api_key=settings.llm_api_key,
-            prices=dict(prices) if prices is not None else dict(DEFAULT_OPENAI_PRICES),
+            prices=table,
         )
     return None

@@ -58,6 +58,9 @@ def offline_analysis(
     detectors = evidence.of_kind("detector")
     siblings = evidence.of_kind("sibling")
     history = evidence.of_kind("history")
+    # the alert's expression evaluated around its start (context.py): what moved, when, how much
+    ranges = [e for e in expressions if e.data is not None and e.data.get("series")]
+    notes = evidence.of_kind("note")
 
     firing = [data for _, data in alerts if data.get("status") == "firing"]
     names = sorted({str(d["alertname"]) for _, d in alerts if d.get("alertname")})
@@ -77,6 +80,11 @@ def offline_analysis(
         facts.append(f"{len(firing)} of {len(alerts)} alert(s) firing: {what}{where}.")
     else:
         facts.append(f"No alert details were available for {what}{where}.")
+    for item in ranges[:1]:
+        lines = item.text.splitlines()
+        moved = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+        expr = str((item.data or {}).get("expr") or "the alert expression")
+        facts.append(f"{_first_line(expr, 120)}: {_first_line(moved, 300)}.")
     if values:
         facts.append(f"Values: {_join(values, 8)}.")
     if annotations.get("summary"):
@@ -126,7 +134,7 @@ def offline_analysis(
     hypotheses: list[Hypothesis] = []
     alert_ids = [item.id for item, _ in alerts[:3]]
     if alert_ids:
-        cited = alert_ids + [e.id for e in expressions[:1]]
+        cited = alert_ids + [e.id for e in expressions[:2]]
         if annotation_item is not None:
             cited.append(annotation_item.id)
         cited.sort(key=lambda i: int(i[1:]) if i[1:].isdigit() else 0)
@@ -179,6 +187,7 @@ def offline_analysis(
         )
 
     unknowns = [f"Root cause not determined: {reason}."]
+    unknowns.extend(f"{_first_line(note.title)}." for note in notes[:3])
     if not siblings:
         unknowns.append("No related series were gathered.")
     if evidence.omitted:

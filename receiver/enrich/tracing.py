@@ -41,6 +41,11 @@ class Generation(Protocol):
 class AnalysisTrace(Protocol):
     """The span of one incident analysis."""
 
+    @property
+    def trace_id(self) -> str:
+        """The Langfuse trace id ("" when tracing is off)."""
+        ...
+
     def generation(
         self, *, name: str, model: str, input: Any, parameters: Mapping[str, Any]
     ) -> contextlib.AbstractContextManager[Generation]: ...
@@ -69,6 +74,10 @@ class _NoopGeneration:
 
 
 class _NoopTrace:
+    @property
+    def trace_id(self) -> str:
+        return ""
+
     @contextlib.contextmanager
     def generation(
         self, *, name: str, model: str, input: Any, parameters: Mapping[str, Any]
@@ -116,6 +125,10 @@ class _LangfuseGeneration:
 class _LangfuseTrace:
     def __init__(self, span: LangfuseSpan) -> None:
         self._span = span
+
+    @property
+    def trace_id(self) -> str:
+        return str(self._span.trace_id or "")
 
     @contextlib.contextmanager
     def generation(
@@ -198,6 +211,11 @@ class LangfuseTracer:
 
     def __repr__(self) -> str:
         return "LangfuseTracer()"  # never show keys
+
+    @property
+    def client(self) -> Langfuse:
+        """The SDK client, for traces other than analyses (the chat's, in `receiver.chat`)."""
+        return self._client
 
     @contextlib.contextmanager
     def analysis(

@@ -13,7 +13,7 @@ converges to the same state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,6 +94,8 @@ class SignalProcessor:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # called (synchronously, must not block) when an incident newly needs analysis
+        self.analysis_listeners: list[Callable[[], None]] = []
 
     async def apply(self, batch: SignalBatch) -> ApplyResult:
         result = ApplyResult()
@@ -213,6 +215,9 @@ class SignalProcessor:
             # new alertnames or instances change the story: analyse again
             update["$set"]["needs_analysis"] = True
         await self.store.update_incident(incident.id, update)
+        if names or instances:
+            for listener in self.analysis_listeners:
+                listener()
 
     async def _maybe_resolve(
         self, incident_id: str, batch: SignalBatch | None, resolved_by: str = ""

@@ -57,7 +57,8 @@ class RenderOptions:
     """Links and identifiers that come from settings, not from the incident."""
 
     public_url: str = ""  # this service's base URL, for "see the API" links
-    incident_path: str = "/api/incidents/{id}"  # appended to public_url; {id} = incident id
+    incident_path: str = "/api/v1/incidents/{id}"  # appended to public_url; {id} = incident id
+    link: str = ""  # an explicit API link (a digest's query); wins over incident_path
     thread_domain: str = "ai-devops-monitor"  # right-hand side of the email thread id
 
 
@@ -211,15 +212,15 @@ def _title(incident: IncidentView, event: Event, primary: Signal | None) -> str:
     if event is Event.ANALYSIS:
         return one_line(f"Re: {head}")  # a reply: clients thread it under the first page
     if event is Event.DIGEST:
-        group = _group_name(incident)
-        return one_line(f"{head}: {len(incident.signals)} more alerts in group {group}")
+        return one_line(f"{head}: {len(incident.signals)} more alerts in {_group_phrase(incident)}")
     return one_line(f"{head} (+{others} more)" if others > 0 else head)
 
 
-def _group_name(incident: IncidentView) -> str:
+def _group_phrase(incident: IncidentView) -> str:
+    """`group k=v, ...` from the group labels; else the title (a digest says "12 groups")."""
     if incident.group_labels:
-        return ", ".join(f"{k}={v}" for k, v in sorted(incident.group_labels.items()))
-    return incident.title or incident.key
+        return "group " + ", ".join(f"{k}={v}" for k, v in sorted(incident.group_labels.items()))
+    return incident.title or f"group {incident.key}"
 
 
 def _fmt_value(value: float | None) -> str:
@@ -252,6 +253,8 @@ def _facts(incident: IncidentView, primary: Signal | None) -> _Facts:
 
 
 def _api_link(incident: IncidentView, opts: RenderOptions) -> str:
+    if opts.link:
+        return safe_url(opts.link)
     if not opts.public_url:
         return ""
     return safe_url(opts.public_url.rstrip("/") + opts.incident_path.format(id=incident.id))
@@ -523,7 +526,7 @@ def _digest(
         for s in top
     ]
     count = len(incident.signals)
-    intro = f"{count} more alerts in group {_group_name(incident)}; top {len(rows)} by severity:"
+    intro = f"{count} more alerts in {_group_phrase(incident)}; top {len(rows)} by severity:"
     text_lines = [
         title,
         "",

@@ -59,7 +59,9 @@ class SendResult:
 class Notifier(Protocol):
     """Sends one message to one channel. Implementations never raise for delivery failures."""
 
-    async def send(self, channel: Channel, message: Message) -> SendResult: ...
+    async def send(
+        self, channel: Channel, message: Message, *, first_part: int = 0
+    ) -> SendResult: ...
 
 
 class AppriseNotifier:

@@ -107,6 +107,9 @@ class Incident(Document):
     needs_analysis: bool = True
     analysis_signature: str = ""
     analysis_id: str = ""
+    # enrichment lease: who analyses it now and until when (unix seconds, see receiver/store/rca.py)
+    analysis_claim_token: str = ""
+    analysis_claim_until: float = 0.0
     needs_notification: bool = True
     notified_events: list[str] = Field(default_factory=list)
 
@@ -150,10 +153,166 @@ class Rca(Document):
     dropped_hypotheses: int = 0
     offline: bool = False
     trace_id: str = ""
+    # sha256 of the evidence the model saw; (incident, signature, hash) is the cache key
+    evidence_hash: str = ""
 
     class Settings:
         name = "rca"
         indexes = [IndexModel([("created_at", DESCENDING)], name="created_at_desc")]
+
+
+class Notification(Document):
+    """One outbox row: an (incident, channel, event) message, or a digest per (channel, window).
+
+    `key` is unique, so planning the same event twice (a retry, a second replica) is a no-op;
+    `status` pending → sending (leased) → sent | failed | suppressed; `waiting` holds an
+    analysis follow-up until the analysis lands.
+    """
+
+    key: Annotated[str, Indexed(unique=True)]
+    incident_id: str = ""
+    group_key: str = ""
+    channel: str
+    event: str
+    severity: str = "medium"
+    status: str = "pending"
+    reason: str = ""  # why suppressed or failed (rate_limit, permanent, exhausted, ...)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    hold_until: datetime | None = None  # firing: wait for the analysis until then
+    attempts: int = 0
+    last_error: str = ""  # masked by the notifier
+    parts_sent: int = 0
+    sent_at: datetime | None = None
+    lease_owner: str = ""
+    lease_until: datetime | None = None
+    admitted: bool = False  # took a rate-limit slot (once per row, retries do not)
+    window_start: datetime | None = None  # rate window the row was admitted or suppressed in
+    digest_key: str = ""  # suppressed rows: the digest that reports them
+    digest_count: int = 0  # digest rows: alerts it summarised
+    with_analysis: bool = False
+    message: dict[str, Any] | None = None  # rendered at the first attempt, reused by retries
+
+    class Settings:
+        name = "notifications"
+        indexes = [
+            IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)], name="due"),
+            IndexModel([("incident_id", ASCENDING)], name="incident"),
+            IndexModel([("digest_key", ASCENDING)], name="digest"),
+            IndexModel([("channel", ASCENDING), ("created_at", DESCENDING)], name="channel"),
+        ]
+
+
+class RateWindow(Document):
+    """Per-channel rate window: `sent` messages admitted since `start` (anchored windows).
+
+    `start` is unix seconds: the embedded server stores a `$set` datetime as a string.
+    """
+
+    channel: Annotated[str, Indexed(unique=True)]
+    start: float = 0.0
+    sent: int = 0
+
+    class Settings:
+        name = "notify_windows"
+
+
+class StoredSetting(Document):
+    """Configuration changed through the API (email recipients, routing); `name` is unique."""
+
+    name: Annotated[str, Indexed(unique=True)]
+    value: dict[str, Any] = Field(default_factory=dict)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "settings"
+
+
+class Target(Document):
+    """A Prometheus the outlier poller watches besides PROM_URL; `name` is unique.
+
+    `auth` is {"type": "bearer", "token"} or {"type": "basic", "username", "password"}: stored
+    because the poller must send it, never returned by the API.
+    """
+
+    name: Annotated[str, Indexed(unique=True)]
+    url: str
+    job: str = ""
+    enabled: bool = True
+    auth: dict[str, str] | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "targets"
+
+
+class Lease(Document):
+    """Which replica polls a target: `holder` until `expires_at`, renewed every cycle."""
+
+    name: Annotated[str, Indexed(unique=True)]
+    holder: str
+    expires_at: datetime
+    acquired_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "leases"
+
+
+class PollSnapshot(Document):
+    """One poll cycle of one target (the seed's `metrics` collection, shown by /prom-metrics)."""
+
+    target: str
+    holder: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    duration_seconds: float = 0.0
+    selectors: int = 0
+    series: int = 0
+    flagged: int = 0
+    opened: int = 0
+    resolved: int = 0
+    capped: bool = False
+    error: str = ""
+    sample: list[dict[str, Any]] = Field(default_factory=list)
+
+    class Settings:
+        name = "metrics"
+        indexes = [
+            IndexModel([("created_at", DESCENDING)], name="created_at_desc"),
+            IndexModel([("target", ASCENDING), ("created_at", DESCENDING)], name="target_created"),
+        ]
+
+
+class ChatSession(Document):
+    """A conversation with the assistant: its history and what it cost (`chat_sessions`)."""
+
+    session_id: Annotated[str, Indexed(unique=True)]
+    title: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    last_activity: datetime = Field(default_factory=utcnow)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    message_count: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    class Settings:
+        name = "chat_sessions"
+        indexes = [IndexModel([("last_activity", DESCENDING)], name="last_activity_desc")]
+
+
+class Feedback(Document):
+    """A person's verdict on an incident's analysis, kept for ranking analyses later."""
+
+    incident_id: Annotated[str, Indexed()]
+    rca_id: str = ""
+    helpful: bool | None = None
+    actual_cause: str = ""
+    comment: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "rca_feedback"
 
 
 # Other stages append their documents here (one line each) so init_beanie sees them all.
@@ -162,4 +321,12 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Anomaly,
     Incident,
     Rca,
+    Notification,
+    RateWindow,
+    StoredSetting,
+    Target,
+    Lease,
+    PollSnapshot,
+    ChatSession,
+    Feedback,
 ]

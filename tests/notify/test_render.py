@@ -188,8 +188,25 @@ def test_digest_lists_top_ten_and_links_api() -> None:
     assert message.text.count("\n- [") == 10
     assert "- [critical]" in message.text
     assert "- [low]" not in message.text
-    assert "http://monitor.local:8000/api/incidents/inc-0001" in message.html
-    assert "http://monitor.local:8000/api/incidents/inc-0001" in _all_text(message.slack)
+    assert "http://monitor.local:8000/api/v1/incidents/inc-0001" in message.html
+    assert "http://monitor.local:8000/api/v1/incidents/inc-0001" in _all_text(message.slack)
+
+
+def test_digest_link_override_and_group_phrase() -> None:
+    """An explicit link replaces the incident link; without group labels the title names it."""
+    incident = make_incident(signals=[make_signal(), make_signal(fingerprint="2")])
+    incident = incident.model_copy(update={"group_labels": {}, "title": "2 groups"})
+    link = "http://monitor.local:8000/api/v1/incidents?since=1795000000"
+    message = render(incident, Event.DIGEST, options=RenderOptions(link=link))
+    assert message.title.endswith("2 more alerts in 2 groups")
+    assert f'<a href="{link}">' in message.html
+    assert "/api/v1/incidents/inc-0001" not in message.html
+    assert (
+        render(incident, Event.DIGEST, options=RenderOptions(link="javascript:x")).html.count(
+            "<a href"
+        )
+        == 0
+    )
 
 
 def test_thread_id_is_stable_per_incident() -> None:

@@ -88,14 +88,16 @@ def smtp_server(
     starttls: ssl.SSLContext | None = None,
     implicit_tls: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[SmtpServer]:
     """Run an SMTP server on a free loopback port; always stopped on exit.
 
     `starttls` offers and requires STARTTLS; `implicit_tls` wraps the socket from the start;
     `auth` = (user, password) enables AUTH (required, and only after TLS, when `starttls` is
     given; offered in clear otherwise, because aiosmtpd warns about requiring it in clear).
+    `port` reuses a known port (a server that "comes back" where a client expects it).
     """
-    state = SmtpServer(port=free_port())
+    state = SmtpServer(port=port or free_port())
     kwargs: dict[str, Any] = {}
     if starttls is not None:
         kwargs.update(tls_context=starttls, require_starttls=True)

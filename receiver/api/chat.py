@@ -1,0 +1,210 @@
+"""POST /api/chat, GET /api/sessions, GET/DELETE /api/sessions/{session_id}."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.api import schemas
+from receiver.api.errors import error
+from receiver.api.openapi import RouteDoc, documented
+from receiver.api.params import BadParam, page, since
+from receiver.chat.assistant import ChatError, valid_session_id
+from receiver.services import services
+from receiver.store.documents import ChatSession
+from receiver.store.repo import StoreError
+
+MAX_BODY = 64 * 1024
+MAX_CONTEXT = 4_000  # characters of the context as JSON
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _store_error(err: StoreError) -> Response:
+    return error(503 if err.retryable else 500, "store_unavailable", str(err))
+
+
+def session_summary(session: ChatSession, active_after: datetime) -> dict[str, Any]:
+    last = session.last_activity
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return {
+        "session_id": session.session_id,
+        "title": session.title,
+        "created_at": _ts(session.created_at),
+        "last_activity": _ts(session.last_activity),
+        "message_count": session.message_count,
+        "tokens_in": session.tokens_in,
+        "tokens_out": session.tokens_out,
+        "active": last >= active_after,
+    }
+
+
+def _message_view(message: dict[str, Any]) -> dict[str, Any]:
+    view = {k: v for k, v in message.items() if k != "at"}
+    at = message.get("at")
+    view["at"] = _ts(at) if isinstance(at, datetime) else None
+    return view
+
+
+def _active_after(request: Request) -> datetime:
+    minutes = services(request).settings.chat_session_active_minutes
+    return datetime.now(UTC) - timedelta(minutes=minutes)
+
+
+def _validation_error(err: ValidationError) -> Response:
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in err.errors(include_url=False, include_input=False)[:20]
+    ]
+    first = problems[0]
+    return error(422, "invalid_body", f"{first['field']}: {first['message']}", problems=problems)
+
+
+@documented(
+    RouteDoc(
+        "Ask the assistant about incidents; continues a session",
+        schemas.ChatResponse,
+        body=schemas.ChatRequest,
+        errors=(400, 413, 422, 503),
+        tags=("chat",),
+        description=(
+            "Grounded in the store: instances, alertnames and times named in the message "
+            "(e.g. 'why did web-01 page last night?') select the incidents and analyses the "
+            "model sees. Without a model (or when it fails) the answer is built offline from "
+            "the same incidents and says so (`offline: true`)."
+        ),
+    )
+)
+async def chat(request: Request) -> Response:
+    svc = services(request)
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return error(413, "payload_too_large", f"body exceeds {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "malformed_json", "body is not JSON")
+    try:
+        body = schemas.ChatRequest.model_validate(data)
+    except ValidationError as err:
+        return _validation_error(err)
+    if body.context is not None and len(json.dumps(body.context, default=str)) > MAX_CONTEXT:
+        return error(422, "invalid_body", f"context: larger than {MAX_CONTEXT} characters")
+    try:
+        reply = await svc.chat.ask(body.message, context=body.context, session_id=body.session_id)
+    except ChatError as err:
+        return error(422, "invalid_body", str(err))
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse(
+        {
+            "session_id": reply.session_id,
+            "response": reply.answer,
+            "offline": reply.offline,
+            "provider": reply.provider,
+            "model": reply.model,
+            "tokens": {"input": reply.tokens_in, "output": reply.tokens_out},
+            "incidents": reply.incident_ids,
+            "grounding": reply.scope,
+            "new_session": reply.new_session,
+            "session": session_summary(reply.session, _active_after(request)),
+        }
+    )
+
+
+@documented(
+    RouteDoc(
+        "Chat sessions, most recently active first",
+        schemas.SessionList,
+        query=schemas.SessionQuery,
+        errors=(400, 503),
+        tags=("chat",),
+    )
+)
+async def list_sessions(request: Request) -> Response:
+    try:
+        p = page(request)
+        after = since(request)
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    filters: dict[str, Any] = {}
+    if after is not None:
+        filters["last_activity"] = {"$gte": after}
+    try:
+        items, total = await services(request).chat.chats.list_sessions(filters, p.offset, p.limit)
+    except StoreError as err:
+        return _store_error(err)
+    active_after = _active_after(request)
+    nxt = p.offset + len(items)
+    return JSONResponse(
+        {
+            "sessions": [session_summary(s, active_after) for s in items],
+            "total": total,
+            "limit": p.limit,
+            "offset": p.offset,
+            "next_offset": nxt if nxt < total else None,
+        }
+    )
+
+
+def _session_id(request: Request) -> str | None:
+    raw: str = request.path_params["session_id"]
+    return raw if valid_session_id(raw) else None
+
+
+@documented(
+    RouteDoc(
+        "One chat session with its messages",
+        schemas.SessionDetail,
+        errors=(404, 503),
+        tags=("chat",),
+    ),
+    method="GET",
+)
+@documented(
+    RouteDoc(
+        "Delete a chat session (admin)",
+        schemas.SessionDeleted,
+        errors=(404, 503),
+        tags=("chat",),
+    ),
+    method="DELETE",
+)
+async def session(request: Request) -> Response:
+    session_id = _session_id(request)
+    if session_id is None:
+        return error(404, "not_found", "no such session")
+    chats = services(request).chat.chats
+    try:
+        if request.method == "DELETE":
+            if not await chats.delete_session(session_id):
+                return error(404, "not_found", f"no session {session_id!r}")
+            return JSONResponse({"deleted": True, "session_id": session_id})
+        found = await chats.get_session(session_id)
+    except StoreError as err:
+        return _store_error(err)
+    if found is None:
+        return error(404, "not_found", f"no session {session_id!r}")
+    return JSONResponse(
+        {
+            **session_summary(found, _active_after(request)),
+            "messages": [_message_view(m) for m in found.messages],
+        }
+    )
+
+
+ROUTES: list[Route] = [
+    Route("/api/chat", chat, methods=["POST"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
+    Route("/api/sessions/{session_id}", session, methods=["GET", "DELETE"]),
+]

@@ -1,0 +1,203 @@
+"""Analysis API: the seed's GET /rca, an incident's current analysis with the evidence it cites,
+re-analysis on request, and feedback on an analysis.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.api.errors import error
+from receiver.api.params import BadParam, page, severity, since, text
+from receiver.enrich.evidence import clean_text
+from receiver.services import services
+from receiver.store.documents import Feedback, Incident, Rca
+from receiver.store.rca import AnalysisStore
+from receiver.store.repo import StoreError
+
+MAX_FEEDBACK_BODY = 16 * 1024
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _store_error(err: StoreError) -> Response:
+    return error(503 if err.retryable else 500, "store_unavailable", str(err))
+
+
+def rca_view(rca: Rca) -> dict[str, Any]:
+    """The seed's fields first (summary, cause, fix, simplified), then how it was made."""
+    return {
+        "id": str(rca.id),
+        "incident_id": rca.incident_id,
+        "alertname": rca.alertname,
+        "instance": rca.instance,
+        "severity": rca.severity,
+        "summary": rca.summary,
+        "cause": rca.cause,
+        "fix": rca.fix,
+        "simplified": rca.simplified,
+        "confidence": rca.confidence,
+        "hypotheses": rca.hypotheses,
+        "unknowns": rca.unknowns,
+        "quality": rca.quality,
+        "offline": rca.offline,
+        "provider": rca.provider,
+        "model": rca.model,
+        "prompt_version": rca.prompt_version,
+        "tokens_in": rca.tokens_in,
+        "tokens_out": rca.tokens_out,
+        "latency_ms": rca.latency_ms,
+        "cost_estimate": rca.cost_estimate,
+        "dropped_hypotheses": rca.dropped_hypotheses,
+        "trace_id": rca.trace_id or None,
+        "timestamp": _ts(rca.created_at),
+        "created_at": _ts(rca.created_at),
+    }
+
+
+def _evidence_item(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: raw.get(k) for k in ("id", "kind", "title", "text")}
+
+
+def analysis_detail(rca: Rca, incident: Incident) -> dict[str, Any]:
+    """The analysis with every evidence item and, per hypothesis, the items it cites."""
+    evidence = [_evidence_item(e) for e in rca.evidence]
+    by_id = {e["id"]: e for e in evidence}
+    hypotheses = [
+        {**h, "evidence": [by_id[i] for i in h.get("evidence_ids", []) if i in by_id]}
+        for h in rca.hypotheses
+    ]
+    return {
+        **rca_view(rca),
+        "hypotheses": hypotheses,
+        "evidence": evidence,
+        "current": incident.analysis_id == str(rca.id),
+        "needs_analysis": incident.needs_analysis,
+    }
+
+
+async def list_rca(request: Request) -> Response:
+    """The seed's shape: {"rca": [...], "count": n, "total": N}, newest first."""
+    try:
+        p = page(request)
+        filters: dict[str, Any] = {}
+        if (sev := severity(request)) is not None:
+            filters["severity"] = sev
+        if (after := since(request)) is not None:
+            filters["created_at"] = {"$gte": after}
+        if (incident_id := text(request, "incident_id", 64)) is not None:
+            filters["incident_id"] = incident_id
+        if (name := text(request, "alertname")) is not None:
+            filters["alertname"] = name
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    try:
+        items, total = await AnalysisStore(services(request).store).list_rca(
+            filters, p.offset, p.limit
+        )
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse({"rca": [rca_view(r) for r in items], "count": len(items), "total": total})
+
+
+async def get_analysis(request: Request) -> Response:
+    """GET /api/v1/incidents/{id}/analysis: the current analysis with its cited evidence."""
+    svc = services(request)
+    analyses = AnalysisStore(svc.store)
+    incident_id = request.path_params["incident_id"]
+    try:
+        incident = await svc.store.get_incident(incident_id)
+        if incident is None:
+            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+        rca = await analyses.get(incident.analysis_id) if incident.analysis_id else None
+        if rca is None:
+            rca = await analyses.latest(str(incident.id))
+    except StoreError as err:
+        return _store_error(err)
+    if rca is None:
+        return error(
+            404,
+            "not_analysed",
+            "no analysis stored yet",
+            needs_analysis=incident.needs_analysis,
+        )
+    return JSONResponse(analysis_detail(rca, incident))
+
+
+async def reanalyse(request: Request) -> Response:
+    """POST /api/v1/incidents/{id}/reanalyse (also /analyze): analyse it again."""
+    svc = services(request)
+    incident_id = request.path_params["incident_id"]
+    try:
+        incident = await AnalysisStore(svc.store).request(incident_id)
+    except StoreError as err:
+        return _store_error(err)
+    if incident is None:
+        return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+    svc.enrichment.wake()
+    return JSONResponse({"status": "queued", "incident_id": str(incident.id)}, status_code=202)
+
+
+def _feedback(body: Any) -> Feedback | str:
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    helpful = body.get("helpful")
+    if helpful is not None and not isinstance(helpful, bool):
+        return "helpful: must be true, false or null"
+    fields: dict[str, str] = {}
+    for name in ("actual_cause", "comment"):
+        value = body.get(name, "")
+        if not isinstance(value, str):
+            return f"{name}: must be a string"
+        fields[name] = clean_text(value, 2_000)
+    if helpful is None and not any(fields.values()):
+        return "give at least one of helpful, actual_cause, comment"
+    return Feedback(incident_id="", helpful=helpful, **fields)
+
+
+async def post_feedback(request: Request) -> Response:
+    """POST /api/v1/incidents/{id}/feedback: {helpful, actual_cause, comment} on the analysis."""
+    svc = services(request)
+    incident_id = request.path_params["incident_id"]
+    raw = await request.body()
+    if len(raw) > MAX_FEEDBACK_BODY:
+        return error(413, "too_large", f"feedback is limited to {MAX_FEEDBACK_BODY} bytes")
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        return error(400, "bad_json", "the body is not JSON")
+    feedback = _feedback(body)
+    if isinstance(feedback, str):
+        return error(422, "invalid_feedback", feedback)
+    try:
+        incident = await svc.store.get_incident(incident_id)
+        if incident is None:
+            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+        feedback.incident_id = str(incident.id)
+        feedback.rca_id = incident.analysis_id
+        await AnalysisStore(svc.store).add_feedback(feedback)
+    except StoreError as err:
+        return _store_error(err)
+    return JSONResponse(
+        {"status": "stored", "id": str(feedback.id), "rca_id": feedback.rca_id or None},
+        status_code=201,
+    )
+
+
+ROUTES: list[Route] = [
+    Route("/rca", list_rca, methods=["GET"]),
+    Route("/api/v1/rca", list_rca, methods=["GET"]),
+    Route("/api/v1/incidents/{incident_id}/analysis", get_analysis, methods=["GET"]),
+    Route("/api/v1/incidents/{incident_id}/reanalyse", reanalyse, methods=["POST"]),
+    Route("/api/v1/incidents/{incident_id}/analyze", reanalyse, methods=["POST"]),
+    Route("/api/v1/incidents/{incident_id}/feedback", post_feedback, methods=["POST"]),
+]

@@ -1,0 +1,335 @@
+"""Pydantic models of the API's requests and responses: the source of /openapi.json.
+
+Response models describe what the views return; they allow extra fields (the default), so a
+stage adding a field does not break the contract, while a changed type does (schemathesis
+checks every documented response against these). Query models document the list filters that
+`receiver.api.params` parses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+Severity = Literal["critical", "high", "medium", "low"]
+
+SINCE = (
+    "RFC3339 time, unix seconds, or a duration back from now (`15m`, `2h`, `7d`); "
+    "only items at or after it"
+)
+
+
+class Error(BaseModel):
+    """Every error: a stable code and a message naming the problem."""
+
+    error: str
+    detail: str
+
+
+# --- status and health ---------------------------------------------------------------------
+
+
+class ServiceStatus(BaseModel):
+    status: Literal["running"]
+    service: str
+    version: str
+    prometheus: str
+    llm_model: str
+    llm_provider: str
+    store: str
+    monitor_interval: int
+    webhook_auth: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    store: str
+
+
+# --- webhook -------------------------------------------------------------------------------
+
+
+class WebhookAccepted(BaseModel):
+    status: Literal["accepted", "duplicate"]
+    delivery: str = Field(description="sha256 delivery key")
+    alerts: int
+
+
+# --- incidents, episodes, deliveries -------------------------------------------------------
+
+
+class PageQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=500, description="items per page")
+    offset: int = Field(default=0, ge=0, le=10_000_000, description="items to skip")
+
+
+class IncidentQuery(PageQuery):
+    status: Literal["firing", "resolved", "open"] | None = Field(
+        default=None, description="`open` is the same as `firing`"
+    )
+    severity: Severity | None = None
+    alertname: str | None = Field(default=None, max_length=512)
+    instance: str | None = Field(default=None, max_length=512)
+    source: str | None = Field(default=None, max_length=512)
+    since: str | None = Field(default=None, description=SINCE)
+
+
+class AnomalyQuery(PageQuery):
+    status: Literal["firing", "resolved", "open"] | None = None
+    severity: Severity | None = None
+    instance: str | None = Field(default=None, max_length=512)
+    source: str | None = Field(default=None, max_length=512)
+    since: str | None = Field(default=None, description=SINCE)
+
+
+class DeliveryQuery(PageQuery):
+    raw: Literal["1", "0", "true", "false", "yes", "no"] | None = Field(
+        default=None, description="`1` adds the payload as received"
+    )
+
+
+class Episode(BaseModel):
+    """One alert episode; the seed's anomaly fields first."""
+
+    id: str
+    metric: str
+    value: float | None
+    instance: str
+    severity: str
+    reason: str
+    timestamp: str | None
+    status: str
+    source: str
+    alertname: str
+    fingerprint: str
+    starts_at: str | None
+    ends_at: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    detector: dict[str, Any] | None
+    incident_id: str
+    analyzed: bool
+
+
+class Incident(BaseModel):
+    id: str
+    key: str
+    source: str
+    status: str
+    severity: str
+    title: str
+    receiver: str
+    alertnames: list[str]
+    instances: list[str]
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    external_url: str
+    started_at: str | None
+    updated_at: str | None
+    resolved_at: str | None
+    episode_count: int
+    firing_count: int
+    needs_analysis: bool
+    needs_notification: bool
+    analysis_id: str | None
+
+
+class IncidentList(BaseModel):
+    incidents: list[Incident]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class IncidentDetail(Incident):
+    episodes: list[Episode]
+
+
+class AnomalyList(BaseModel):
+    """The seed's shape."""
+
+    anomalies: list[Episode]
+    count: int
+    total: int
+
+
+class Delivery(BaseModel):
+    delivery_key: str
+    received_at: str | None
+    receiver: str
+    group_key: str
+    status: str
+    alert_count: int
+    truncated_alerts: int
+    external_url: str
+    processed: bool
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any] | None = None
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery]
+    total: int
+
+
+# --- stats and langfuse --------------------------------------------------------------------
+
+
+class AnomalyCounts(BaseModel):
+    total: int
+    open: int
+    analyzed: int
+
+
+class IncidentCounts(BaseModel):
+    total: int
+    open: int
+
+
+class ChatCounts(BaseModel):
+    total: int
+    active: int = Field(description="sessions with activity in CHAT_SESSION_ACTIVE_MINUTES")
+
+
+class EmailStatus(BaseModel):
+    enabled: bool
+    recipients: int
+
+
+class SlackStatus(BaseModel):
+    enabled: bool
+    configured: bool
+
+
+class OutboxCounts(BaseModel):
+    pending: int
+    sent: int
+    failed: int
+    suppressed: int
+
+
+class NotificationStats(BaseModel):
+    email: EmailStatus
+    slack: SlackStatus
+    outbox: OutboxCounts
+
+
+class DeliveryCounts(BaseModel):
+    total: int
+    pending: int
+
+
+class Stats(BaseModel):
+    """Collection totals (the seed's /stats, plus incidents and deliveries)."""
+
+    metrics: int = Field(description="poll-cycle snapshots")
+    anomalies: AnomalyCounts
+    incidents: IncidentCounts
+    rca_results: int
+    chat_sessions: ChatCounts
+    notifications: NotificationStats
+    deliveries: DeliveryCounts
+    store: str
+
+
+class LangfuseStatus(BaseModel):
+    installed: bool
+    version: str | None
+    enabled: bool = Field(description="both keys are set")
+    host: str | None = Field(description="LANGFUSE_HOST; null = the SDK's default")
+    public_key: Literal["configured", "missing"]
+    secret_key: Literal["configured", "missing"]
+    connected: bool | None = Field(
+        description="the host answered its health endpoint; null when not probed"
+    )
+
+
+# --- chat ----------------------------------------------------------------------------------
+
+
+ContextKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=4_000)
+    context: dict[ContextKey, str | int | float | bool | None] | None = Field(
+        default=None,
+        max_length=20,
+        description="optional: `incident_id` pins an incident; other values add search words",
+    )
+    session_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:\-]{1,64}$",
+        description="continue this session (created when unknown); omitted = a new session",
+    )
+
+
+class TokenCounts(BaseModel):
+    input: int
+    output: int
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    title: str
+    created_at: str | None
+    last_activity: str | None
+    message_count: int
+    tokens_in: int
+    tokens_out: int
+    active: bool
+
+
+class ChatMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    at: str | None
+    offline: bool | None = None
+    provider: str | None = None
+    model: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    incident_ids: list[str] | None = None
+    context: dict[str, Any] | None = None
+
+
+class ChatResponse(BaseModel):
+    session_id: str
+    response: str = Field(description="the assistant's answer")
+    offline: bool = Field(description="answered without a model (none configured, or it failed)")
+    provider: str
+    model: str
+    tokens: TokenCounts
+    incidents: list[str] = Field(description="ids of the incidents the answer was grounded in")
+    grounding: Literal["matched", "context", "previous", "window", "recent"]
+    new_session: bool
+    session: SessionSummary
+
+
+class SessionQuery(PageQuery):
+    since: str | None = Field(default=None, description="last activity at or after; " + SINCE)
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class SessionDetail(SessionSummary):
+    messages: list[ChatMessage]
+
+
+class SessionDeleted(BaseModel):
+    deleted: Literal[True]
+    session_id: str

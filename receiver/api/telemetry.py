@@ -1,0 +1,94 @@
+"""HTTP self-monitoring: request counts and latency by route template, on the app's registry.
+
+The label is the route's template (`/api/v1/incidents/{incident_id}`), never the raw path, so
+the series count stays bounded whatever clients send; unmatched paths share one label.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by method, route template and status code",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.in_progress = Gauge(
+            "http_requests_in_progress", "HTTP requests being served", registry=registry
+        )
+
+
+def route_template(routes: list[BaseRoute], scope: Scope) -> str:
+    """The template of the route that serves `scope` (full or method-mismatch match)."""
+    partial: str | None = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            return UNMATCHED
+        template = path + "/{path}" if isinstance(route, Mount) else path
+        if match is Match.FULL:
+            return template
+        partial = partial or template
+    return partial or UNMATCHED
+
+
+def _metrics(scope: Scope) -> HttpMetrics | None:
+    state: dict[str, Any] = scope.get("state") or {}
+    services = state.get("services")
+    found = getattr(services, "http_metrics", None)
+    return found if isinstance(found, HttpMetrics) else None
+
+
+class RequestMetrics:
+    """Times every HTTP request and counts it by (method, route template, status)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = _metrics(scope) if scope["type"] == "http" else None
+        if metrics is None:
+            await self.app(scope, receive, send)
+            return
+        # matched before the call: a mount's router later replaces scope["route"] and root_path
+        routes: list[BaseRoute] = list(getattr(scope.get("app"), "routes", []))
+        template = route_template(routes, scope)
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        status = 500
+        started = time.perf_counter()
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            metrics.in_progress.dec()
+            metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            metrics.requests.labels(method, template, str(status)).inc()

@@ -1,0 +1,1 @@
+"""The chat assistant: questions about incidents, answered from the store."""

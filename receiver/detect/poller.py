@@ -1,0 +1,457 @@
+"""The outlier poller: every MONITOR_INTERVAL seconds, poll each enabled target this replica
+holds the lease for, score every watched series in one batch, and feed outliers into the same
+`SignalProcessor` as Alertmanager alerts.
+
+One cycle of one target: enumerate selectors (`selection`), fetch history with one query_range
+per selector (`fetch`), score (`outliers.score_batch`, in a worker thread), turn the latest
+points into signals with stable episode identity (`signals`), apply them, and store a snapshot
+in the `metrics` collection. Errors of a target (Prometheus down, a bad selector, the store) are
+counted and recorded on its snapshot; the loop never stops on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import httpx
+import numpy as np
+
+from receiver.detect.fetch import Fetched, Grid, PriorSpec, fetch
+from receiver.detect.metrics import DetectorMetrics
+from receiver.detect.outliers import (
+    BATCH_CONFIG,
+    DEFAULT_THRESHOLD,
+    BatchResult,
+    DetectorConfig,
+    score_batch,
+)
+from receiver.detect.prometheus import (
+    PrometheusAPI,
+    PrometheusClient,
+    PrometheusError,
+    PrometheusProtocolError,
+    PrometheusQueryError,
+    PrometheusUnavailable,
+)
+from receiver.detect.selection import (
+    Selector,
+    auto_selectors,
+    custom_selectors,
+    job_matcher,
+    load_recorded,
+    parse_selectors,
+)
+from receiver.detect.signals import Flag, Plan, SignalBuilder, SignalRules, at, explain_flags
+from receiver.detect.targets import PollTarget, default_target, poll_target
+from receiver.domain import Severity
+from receiver.ingest.processor import SignalProcessor
+from receiver.settings import Settings
+from receiver.store.detect import DetectStore
+from receiver.store.documents import PollSnapshot, utcnow
+from receiver.store.repo import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SIZE = 10  # series per snapshot (highest scores first)
+LEASE_PREFIX = "poll:"
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    interval: float
+    detector: DetectorConfig
+    rules: SignalRules = field(default_factory=SignalRules)
+    selectors: str = ""
+    include_internal: bool = False
+    recorded: frozenset[str] = frozenset()
+    derived: frozenset[str] = frozenset()
+    max_series: int = 10_000
+    window: float = 7200.0
+    step: float = 60.0
+    min_history: float = 86400.0
+    rate_window: float = 300.0
+    suppress: float = 3600.0
+    query_timeout: float = 30.0
+    max_docs: int = 10_000
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PollerConfig:
+        # robust / zscore judge the window only: more history than it holds would never come
+        min_history = s.detect_min_history
+        if s.detect_method != "range":
+            min_history = min(min_history, s.detect_window)
+        detector = replace(
+            BATCH_CONFIG,
+            method=s.detect_method,
+            threshold=DEFAULT_THRESHOLD if s.detect_threshold is None else s.detect_threshold,
+            lookback=s.detect_lookback,
+            min_history=min_history,
+            min_duration=s.detect_min_duration,
+            # the poller keeps episodes itself (open while abnormal, quiet after): no damping
+            suppress=0.0,
+            rearm=0.0,
+            z_threshold=s.z_threshold,
+        )
+        recorded, derived = load_recorded(s.detect_rules_dir)
+        return cls(
+            interval=float(s.monitor_interval),
+            detector=detector,
+            rules=SignalRules(
+                alertname=s.detect_alertname,
+                severity=Severity(s.detect_severity),
+                clear_ratio=s.detect_clear_ratio,
+                settle=s.detect_settle,
+            ),
+            selectors=s.detect_selectors,
+            include_internal=s.detect_include_internal,
+            recorded=recorded,
+            derived=derived,
+            max_series=s.detect_max_series,
+            window=s.detect_window,
+            step=s.detect_step,
+            min_history=min_history,
+            rate_window=s.detect_rate_window,
+            suppress=s.detect_suppress,
+            query_timeout=s.detect_query_timeout,
+            max_docs=s.max_docs,
+        )
+
+    @property
+    def lease_ttl(self) -> timedelta:
+        """Long enough to survive a slow cycle; a dead holder's targets move within it."""
+        return timedelta(seconds=max(3 * self.interval, 15.0))
+
+    @property
+    def prior(self) -> PriorSpec | None:
+        if self.detector.method != "range" or self.detector.lookback <= self.window:
+            return None
+        return PriorSpec(self.detector.lookback, self.min_history, self.step)
+
+
+@dataclass
+class CycleReport:
+    target: str
+    selectors: int = 0
+    series: int = 0
+    flagged: int = 0
+    opened: int = 0
+    resolved: int = 0
+    capped: bool = False
+    error: str = ""
+    duration: float = 0.0
+    sample: list[dict[str, object]] = field(default_factory=list)
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _error_kind(err: Exception) -> str:
+    if isinstance(err, PrometheusUnavailable):
+        return "unavailable"
+    if isinstance(err, PrometheusQueryError):
+        return "query"
+    if isinstance(err, PrometheusProtocolError | PrometheusError):
+        return "protocol"
+    if isinstance(err, StoreError):
+        return "store"
+    return "internal"
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
+
+
+def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
+    last = np.nan_to_num(result.scores[:, -1], nan=-1.0)
+    top = np.argsort(-last, kind="stable")[:SAMPLE_SIZE]
+    out: list[dict[str, object]] = []
+    for i in top:
+        ref = fetched.refs[int(i)]
+        score = float(result.scores[int(i), -1])
+        out.append(
+            {
+                "metric": ref.metric,
+                "instance": ref.instance,
+                "labels": {k: v for k, v in ref.labels.items() if k != "__name__"},
+                "value": _finite(float(result.values[int(i), -1])),
+                "score": _finite(score),
+                "flagged": bool(not math.isnan(score) and score >= result.threshold),
+            }
+        )
+    return out
+
+
+class OutlierPoller:
+    """Polls targets on a timer; `poll(target)` is one cycle of one target, lease aside."""
+
+    def __init__(
+        self,
+        config: PollerConfig,
+        store: Store,
+        processor: SignalProcessor,
+        http: httpx.AsyncClient,
+        metrics: DetectorMetrics,
+        default: PollTarget | None,
+        holder: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = DetectStore(store)
+        self.processor = processor
+        self.http = http
+        self.metrics = metrics
+        self.default = default
+        self.holder = holder or holder_id()
+        self._held: set[str] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: Store,
+        processor: SignalProcessor,
+        http: httpx.AsyncClient,
+        metrics: DetectorMetrics,
+    ) -> OutlierPoller:
+        return cls(
+            PollerConfig.from_settings(settings),
+            store,
+            processor,
+            http,
+            metrics,
+            default_target(settings),
+        )
+
+    # ---------------------------------------------------------------------------- the loop
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        log.info(
+            "outlier poller %s: every %gs, method %s",
+            self.holder,
+            self.config.interval,
+            self.config.detector.method,
+        )
+        try:
+            while True:
+                started = loop.time()
+                await self.cycle()
+                await asyncio.sleep(max(0.05, self.config.interval - (loop.time() - started)))
+        finally:
+            await self.release()
+
+    async def cycle(self) -> list[CycleReport]:
+        """Poll every enabled target whose lease this replica gets."""
+        try:
+            targets = await self.targets()
+        except StoreError as err:
+            log.warning("outlier poller: cannot read targets: %s", err)
+            return []
+        reports = await asyncio.gather(*(self.poll_leased(t) for t in targets))
+        return [r for r in reports if r is not None]
+
+    async def targets(self) -> list[PollTarget]:
+        stored = [poll_target(t) for t in await self.store.list_targets(enabled_only=True)]
+        return ([self.default] if self.default is not None else []) + stored
+
+    async def poll_leased(self, target: PollTarget) -> CycleReport | None:
+        """One cycle of `target` if this replica holds (or gets) its lease."""
+        lease = LEASE_PREFIX + target.name
+        try:
+            held = await self.store.acquire_lease(lease, self.holder, self.config.lease_ttl)
+        except StoreError as err:
+            log.warning("outlier poller: lease for %s: %s", target.name, err)
+            self.metrics.errors.labels(target.name, "store").inc()
+            return None
+        self.metrics.lease.labels(target.name).set(1 if held else 0)
+        if not held:
+            self._held.discard(lease)
+            return None
+        self._held.add(lease)
+        report = await self.poll(target)
+        await self._record(report)
+        return report
+
+    async def release(self) -> None:
+        """Give up this replica's leases (on shutdown) so another replica takes over at once."""
+        for lease in sorted(self._held):
+            try:
+                await asyncio.wait_for(self.store.release_lease(lease, self.holder), 5.0)
+            except (StoreError, TimeoutError) as err:
+                log.warning("outlier poller: could not release %s: %s", lease, err)
+        self._held.clear()
+
+    # ---------------------------------------------------------------------------- one cycle
+
+    async def poll(self, target: PollTarget) -> CycleReport:
+        report = CycleReport(target.name)
+        started = time.perf_counter()
+        client = PrometheusClient(
+            target.prometheus(self.config.query_timeout + 5.0), http=self.http, retries=2
+        )
+        try:
+            await self._poll(client, target, report)
+        except Exception as err:  # a target's failure must never stop the loop
+            kind = _error_kind(err)
+            report.error = f"{kind}: {err}"[:500]
+            self.metrics.errors.labels(target.name, kind).inc()
+            if kind == "internal":
+                log.exception("outlier poller: %s failed", target.name)
+            else:
+                log.warning("outlier poller: %s: %s", target.name, err)
+        report.duration = time.perf_counter() - started
+        self.metrics.polls.labels(target.name).inc()
+        self.metrics.duration.labels(target.name).observe(report.duration)
+        return report
+
+    async def _poll(self, client: PrometheusAPI, target: PollTarget, report: CycleReport) -> None:
+        cfg = self.config
+        grid = Grid.ending(time.time(), cfg.window, cfg.step)
+        selectors = await self.selectors(client, target, grid)
+        report.selectors = len(selectors)
+        fetched = await fetch(
+            client,
+            selectors,
+            grid,
+            max_series=cfg.max_series,
+            prior=cfg.prior,
+            query_timeout=cfg.query_timeout,
+        )
+        report.series = len(fetched.refs)
+        report.capped = fetched.capped
+        if fetched.capped:
+            self.metrics.capped.labels(target.name).inc()
+            log.warning(
+                "outlier poller: %s: DETECT_MAX_SERIES=%d reached after %d of %d selectors; "
+                "the rest is not scored this cycle",
+                target.name,
+                cfg.max_series,
+                fetched.selectors_done,
+                len(selectors),
+            )
+        if fetched.errors:
+            self.metrics.errors.labels(target.name, "query").inc(len(fetched.errors))
+            report.error = ("query: " + "; ".join(fetched.errors))[:500]
+            log.warning("outlier poller: %s: %s", target.name, report.error)
+        scored = await self._score(fetched)
+        result, flags = scored if scored is not None else (None, {})
+        self.metrics.series.labels(target.name).inc(report.series)
+        plan = await self._plan(target, fetched, result, flags, grid)
+        for batch in plan.batches:
+            applied = await self.processor.apply(batch)
+            report.opened += applied.new_episodes
+            report.resolved += applied.resolved_episodes
+        if result is not None:
+            report.flagged = len(flags)
+            report.sample = _sample(fetched, result)
+            self.metrics.flagged.labels(target.name).inc(report.flagged)
+        self.metrics.opened.labels(target.name).inc(report.opened)
+        if report.opened or report.resolved:
+            log.info(
+                "outlier poller: %s: %d outlier episode(s) opened, %d resolved",
+                target.name,
+                report.opened,
+                report.resolved,
+            )
+
+    async def selectors(
+        self, client: PrometheusAPI, target: PollTarget, grid: Grid
+    ) -> list[Selector]:
+        custom, auto = parse_selectors(self.config.selectors)
+        selectors = custom_selectors(custom)
+        if auto:
+            names = await client.label_values(
+                "__name__", match=job_matcher(target.job), start=grid.start, end=grid.end
+            )
+            selectors += auto_selectors(
+                names,
+                recorded=self.config.recorded,
+                derived=self.config.derived,
+                job=target.job,
+                include_internal=self.config.include_internal,
+                rate_window=self.config.rate_window,
+            )
+        return selectors
+
+    async def _score(self, fetched: Fetched) -> tuple[BatchResult, dict[int, Flag]] | None:
+        if not fetched.refs:
+            return None
+        return await asyncio.to_thread(self._score_sync, fetched)
+
+    def _score_sync(self, fetched: Fetched) -> tuple[BatchResult, dict[int, Flag]]:
+        """Score every series at once, then explain each point flagged since the last cycle
+        (a flagged point before the last is re-scored alone on its prefix: same score, and
+        the band it was judged against)."""
+        cfg = self.config.detector
+        result = score_batch(
+            fetched.timestamps,
+            fetched.values,
+            cfg,
+            prior_low=fetched.prior_low,
+            prior_high=fetched.prior_high,
+        )
+        flags = explain_flags(
+            result,
+            fetched.values,
+            cfg,
+            span=self.config.interval + self.config.step,
+            prior_low=fetched.prior_low,
+            prior_high=fetched.prior_high,
+        )
+        return result, flags
+
+    async def _plan(
+        self,
+        target: PollTarget,
+        fetched: Fetched,
+        result: BatchResult | None,
+        flags: dict[int, Flag],
+        grid: Grid,
+    ) -> Plan:
+        builder = SignalBuilder(target.name, target.url, self.config.rules)
+        open_episodes = await self.store.open_episodes(target.name)
+        quiet: set[str] = set()
+        if flags and self.config.suppress > 0:
+            fresh = [
+                fp for fp in builder.fingerprints(fetched.refs, flags) if fp not in open_episodes
+            ]
+            since = utcnow() - timedelta(seconds=self.config.suppress)
+            quiet = await self.store.resolved_since(fresh, since)
+        end = at(float(result.timestamps[-1])) if result is not None else at(grid.end)
+        return builder.plan(
+            fetched.refs,
+            result,
+            open_episodes,
+            flags=flags,
+            quiet=quiet,
+            complete=fetched.complete,
+            end=end,
+        )
+
+    async def _record(self, report: CycleReport) -> None:
+        snapshot = PollSnapshot(
+            target=report.target,
+            holder=self.holder,
+            duration_seconds=round(report.duration, 4),
+            selectors=report.selectors,
+            series=report.series,
+            flagged=report.flagged,
+            opened=report.opened,
+            resolved=report.resolved,
+            capped=report.capped,
+            error=report.error,
+            sample=report.sample,
+        )
+        try:
+            await self.store.insert_snapshot(snapshot, self.config.max_docs)
+        except StoreError as err:
+            self.metrics.errors.labels(report.target, "store").inc()
+            log.warning("outlier poller: snapshot of %s not stored: %s", report.target, err)

@@ -1,0 +1,407 @@
+"""The enrichment worker: picks incidents with `needs_analysis` from the store and analyses them.
+
+Work is database state, so a restart resumes it. Each incident is claimed with a lease (one
+conditional update), so replicas sharing a database analyse it once; a replica that stops
+gives its leases back, one that dies loses them when they expire. At most `concurrency`
+analyses run at once, each bounded by `timeout` (evidence + LLM); past it, the offline analyst
+answers. The webhook never waits for any of this: ingest calls `wake()` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from receiver.detect.prometheus import PrometheusAPI
+from receiver.domain import Analysis, IncidentView
+from receiver.enrich.analyst import analyse
+from receiver.enrich.context import ContextGatherer, PastIncident, RuleIndex
+from receiver.enrich.evidence import EvidenceBundle, evidence_from_incident, primary_signal
+from receiver.enrich.llm import LLMProvider
+from receiver.enrich.metrics import EnrichMetrics
+from receiver.enrich.prompt import PROMPT_VERSION, build_messages
+from receiver.enrich.tracing import AnalysisTrace, Tracer
+from receiver.store.convert import incident_view
+from receiver.store.documents import Incident, Rca
+from receiver.store.rca import AnalysisStore
+from receiver.store.repo import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN = 60.0  # seconds a lease outlives the analysis timeout
+MAX_EPISODES = 200  # newest episodes an analysis looks at (the evidence shows ~15)
+HISTORY_CANDIDATES = 30
+OUTPUT_TOKENS = 1_000  # what an answer costs on top of the prompt, for budget estimates
+BATCH = 32  # candidates read per pending query
+REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
+COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Token caps; 0 = no cap. Per hour counts what every replica stored in the last hour."""
+
+    per_incident: int = 0
+    per_hour: int = 0
+
+
+def signature(incident: Incident) -> str:
+    """What an analysis covers: a digest of the sorted alertnames and instances.
+
+    The incident is analysed again only when this changes (the processor sets
+    `needs_analysis` when either list grows), never for Alertmanager's repeat notifications.
+    """
+    text = "\n".join(sorted(incident.alertnames)) + "\n--\n" + "\n".join(sorted(incident.instances))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def estimate_tokens(incident: IncidentView, evidence: EvidenceBundle) -> int:
+    """Prompt tokens at ~4 characters each, plus an answer."""
+    chars = sum(len(m["content"]) for m in build_messages(incident, evidence))
+    return chars // 4 + OUTPUT_TOKENS
+
+
+def evidence_hash(evidence: EvidenceBundle, provider: LLMProvider) -> str:
+    payload = json.dumps(
+        [PROMPT_VERSION, provider.name, provider.model, evidence.for_prompt()], sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class _RecordingTracer:
+    """Wraps the app's tracer for one analysis to learn the trace id it got."""
+
+    def __init__(self, inner: Tracer) -> None:
+        self.inner = inner
+        self.trace_id = ""
+
+    @contextlib.contextmanager
+    def analysis(
+        self, incident: IncidentView, *, prompt_version: str, evidence_ids: list[str]
+    ) -> Iterator[AnalysisTrace]:
+        with self.inner.analysis(
+            incident, prompt_version=prompt_version, evidence_ids=evidence_ids
+        ) as trace:
+            self.trace_id = trace.trace_id
+            yield trace
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+@dataclass
+class _Outcome:
+    analysis: Analysis
+    outcome: str  # model | fallback | offline | budget | cached | timeout
+    trace_id: str = ""
+    evidence_hash: str = ""
+    cached: Rca | None = None
+
+
+def _rca(
+    incident: Incident, view: IncidentView, sig: str, evidence: EvidenceBundle, result: _Outcome
+) -> Rca:
+    analysis = result.analysis
+    primary = primary_signal(view)
+    return Rca(
+        incident_id=str(incident.id),
+        incident_key=incident.key,
+        signature=sig,
+        alertname=primary.alertname if primary else "",
+        instance=primary.instance if primary else "",
+        severity=incident.severity,
+        summary=analysis.summary,
+        cause=analysis.cause,
+        fix=analysis.fix,
+        simplified=analysis.simplified,
+        confidence=analysis.confidence,
+        hypotheses=[h.model_dump(mode="json") for h in analysis.hypotheses],
+        unknowns=analysis.unknowns,
+        evidence=[item.model_dump(mode="json") for item in evidence.items],
+        provider=analysis.provider,
+        model=analysis.model,
+        prompt_version=analysis.prompt_version,
+        tokens_in=analysis.tokens_in,
+        tokens_out=analysis.tokens_out,
+        latency_ms=analysis.latency_ms,
+        cost_estimate=analysis.cost_estimate,
+        quality=analysis.quality,
+        dropped_hypotheses=analysis.dropped_hypotheses,
+        offline=analysis.offline,
+        trace_id=result.trace_id,
+        evidence_hash=result.evidence_hash,
+    )
+
+
+class EnrichmentWorker:
+    def __init__(
+        self,
+        store: Store,
+        provider: LLMProvider | None,
+        tracer: Tracer,
+        metrics: EnrichMetrics,
+        *,
+        prometheus: PrometheusAPI | None,
+        prom_url: str,
+        rules: RuleIndex | None = None,
+        concurrency: int = 2,
+        timeout: float = 180.0,
+        poll_seconds: float = 5.0,
+        settle_seconds: float = 0.5,
+        budget: Budget | None = None,
+    ) -> None:
+        self.analyses = AnalysisStore(store)
+        self.provider = provider
+        self.tracer = tracer
+        self.metrics = metrics
+        self.gatherer = ContextGatherer(
+            prometheus, prom_url=prom_url, rules=rules, history=self._history
+        )
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.lease = timeout + LEASE_MARGIN
+        self.poll_seconds = poll_seconds
+        self.settle_seconds = settle_seconds
+        self.budget = budget or Budget()
+        self.replica = uuid.uuid4().hex[:12]
+        self._wake = asyncio.Event()
+        self._fresh = True  # new work may exist that the candidate batch does not hold
+        self._queue: collections.deque[Incident] = collections.deque()
+        self._queried_at = 0.0
+        self._counted_at = 0.0
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def wake(self) -> None:
+        """Something may need analysis (ingest grew an incident, the API asked): look now."""
+        self._fresh = True
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = self.poll_seconds
+        try:
+            while True:
+                try:
+                    await self.fill()
+                    backoff = self.poll_seconds
+                except StoreError as err:
+                    self.metrics.errors.inc()
+                    log.warning("enrichment worker: %s; retrying in %.1fs", err, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 60.0)
+                    continue
+                await self._idle()
+        finally:
+            running = list(self._running.values())
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _idle(self) -> None:
+        was_idle = not self._running and not self._queue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+        if was_idle and self._fresh and self.settle_seconds:
+            # the first deliveries of a burst for one group land within moments: let them all
+            # land, then analyse the group once (not when a slot frees up mid-storm)
+            await asyncio.sleep(self.settle_seconds)
+        self._wake.clear()
+
+    async def fill(self) -> int:
+        """Claim pending incidents up to the free slots and start their analyses.
+
+        Candidates are read in batches and re-read when the batch is used up or new work was
+        announced (at most every REQUERY_SECONDS): a storm of incidents costs one query per
+        batch, not one per analysis, on a store that serialises requests.
+        """
+        started = 0
+        free = self.concurrency - len(self._running)
+        now = time.time()
+        if free > 0:
+            stale = self._fresh and time.monotonic() - self._queried_at >= REQUERY_SECONDS
+            if not self._queue or stale:
+                self._fresh = False
+                self._queried_at = time.monotonic()
+                self._queue = collections.deque(await self.analyses.pending(now, BATCH))
+            while started < free and self._queue:
+                incident = self._queue.popleft()
+                key = str(incident.id)
+                if key in self._running:
+                    continue
+                token = f"{self.replica}-{uuid.uuid4().hex[:12]}"
+                claimed = await self.analyses.claim(incident.id, token, now, now + self.lease)
+                if claimed is None:
+                    continue  # another replica took it or it is done
+                task = asyncio.create_task(self._guarded(claimed, token), name=f"rca-{key}")
+                self._running[key] = task
+                task.add_done_callback(functools.partial(self._finished, key))
+                started += 1
+        if time.monotonic() - self._counted_at >= COUNT_SECONDS:
+            self._counted_at = time.monotonic()
+            self.metrics.pending.set(await self.analyses.count_pending())
+        self.metrics.in_flight.set(len(self._running))
+        return started
+
+    def _finished(self, key: str, _task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+        self.metrics.in_flight.set(len(self._running))
+        self._wake.set()  # a slot is free
+
+    async def _guarded(self, incident: Incident, token: str) -> None:
+        try:
+            await self.analyse(incident, token)
+        except asyncio.CancelledError:
+            await self._release(incident, token)  # shutting down: let the next replica start
+            raise
+        except StoreError as err:
+            self.metrics.errors.inc()
+            log.warning("analysis of incident %s not stored: %s", incident.id, err)
+            await self._release(incident, token)
+        except Exception:
+            # a bug, not a condition: keep the lease so the retry waits for its expiry
+            self.metrics.errors.inc()
+            log.exception("analysis of incident %s failed", incident.id)
+
+    async def _release(self, incident: Incident, token: str) -> None:
+        try:
+            async with asyncio.timeout(5.0):
+                await self.analyses.release(incident.id, token)
+        except (StoreError, TimeoutError) as err:
+            log.warning("lease of incident %s left to expire: %s", incident.id, err)
+
+    # -- one analysis ---------------------------------------------------------------------------
+
+    async def analyse(self, incident: Incident, token: str) -> None:
+        """Analyse a claimed incident, store the result, clear its work flag, free the lease."""
+        sig = signature(incident)
+        if sig == incident.analysis_signature and incident.analysis_id:
+            # nothing new since the last analysis (e.g. a restart after storing it)
+            await self.analyses.complete(incident, token, incident.analysis_id, sig)
+            return
+        started = time.perf_counter()
+        episodes = await self.analyses.episodes(str(incident.id), MAX_EPISODES)
+        view = incident_view(incident, episodes)
+        evidence: EvidenceBundle | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                t0 = time.perf_counter()
+                evidence = await self.gatherer.gather(view)
+                self.metrics.evidence_latency.observe(time.perf_counter() - t0)
+                result = await self._decide(incident, view, sig, evidence)
+        except TimeoutError:
+            log.warning("analysis of incident %s timed out", incident.id)
+            evidence = evidence or evidence_from_incident(view)
+            recorder = _RecordingTracer(self.tracer)
+            analysis = await analyse(
+                view,
+                evidence,
+                None,
+                recorder,
+                offline_reason=f"the analysis took longer than {self.timeout:g}s",
+            )
+            result = _Outcome(analysis, "timeout", recorder.trace_id)
+        if result.cached is not None:
+            rca = result.cached
+        else:
+            assert evidence is not None
+            rca = await self.analyses.insert(_rca(incident, view, sig, evidence, result))
+        cleared = await self.analyses.complete(incident, token, str(rca.id), sig)
+        await self.analyses.mark_analyzed([e.id for e in episodes if not e.analyzed])
+        self._count(result, time.perf_counter() - started)
+        log.info(
+            "incident %s analysed (%s, %s)%s",
+            incident.id,
+            result.outcome,
+            rca.provider,
+            "" if cleared else "; it grew meanwhile, another analysis follows",
+        )
+
+    async def _decide(
+        self, incident: Incident, view: IncidentView, sig: str, evidence: EvidenceBundle
+    ) -> _Outcome:
+        """Model, cache or offline (no LLM / over budget), then analyse."""
+        provider = self.provider
+        recorder = _RecordingTracer(self.tracer)
+        if provider is None:
+            analysis = await analyse(view, evidence, None, recorder)
+            return _Outcome(analysis, "offline", recorder.trace_id)
+        over = await self._over_budget(view, evidence)
+        if over:
+            analysis = await analyse(view, evidence, None, recorder, offline_reason=over)
+            return _Outcome(analysis, "budget", recorder.trace_id)
+        digest = evidence_hash(evidence, provider)
+        cached = await self.analyses.cached(str(incident.id), sig, digest)
+        if cached is not None:
+            stub = Analysis(summary=cached.summary, cause=cached.cause)
+            return _Outcome(stub, "cached", cached=cached)
+        analysis = await analyse(view, evidence, provider, recorder)
+        outcome = "fallback" if analysis.offline else "model"
+        return _Outcome(analysis, outcome, recorder.trace_id, "" if analysis.offline else digest)
+
+    async def _over_budget(self, view: IncidentView, evidence: EvidenceBundle) -> str:
+        """Why the model may not be called now, or "" when it may."""
+        if not (self.budget.per_incident or self.budget.per_hour):
+            return ""
+        estimate = estimate_tokens(view, evidence)
+        if self.budget.per_incident and estimate > self.budget.per_incident:
+            self.metrics.budget_exceeded.labels("incident").inc()
+            return (
+                f"the prompt (~{estimate} tokens) is over the per-incident cap "
+                f"of {self.budget.per_incident} tokens"
+            )
+        if self.budget.per_hour:
+            spent = await self.analyses.tokens_since(datetime.now(UTC) - timedelta(hours=1))
+            if spent + estimate > self.budget.per_hour:
+                self.metrics.budget_exceeded.labels("hour").inc()
+                return (
+                    f"the hourly LLM budget of {self.budget.per_hour} tokens is spent "
+                    f"({spent} used in the last hour)"
+                )
+        return ""
+
+    def _count(self, result: _Outcome, seconds: float) -> None:
+        analysis = result.analysis
+        provider = result.cached.provider if result.cached is not None else analysis.provider
+        self.metrics.generated.labels(provider, result.outcome).inc()
+        self.metrics.latency.observe(seconds)
+        if result.cached is None:
+            self.metrics.tokens.labels("in").inc(analysis.tokens_in)
+            self.metrics.tokens.labels("out").inc(analysis.tokens_out)
+            self.metrics.cost.inc(analysis.cost_estimate)
+            self.metrics.dropped_hypotheses.inc(analysis.dropped_hypotheses)
+
+    # -- history for the evidence ---------------------------------------------------------------
+
+    async def _history(self, alertname: str, exclude_id: str) -> list[PastIncident]:
+        rows = await self.analyses.resolved_with(alertname, exclude_id, HISTORY_CANDIDATES)
+        return [_past(incident, rca) for incident, rca in rows]
+
+
+def _past(incident: Incident, rca: Rca | None) -> PastIncident:
+    labels = {**incident.common_labels, **incident.group_labels}
+    return PastIncident(
+        id=str(incident.id),
+        key=incident.key,
+        title=incident.title,
+        started_at=incident.started_at,
+        resolved_at=incident.resolved_at,
+        labels=labels,
+        instances=list(incident.instances),
+        summary=rca.summary if rca else "",
+        cause=rca.cause if rca else "",
+        offline=rca.offline if rca else True,
+    )

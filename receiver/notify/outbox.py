@@ -1,0 +1,626 @@
+"""The outbox: incidents flagged `needs_notification` become rows, one per (incident, channel,
+event), and a worker sends the rows that are due.
+
+Row life (status):
+
+    pending ──claim──▶ sending ──▶ sent
+       ▲                  │ ├────▶ failed      (permanent refusal, attempts exhausted)
+       └──── backoff ─────┘ └────▶ suppressed  (rate limit → digest; resolve of a suppressed page)
+    waiting ──analysis lands──▶ pending         (analysis follow-up)
+
+- Planning is idempotent: the row key is unique, so a replayed plan or a second replica adds
+  nothing. The incident's flag is cleared only if its status did not change meanwhile.
+- A claim is one atomic update on (_id, due) that sets a lease, so two replicas never send the
+  same row; a `sending` row whose lease expired (the worker died) is claimed again. A crash
+  after the message left but before it was marked sent therefore sends it twice: the outbox is
+  at-least-once across crashes and exactly-once otherwise.
+- The first message of an incident waits for the analysis up to `rca_wait`; sent without it,
+  an `analysis` follow-up row waits for the analysis and is sent when it lands.
+- Resolved and follow-up messages wait until the first message of their channel is final, so
+  a thread never starts with its end.
+- Rate limit: `rate_limit` messages per channel per window (anchored at the first message of a
+  burst); beyond it rows are `suppressed` and one digest row per (channel, window), due when
+  the window ends, lists them. Nothing is dropped without a row and a counter saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from receiver.domain import IncidentView, Severity, Signal, Status
+from receiver.notify.channels import Channel, ChannelError, Routing
+from receiver.notify.config import NotifyConfig
+from receiver.notify.metrics import NotifyMetrics
+from receiver.notify.render import Event, Message, RenderOptions, render
+from receiver.notify.send import Notifier, SendResult
+from receiver.settings import Settings
+from receiver.store.convert import episode_signal, incident_view, rca_analysis
+from receiver.store.documents import Notification, utcnow
+from receiver.store.notify import OutboxStore
+from receiver.store.repo import StoreError
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = frozenset({"pending", "sending", "waiting"})
+EPISODES_PER_INCIDENT = 500
+DIGEST_GRACE = timedelta(seconds=1)
+REFRESH_SECONDS = 1.0
+
+
+def row_key(incident_id: str, channel: str, event: Event) -> str:
+    return f"{incident_id}:{channel}:{event.value}"
+
+
+def digest_key(channel: str, window_start: datetime) -> str:
+    return f"digest:{channel}:{int(window_start.timestamp() * 1000)}"
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class OutboxOptions:
+    rca_wait: timedelta = timedelta(seconds=30)
+    rate_limit: int = 20  # per channel per window; 0 = no limit
+    rate_window: timedelta = timedelta(seconds=60)
+    max_attempts: int = 8
+    retry_base: float = 5.0
+    retry_max: float = 600.0
+    lease: timedelta = timedelta(seconds=300)
+    poll: float = 1.0
+    followup_max: timedelta = timedelta(hours=1)
+    batch: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxOptions:
+        return cls(
+            rca_wait=timedelta(seconds=settings.notify_rca_wait_seconds),
+            rate_limit=settings.notify_rate_limit,
+            rate_window=timedelta(seconds=settings.notify_rate_window_seconds),
+            max_attempts=settings.notify_max_attempts,
+            retry_base=settings.notify_retry_base_seconds,
+            retry_max=settings.notify_retry_max_seconds,
+            lease=timedelta(seconds=settings.notify_lease_seconds),
+            poll=settings.notify_poll_seconds,
+            followup_max=timedelta(seconds=settings.notify_followup_max_seconds),
+        )
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds before attempt `attempts + 1`: base x 2^(n-1), capped; Retry-After wins."""
+        delay: float = min(self.retry_max, self.retry_base * 2.0 ** max(0, attempts - 1))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_max))
+        return delay
+
+
+def _suppressible(row: Notification) -> bool:
+    """A first message that has not taken a rate-limit slot yet."""
+    return row.event == Event.FIRING.value and row.status == "pending" and not row.admitted
+
+
+def _common_labels(label_sets: list[dict[str, str]]) -> dict[str, str]:
+    if not label_sets:
+        return {}
+    common = dict(label_sets[0])
+    for labels in label_sets[1:]:
+        common = {k: v for k, v in common.items() if labels.get(k) == v}
+    return common
+
+
+def message_to_doc(message: Message) -> dict[str, Any]:
+    return {
+        "incident_id": message.incident_id,
+        "event": message.event.value,
+        "severity": message.severity.value,
+        "title": message.title,
+        "text": message.text,
+        "html": message.html,
+        "slack": list(message.slack),
+        "thread_id": message.thread_id,
+        "colour": message.colour,
+    }
+
+
+def message_from_doc(doc: dict[str, Any]) -> Message:
+    return Message(
+        incident_id=str(doc["incident_id"]),
+        event=Event(doc["event"]),
+        severity=Severity(doc["severity"]),
+        title=str(doc["title"]),
+        text=str(doc["text"]),
+        html=str(doc["html"]),
+        slack=tuple(doc["slack"]),
+        thread_id=str(doc["thread_id"]),
+        colour=str(doc["colour"]),
+    )
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        config: NotifyConfig,
+        notifier: Notifier,
+        metrics: NotifyMetrics,
+        options: OutboxOptions,
+        render_options: RenderOptions,
+        owner: str = "",
+    ) -> None:
+        self.outbox = outbox
+        self.config = config
+        self.notifier = notifier
+        self.metrics = metrics
+        self.options = options
+        self.render_options = render_options
+        self.owner = owner or f"outbox-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._digests: set[str] = set()
+        self._current: tuple[list[Channel], Routing] | None = None
+        self._refresh_at = 0.0
+        self._reload = False
+        # channel → start of a window known to be full: it stays full until it ends, so rows
+        # in a storm are suppressed without asking the store for a slot each time
+        self._full: dict[str, datetime] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def reload(self) -> None:
+        """Configuration changed here: use it from the next cycle (other replicas within a
+        second, when they next read it)."""
+        self._reload = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self.options.poll
+        task = asyncio.current_task()
+        while True:
+            if task is not None and task.cancelling():
+                # On 3.11 a cancellation landing in asyncio.wait_for (pymongo's socket send
+                # uses it) can be swallowed; the request is still recorded, so honour it here.
+                raise asyncio.CancelledError
+            try:
+                busy = await self.cycle()
+                backoff = self.options.poll
+            except (StoreError, ChannelError) as err:
+                log.warning("outbox: %s; retrying in %.1fs", err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            except Exception:
+                log.exception("outbox: unexpected error; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if not busy:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives as its timeout fires, and shutdown then waits on a loop that goes on.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.options.poll):
+                        await self._wake.wait()
+                self._wake.clear()
+
+    async def cycle(self) -> bool:
+        """Plan, send what is due, and now and then reload the configuration and release
+        follow-ups whose analysis landed; True when there may be more to do."""
+        clock = time.monotonic()
+        if self._current is None or self._reload or clock >= self._refresh_at:
+            # Once a second at most: the embedded store serialises every query, and a storm
+            # is ingested faster when the outbox does not poll what rarely changes.
+            await self._read_config()
+            await self.release()
+            self.metrics.active.set(await self.outbox.count_active())
+            self._refresh_at = clock + max(self.options.poll, REFRESH_SECONDS)
+        planned = await self.plan()
+        assert self._current is not None
+        handled = await self.send_due(self._current[0])
+        return planned + handled > 0
+
+    async def _read_config(self) -> tuple[list[Channel], Routing]:
+        self._reload = False
+        self._current = await self.config.current()
+        return self._current
+
+    # planning -------------------------------------------------------------------------------
+
+    async def plan(self) -> int:
+        """Turn flagged incidents into rows; return how many incidents were handled."""
+        incidents = await self.outbox.incidents_to_notify(self.options.batch)
+        if not incidents:
+            return 0
+        if self._current is None or self._reload:
+            # A change made through the API before these incidents arrived applies to them.
+            await self._read_config()
+        assert self._current is not None
+        channels, routing = self._current
+        now = utcnow()
+        wait = self.options.rca_wait
+        rows: list[Notification] = []
+        unrouted: set[str] = set()
+        for incident in incidents:
+            iid = str(incident.id)
+            severity = Severity.parse(incident.severity)
+            common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
+            firing = routing.select(channels, severity, Event.FIRING)
+            if not firing and incident.status == Status.FIRING.value:
+                unrouted.add(iid)
+            for channel in firing:
+                rows.append(
+                    Notification(
+                        key=row_key(iid, channel.name, Event.FIRING),
+                        channel=channel.name,
+                        event=Event.FIRING.value,
+                        next_attempt_at=now + wait,
+                        hold_until=now + wait if wait > timedelta(0) else None,
+                        **common,
+                    )
+                )
+            if incident.status != Status.RESOLVED.value:
+                continue
+            resolved = routing.select(channels, severity, Event.RESOLVED)
+            if not resolved and routing.resolved:
+                unrouted.add(iid)
+            for channel in resolved:
+                rows.append(
+                    Notification(
+                        key=row_key(iid, channel.name, Event.RESOLVED),
+                        channel=channel.name,
+                        event=Event.RESOLVED.value,
+                        next_attempt_at=now,
+                        **common,
+                    )
+                )
+        await self.outbox.insert_rows(rows)
+        for incident in incidents:
+            cleared = await self.outbox.clear_needs_notification(incident.id, incident.status)
+            if cleared and str(incident.id) in unrouted:
+                self.metrics.suppressed.labels("unrouted").inc()
+        return len(incidents)
+
+    async def release(self) -> int:
+        """Held first messages and waiting follow-ups whose analysis has landed become due."""
+        now = utcnow()
+        held = await self.outbox.held(now, self.options.batch)
+        waiting = await self.outbox.waiting(self.options.batch)
+        rows = held + waiting
+        if not rows:
+            return 0
+        ready = await self.outbox.analysed({r.incident_id for r in rows})
+        released = await self.outbox.release([r.id for r in rows if r.incident_id in ready], now)
+        expired = [
+            r.id
+            for r in waiting
+            if r.incident_id not in ready and _aware(r.created_at) + self.options.followup_max < now
+        ]
+        if expired:
+            gone = await self.outbox.suppress_waiting(expired, "no_analysis")
+            self.metrics.suppressed.labels("no_analysis").inc(gone)
+        return released
+
+    # sending --------------------------------------------------------------------------------
+
+    async def send_due(self, channels: list[Channel]) -> int:
+        """Send due rows, channels in parallel, rows of one channel in order."""
+        rows = await self.outbox.due(utcnow(), self.options.batch)
+        if not rows:
+            return 0
+        parent_keys = {
+            row_key(r.incident_id, r.channel, Event.FIRING)
+            for r in rows
+            if r.event in (Event.RESOLVED.value, Event.ANALYSIS.value)
+        }
+        parents = await self.outbox.statuses(parent_keys)
+        by_name = {c.name: c for c in channels}
+        groups: dict[str, list[Notification]] = {}
+        for row in rows:
+            groups.setdefault(row.channel, []).append(row)
+        counts = await asyncio.gather(
+            *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
+        )
+        return sum(counts)
+
+    async def _send_channel(
+        self, channel: Channel | None, rows: list[Notification], parents: dict[str, Notification]
+    ) -> int:
+        handled = 0
+        done: set[Any] = set()
+        for index, row in enumerate(rows):
+            if row.id in done:
+                continue
+            start = self._full_window(channel.name, utcnow()) if channel is not None else None
+            if channel is not None and start is not None:
+                # The window is full: suppress this channel's waiting first messages in one
+                # write instead of claiming each (a storm's rows would otherwise cost two
+                # round trips apiece on a store that serialises every query).
+                bulk = [r for r in rows[index:] if r.id not in done and _suppressible(r)]
+                if bulk:
+                    try:
+                        handled += await self._suppress_many(channel, bulk, start)
+                    except StoreError as err:
+                        log.warning("outbox: %s while suppressing on %s", err, channel.name)
+                        return handled
+                    done.update(r.id for r in bulk)
+                    if row.id in done:
+                        continue
+            try:
+                outcome = await self._deliver(row, channel, parents)
+            except StoreError as err:
+                log.warning("outbox: %s while handling %s", err, row.key)
+                return handled
+            except Exception:
+                # A bug must not stop the other channels; the row's lease expires and it is
+                # tried again (and, failing for good, ends `failed` after max attempts).
+                log.exception("outbox: unexpected error while handling %s", row.key)
+                return handled
+            if outcome is None:
+                continue
+            handled += 1
+            if outcome.retryable and not outcome.ok:
+                # The channel is failing: leave its other rows for the next cycle instead of
+                # paying one timeout per row now.
+                return handled
+        return handled
+
+    async def _deliver(
+        self, row: Notification, channel: Channel | None, parents: dict[str, Notification]
+    ) -> SendResult | None:
+        """Handle one due row; None when it was not ours to handle (yet)."""
+        now = utcnow()
+        parent = None
+        if row.event in (Event.RESOLVED.value, Event.ANALYSIS.value):
+            parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
+        if parent is not None and parent.status in UNFINISHED:
+            later = max(now + timedelta(seconds=self.options.poll), _aware(parent.next_attempt_at))
+            await self.outbox.defer(row.id, later)
+            return None
+        claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
+        if claimed is None:
+            return None  # another worker took it
+        row = claimed
+        if channel is None:
+            error = f"channel {row.channel!r} is no longer configured"
+            await self._finish(row, "failed", "unconfigured", error)
+            self.metrics.failed.labels(row.channel, "unconfigured").inc()
+            return SendResult(ok=False, error=error)
+        if parent is not None and parent.status == "suppressed" and row.event == "resolved":
+            await self._finish(row, "suppressed", "parent_suppressed")
+            self.metrics.suppressed.labels("parent_suppressed").inc()
+            return SendResult(ok=True)
+        if not await self._admit(row, channel, now):
+            return SendResult(ok=True)
+        message = await self._message(row)
+        if message is None:
+            await self._finish(row, "failed", "missing", "incident or analysis not found")
+            self.metrics.failed.labels(row.channel, "missing").inc()
+            return SendResult(ok=False, error="missing")
+        result = await self.notifier.send(channel, message, first_part=row.parts_sent)
+        if result.ok:
+            await self._sent(row, result)
+        else:
+            await self._failed(row, result)
+        return result
+
+    def _full_window(self, channel: str, now: datetime) -> datetime | None:
+        """Start of the channel's current window if it is known to be full."""
+        start = self._full.get(channel)
+        if start is not None and now < start + self.options.rate_window:
+            return start
+        return None
+
+    async def _digest_for(self, channel: Channel, start: datetime, severity: str) -> str:
+        """The digest row of (channel, window), created once; its key."""
+        key = digest_key(channel.name, start)
+        if key not in self._digests:
+            await self.outbox.insert_row(
+                Notification(
+                    key=key,
+                    channel=channel.name,
+                    event=Event.DIGEST.value,
+                    severity=severity,
+                    next_attempt_at=start + self.options.rate_window + DIGEST_GRACE,
+                    window_start=start,
+                    admitted=True,
+                )
+            )
+            self._digests.add(key)
+        return key
+
+    async def _suppress_many(
+        self, channel: Channel, rows: list[Notification], start: datetime
+    ) -> int:
+        key = await self._digest_for(channel, start, rows[0].severity)
+        count = await self.outbox.suppress_due(
+            [r.id for r in rows],
+            utcnow(),
+            {
+                "status": "suppressed",
+                "reason": "rate_limit",
+                "window_start": start,
+                "digest_key": key,
+                "attempts": 1,
+            },
+        )
+        self.metrics.suppressed.labels("rate_limit").inc(count)
+        return count
+
+    async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
+        """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
+        limit = self.options.rate_limit
+        if row.event == Event.DIGEST.value or row.admitted or limit <= 0:
+            return True
+        window = self.options.rate_window
+        full = self._full_window(channel.name, now)
+        if full is not None:
+            admitted, start = False, full
+        else:
+            admitted, start = await self.outbox.take_slot(channel.name, now, limit, window)
+            if not admitted:
+                self._full[channel.name] = start
+        if admitted:
+            await self.outbox.update_claimed(
+                row.id, self.owner, {"admitted": True, "window_start": start}
+            )
+            return True
+        key = await self._digest_for(channel, start, row.severity)
+        await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "suppressed",
+                "reason": "rate_limit",
+                "window_start": start,
+                "digest_key": key,
+                "lease_until": None,
+            },
+        )
+        self.metrics.suppressed.labels("rate_limit").inc()
+        return False
+
+    async def _message(self, row: Notification) -> Message | None:
+        """The row's message: rendered at the first attempt, the stored copy afterwards."""
+        if row.message is not None:
+            return message_from_doc(row.message)
+        rendered = await self._render(row)
+        if rendered is None:
+            return None
+        message, with_analysis, count = rendered
+        fields: dict[str, Any] = {
+            "message": message_to_doc(message),
+            "with_analysis": with_analysis,
+        }
+        if row.event == Event.DIGEST.value:
+            fields["digest_count"] = count
+        await self.outbox.update_claimed(row.id, self.owner, fields)
+        row.with_analysis = with_analysis
+        return message
+
+    async def _render(self, row: Notification) -> tuple[Message, bool, int] | None:
+        if row.event == Event.DIGEST.value:
+            return await self._render_digest(row)
+        event = Event(row.event)
+        incident = (await self.outbox.incidents([row.incident_id])).get(row.incident_id)
+        if incident is None:
+            return None
+        episodes = await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)
+        view = incident_view(incident, episodes.get(row.incident_id, []))
+        analysis = None
+        if event in (Event.FIRING, Event.ANALYSIS):
+            rca = await self.outbox.latest_analysis(row.incident_id)
+            analysis = rca_analysis(rca) if rca is not None else None
+            if analysis is None and event is Event.ANALYSIS:
+                return None
+        message = render(view, event, analysis, self.render_options)
+        return message, analysis is not None, len(view.signals)
+
+    async def _render_digest(self, row: Notification) -> tuple[Message, bool, int] | None:
+        members = await self.outbox.digest_members(row.key)
+        ids = {m.incident_id for m in members}
+        if not ids:
+            return None
+        incidents = await self.outbox.incidents(ids)
+        episodes = await self.outbox.episodes(ids, EPISODES_PER_INCIDENT)
+        signals: list[Signal] = [
+            episode_signal(e) for iid in sorted(ids) for e in episodes.get(iid, [])
+        ]
+        if not signals:
+            return None
+        common = _common_labels([i.group_labels for i in incidents.values()])
+        start = _aware(row.window_start or row.created_at)
+        title = next(iter(incidents.values())).title if len(incidents) == 1 else ""
+        view = IncidentView(
+            id=f"digest-{row.channel}-{int(start.timestamp() * 1000)}",
+            key=row.key,
+            source=signals[0].source,
+            status=Status.FIRING,
+            severity=max((s.severity for s in signals), key=lambda s: s.rank),
+            title=title or f"{len(ids)} groups",
+            group_labels=common,
+            started_at=start,
+            signals=signals,
+        )
+        options = self.render_options
+        if options.public_url:
+            link = (
+                f"{options.public_url.rstrip('/')}/api/v1/incidents?since={int(start.timestamp())}"
+            )
+            options = RenderOptions(
+                public_url=options.public_url,
+                incident_path=options.incident_path,
+                link=link,
+                thread_domain=options.thread_domain,
+            )
+        return render(view, Event.DIGEST, None, options), False, len(signals)
+
+    async def _sent(self, row: Notification, result: SendResult) -> None:
+        if row.event == Event.FIRING.value and not row.with_analysis:
+            await self.outbox.insert_row(
+                Notification(
+                    key=row_key(row.incident_id, row.channel, Event.ANALYSIS),
+                    incident_id=row.incident_id,
+                    group_key=row.group_key,
+                    channel=row.channel,
+                    event=Event.ANALYSIS.value,
+                    severity=row.severity,
+                    status="waiting",
+                )
+            )
+        kept = await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "sent",
+                "sent_at": utcnow(),
+                "parts_sent": result.parts_sent,
+                "last_error": "",
+                "reason": "",
+                "lease_until": None,
+            },
+        )
+        if not kept:
+            log.warning("outbox: %s was sent after its lease expired", row.key)
+        if row.event == Event.DIGEST.value:
+            self.metrics.digests.labels(row.channel).inc()
+        else:
+            self.metrics.sent.labels(row.channel).inc()
+
+    async def _failed(self, row: Notification, result: SendResult) -> None:
+        if not result.retryable:
+            await self._finish(row, "failed", "permanent", result.error, result.parts_sent)
+            self.metrics.failed.labels(row.channel, "permanent").inc()
+            return
+        if row.attempts >= self.options.max_attempts:
+            await self._finish(row, "failed", "exhausted", result.error, result.parts_sent)
+            self.metrics.failed.labels(row.channel, "exhausted").inc()
+            log.error("outbox: giving up on %s after %d attempts", row.key, row.attempts)
+            return
+        delay = self.options.backoff(row.attempts, result.retry_after)
+        await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "pending",
+                "next_attempt_at": utcnow() + timedelta(seconds=delay),
+                "last_error": result.error,
+                "parts_sent": result.parts_sent,
+                "lease_until": None,
+            },
+        )
+        self.metrics.failed.labels(row.channel, "transient").inc()
+
+    async def _finish(
+        self, row: Notification, status: str, reason: str, error: str = "", parts_sent: int = 0
+    ) -> None:
+        fields: dict[str, Any] = {"status": status, "reason": reason, "lease_until": None}
+        if error:
+            fields["last_error"] = error
+        if parts_sent:
+            fields["parts_sent"] = parts_sent
+        await self.outbox.update_claimed(row.id, self.owner, fields)

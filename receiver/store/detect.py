@@ -1,0 +1,163 @@
+"""Store operations of the outlier poller: targets, leases, poll snapshots, detector episodes.
+
+A lease is a document per name: renewed by its holder, taken over once `expires_at` has passed,
+created through the unique index (two replicas inserting at once: one gets DuplicateKey). Each
+step is a single-document write, atomic on MongoDB and on the embedded server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from receiver.store.documents import Anomaly, Lease, PollSnapshot, Target, utcnow
+from receiver.store.repo import Store, translated
+
+DETECTOR = "detector"
+
+
+class DetectStore:
+    """Thin operations over the poller's collections; no business rules."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # targets --------------------------------------------------------------------------------
+
+    @translated
+    async def list_targets(self, enabled_only: bool = False) -> list[Target]:
+        query: dict[str, Any] = {"enabled": True} if enabled_only else {}
+        return await Target.find(query).sort("+name").to_list()
+
+    @translated
+    async def get_target(self, name: str) -> Target | None:
+        return await Target.find_one(Target.name == name)
+
+    @translated
+    async def insert_target(self, target: Target) -> None:
+        """Raises `DuplicateKey` when the name is taken."""
+        await target.insert()
+
+    @translated
+    async def update_target(self, name: str, fields: Mapping[str, Any]) -> Target | None:
+        res = await Target.get_pymongo_collection().update_one(
+            {"name": name}, {"$set": {**fields, "updated_at": utcnow()}}
+        )
+        if res.matched_count == 0:
+            return None
+        return await Target.find_one(Target.name == name)
+
+    @translated
+    async def delete_target(self, name: str) -> bool:
+        res = await Target.get_pymongo_collection().delete_one({"name": name})
+        return res.deleted_count == 1
+
+    # leases ---------------------------------------------------------------------------------
+
+    @translated
+    async def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Renew our lease, take over an expired one, or create it; False if another holds it."""
+        coll = Lease.get_pymongo_collection()
+        now = utcnow()
+        expires = now + ttl
+        renewed = await coll.update_one(
+            {"name": name, "holder": holder}, {"$set": {"expires_at": expires}}
+        )
+        if renewed.matched_count:
+            return True
+        taken = await coll.update_one(
+            {"name": name, "expires_at": {"$lt": now}},
+            {"$set": {"holder": holder, "expires_at": expires, "acquired_at": now}},
+        )
+        if taken.matched_count:
+            return True
+        try:
+            await coll.insert_one(
+                {"name": name, "holder": holder, "expires_at": expires, "acquired_at": now}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    @translated
+    async def release_lease(self, name: str, holder: str) -> bool:
+        res = await Lease.get_pymongo_collection().delete_one({"name": name, "holder": holder})
+        return res.deleted_count == 1
+
+    @translated
+    async def leases(self, names: Sequence[str]) -> dict[str, Lease]:
+        if not names:
+            return {}
+        found = await Lease.find({"name": {"$in": list(names)}}).to_list()
+        return {lease.name: lease for lease in found}
+
+    # snapshots ------------------------------------------------------------------------------
+
+    @translated
+    async def insert_snapshot(self, snapshot: PollSnapshot, max_docs: int) -> int:
+        """Store a cycle's snapshot and delete the oldest beyond `max_docs`; returns deleted."""
+        await snapshot.insert()
+        coll = PollSnapshot.get_pymongo_collection()
+        if await self.store.count(PollSnapshot, {}) <= max_docs:
+            return 0
+        boundary = (
+            await coll.find({}, {"created_at": 1})
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .skip(max_docs)
+            .limit(1)
+            .to_list()
+        )
+        if not boundary:
+            return 0
+        at, oid = boundary[0]["created_at"], boundary[0]["_id"]
+        res = await coll.delete_many(
+            {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lte": oid}}]}
+        )
+        return res.deleted_count
+
+    @translated
+    async def snapshots(
+        self, target: str | None, skip: int, limit: int
+    ) -> tuple[list[PollSnapshot], int]:
+        query: dict[str, Any] = {} if target is None else {"target": target}
+        total = await self.store.count(PollSnapshot, query)
+        items = (
+            await PollSnapshot.find(query)
+            .sort("-created_at", "-_id")
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return items, total
+
+    # detector episodes ----------------------------------------------------------------------
+
+    @translated
+    async def open_episodes(self, target: str) -> dict[str, Anomaly]:
+        """Firing detector episodes of one target, by fingerprint (the newest per fingerprint)."""
+        found = (
+            await Anomaly.find({"source": DETECTOR, "status": "firing", "detector.target": target})
+            .sort("+starts_at")
+            .to_list()
+        )
+        return {a.fingerprint: a for a in found}
+
+    @translated
+    async def resolved_since(self, fingerprints: Sequence[str], since: datetime) -> set[str]:
+        """Fingerprints with a detector episode that ended at or after `since`."""
+        if not fingerprints:
+            return set()
+        found = await Anomaly.get_pymongo_collection().distinct(
+            "fingerprint",
+            {
+                "source": DETECTOR,
+                "status": "resolved",
+                "fingerprint": {"$in": list(fingerprints)},
+                "ends_at": {"$gte": since},
+            },
+        )
+        return {str(fp) for fp in found}

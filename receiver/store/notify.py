@@ -1,0 +1,334 @@
+"""Store operations of the notification stage: the outbox (`notifications`), rate windows
+(`notify_windows`), channel configuration (`settings`), and the reads the outbox needs from
+incidents, episodes and analyses. What a row *means* lives in `receiver.notify.outbox`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from beanie import PydanticObjectId
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from receiver.store.documents import (
+    Anomaly,
+    Incident,
+    Notification,
+    RateWindow,
+    Rca,
+    StoredSetting,
+    utcnow,
+)
+from receiver.store.repo import Store, object_id, translated
+
+ACTIVE = ("pending", "sending", "waiting")
+
+
+def _from_ts(value: float) -> datetime:
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+async def _each(
+    ids: Sequence[PydanticObjectId | None], condition: Mapping[str, Any], update: Mapping[str, Any]
+) -> int:
+    """Apply `update` to each row by _id where `condition` holds; how many changed.
+
+    One bulk write of per-_id updates: the embedded server scans the whole collection for an
+    `update_many` that filters on more than `_id` (19 ms at 1k rows vs 1.3 ms this way).
+    """
+    ops = [UpdateOne({"_id": i, **condition}, dict(update)) for i in ids if i is not None]
+    if not ops:
+        return 0
+    result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
+    return result.modified_count
+
+
+class OutboxStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # incidents, episodes, analyses ----------------------------------------------------------
+
+    @translated
+    async def incidents_to_notify(self, limit: int) -> list[Incident]:
+        return (
+            await Incident.find({"needs_notification": True})
+            .sort("+updated_at")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def clear_needs_notification(self, incident_id: Any, status: str) -> bool:
+        """Clear the flag unless the incident changed status since it was read (a resolve
+        that landed meanwhile sets the flag again and must be planned too)."""
+        res = await Incident.get_pymongo_collection().update_one(
+            {"_id": incident_id, "needs_notification": True, "status": status},
+            {"$set": {"needs_notification": False}},
+        )
+        return res.modified_count == 1
+
+    @translated
+    async def incidents(self, ids: Collection[str]) -> dict[str, Incident]:
+        oids = [oid for oid in (object_id(i) for i in ids) if oid is not None]
+        if not oids:
+            return {}
+        found = await Incident.find({"_id": {"$in": oids}}).to_list()
+        return {str(i.id): i for i in found}
+
+    @translated
+    async def episodes(self, ids: Collection[str], per_incident: int) -> dict[str, list[Anomaly]]:
+        """Episodes of each incident, newest first, at most `per_incident` each."""
+        if not ids:
+            return {}
+        found = (
+            await Anomaly.find({"incident_id": {"$in": sorted(ids)}}).sort("-starts_at").to_list()
+        )
+        out: dict[str, list[Anomaly]] = {}
+        for episode in found:
+            bucket = out.setdefault(episode.incident_id, [])
+            if len(bucket) < per_incident:
+                bucket.append(episode)
+        return out
+
+    @translated
+    async def analysed(self, incident_ids: Collection[str]) -> set[str]:
+        """The incidents among `incident_ids` that have at least one stored analysis."""
+        if not incident_ids:
+            return set()
+        found = await Rca.get_pymongo_collection().distinct(
+            "incident_id", {"incident_id": {"$in": sorted(incident_ids)}}
+        )
+        return {str(i) for i in found}
+
+    @translated
+    async def latest_analysis(self, incident_id: str) -> Rca | None:
+        """The current analysis: the newest `rca` document of the incident."""
+        found = (
+            await Rca.find({"incident_id": incident_id})
+            .sort("-created_at", "-_id")
+            .limit(1)
+            .to_list()
+        )
+        return found[0] if found else None
+
+    # outbox rows ----------------------------------------------------------------------------
+
+    @translated
+    async def insert_rows(self, rows: Sequence[Notification]) -> int:
+        """Insert rows whose key is new; return how many were inserted (others existed)."""
+        if not rows:
+            return 0
+        docs = [r.model_dump(by_alias=True, exclude={"id"}) for r in rows]
+        try:
+            await Notification.get_pymongo_collection().insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            errors = err.details.get("writeErrors", [])
+            if any(w.get("code") != 11000 for w in errors):
+                raise
+            return len(docs) - len(errors)
+        return len(docs)
+
+    @translated
+    async def insert_row(self, row: Notification) -> bool:
+        try:
+            await Notification.get_pymongo_collection().insert_one(
+                row.model_dump(by_alias=True, exclude={"id"})
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    @translated
+    async def due(self, now: datetime, limit: int) -> list[Notification]:
+        """Pending rows whose time has come, and sending rows whose lease has expired."""
+        query = {
+            "$or": [
+                {"status": "pending", "next_attempt_at": {"$lte": now}},
+                {"status": "sending", "lease_until": {"$lt": now}},
+            ]
+        }
+        return await Notification.find(query).sort("+next_attempt_at").limit(limit).to_list()
+
+    @translated
+    async def held(self, now: datetime, limit: int) -> list[Notification]:
+        """Pending first messages still inside their wait for the analysis."""
+        query = {"status": "pending", "hold_until": {"$gt": now}}
+        return await Notification.find(query).limit(limit).to_list()
+
+    @translated
+    async def release(self, ids: Sequence[PydanticObjectId | None], now: datetime) -> int:
+        """Make held or waiting rows due now."""
+        return await _each(
+            ids,
+            {"status": {"$in": ACTIVE}},
+            {"$set": {"status": "pending", "next_attempt_at": now, "hold_until": None}},
+        )
+
+    @translated
+    async def suppress_due(
+        self, ids: Sequence[PydanticObjectId | None], now: datetime, fields: Mapping[str, Any]
+    ) -> int:
+        """Move due, unadmitted pending rows to `fields` in one write; how many moved."""
+        return await _each(
+            ids,
+            {"status": "pending", "admitted": False, "next_attempt_at": {"$lte": now}},
+            {"$set": {**fields, "updated_at": now}},
+        )
+
+    @translated
+    async def waiting(self, limit: int) -> list[Notification]:
+        return (
+            await Notification.find({"status": "waiting"})
+            .sort("+created_at")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def suppress_waiting(self, ids: Sequence[PydanticObjectId | None], reason: str) -> int:
+        return await _each(
+            ids,
+            {"status": "waiting"},
+            {"$set": {"status": "suppressed", "reason": reason, "updated_at": utcnow()}},
+        )
+
+    @translated
+    async def defer(self, row_id: Any, until: datetime) -> None:
+        await Notification.get_pymongo_collection().update_one(
+            {"_id": row_id, "status": "pending"}, {"$set": {"next_attempt_at": until}}
+        )
+
+    @translated
+    async def claim(
+        self, row_id: Any, now: datetime, owner: str, lease: timedelta
+    ) -> Notification | None:
+        """Take the row for sending if it is still due; None when another worker has it.
+
+        One atomic update on (_id, pending and due | sending with an expired lease): of two
+        replicas racing for a row, exactly one matches.
+        """
+        doc = await Notification.get_pymongo_collection().find_one_and_update(
+            {
+                "_id": row_id,
+                "$or": [
+                    {"status": "pending", "next_attempt_at": {"$lte": now}},
+                    {"status": "sending", "lease_until": {"$lt": now}},
+                ],
+            },
+            {
+                "$set": {
+                    "status": "sending",
+                    "lease_owner": owner,
+                    "lease_until": now + lease,
+                    "updated_at": now,
+                },
+                "$inc": {"attempts": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        row: Notification = Notification.model_validate(doc)
+        return row
+
+    @translated
+    async def update_claimed(self, row_id: Any, owner: str, fields: Mapping[str, Any]) -> bool:
+        """Write `fields` to a row this worker holds; False if the lease was lost."""
+        res = await Notification.get_pymongo_collection().update_one(
+            {"_id": row_id, "status": "sending", "lease_owner": owner},
+            {"$set": {**fields, "updated_at": utcnow()}},
+        )
+        return res.modified_count == 1
+
+    @translated
+    async def statuses(self, keys: Collection[str]) -> dict[str, Notification]:
+        if not keys:
+            return {}
+        found = await Notification.find({"key": {"$in": sorted(keys)}}).to_list()
+        return {r.key: r for r in found}
+
+    @translated
+    async def digest_members(self, digest_key: str) -> list[Notification]:
+        return await Notification.find({"digest_key": digest_key}).to_list()
+
+    @translated
+    async def list_rows(
+        self, filters: Mapping[str, Any], skip: int, limit: int
+    ) -> tuple[list[Notification], int]:
+        total = await self.store.count(Notification, filters)
+        items = (
+            await Notification.find(dict(filters))
+            .sort("-created_at", "-_id")
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return items, total
+
+    @translated
+    async def last_row(self, channel: str, statuses: Sequence[str]) -> Notification | None:
+        found = (
+            await Notification.find({"channel": channel, "status": {"$in": list(statuses)}})
+            .sort("-updated_at", "-_id")
+            .limit(1)
+            .to_list()
+        )
+        return found[0] if found else None
+
+    @translated
+    async def count_active(self) -> int:
+        return await self.store.count(Notification, {"status": {"$in": list(ACTIVE)}})
+
+    # rate windows ---------------------------------------------------------------------------
+
+    @translated
+    async def take_slot(
+        self, channel: str, now: datetime, limit: int, window: timedelta
+    ) -> tuple[bool, datetime]:
+        """Admit one message on `channel` if its window has room; (admitted, window start).
+
+        Windows are anchored at the first message after the previous window ended, so a burst
+        falls into one window. Each step is a single atomic update, safe across replicas.
+        """
+        collection = RateWindow.get_pymongo_collection()
+        with contextlib.suppress(DuplicateKeyError):
+            await collection.insert_one({"channel": channel, "start": 0.0, "sent": 0})
+        at = now.timestamp()
+        edge = at - window.total_seconds()
+        for _ in range(3):
+            doc = await collection.find_one_and_update(
+                {"channel": channel, "start": {"$gt": edge}, "sent": {"$lt": limit}},
+                {"$inc": {"sent": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return True, _from_ts(doc["start"])
+            doc = await collection.find_one_and_update(
+                {"channel": channel, "start": {"$lte": edge}},
+                {"$set": {"start": at, "sent": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return True, _from_ts(doc["start"])
+            current = await collection.find_one({"channel": channel})
+            if current is not None and float(current["start"]) > edge:
+                return False, _from_ts(current["start"])
+        raise RuntimeError(f"rate window of {channel} kept changing")  # pragma: no cover
+
+    # settings -------------------------------------------------------------------------------
+
+    @translated
+    async def get_setting(self, name: str) -> StoredSetting | None:
+        return await StoredSetting.find_one({"name": name})
+
+    @translated
+    async def put_setting(self, name: str, value: Mapping[str, Any]) -> None:
+        await StoredSetting.get_pymongo_collection().update_one(
+            {"name": name},
+            {"$set": {"value": dict(value), "updated_at": utcnow()}},
+            upsert=True,
+        )

@@ -1,0 +1,257 @@
+"""Store operations of the enrichment stage: the analysis lease on incidents and the `rca` rows.
+
+The lease is two fields on the incident (`analysis_claim_token`, `analysis_claim_until` in unix
+seconds; a number because the embedded server stores `$set` datetimes as strings). Claiming is
+one conditional `update_one`, so two replicas never hold the same incident; a holder that dies
+loses the lease when it expires. Completion clears `needs_analysis` only if the incident's
+alertnames/instances did not grow meanwhile (they only grow, so equal sizes = unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from receiver.store.documents import Anomaly, Feedback, Incident, Rca
+from receiver.store.repo import Store, object_id, translated
+
+
+def _claimable(incident_id: Any, now: float) -> dict[str, Any]:
+    """Pending and not leased (or the lease expired).
+
+    Spelled as one `$and`: the embedded server's update path joins `{field: x, "$or": [...]}`
+    without brackets (`field = x AND a OR b`), so an update could hit ANY document matching
+    `b` (README "Store notes"). Inside `$and` it is evaluated correctly.
+    """
+    return {
+        "$and": [
+            {"_id": incident_id},
+            {"needs_analysis": True},
+            {
+                "$or": [
+                    {"analysis_claim_until": {"$exists": False}},
+                    {"analysis_claim_until": {"$lt": now}},
+                ]
+            },
+        ]
+    }
+
+
+class AnalysisStore:
+    """What the enrichment worker and the analysis API read and write."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- the queue ------------------------------------------------------------------------------
+
+    @translated
+    async def pending(self, now: float, limit: int) -> list[Incident]:
+        """Incidents waiting for an analysis that nobody holds, newest first (on-call cares
+        about what is happening now; a backlog drains behind it)."""
+        query = {
+            "$and": [
+                {"needs_analysis": True},
+                {
+                    "$or": [
+                        {"analysis_claim_until": {"$exists": False}},
+                        {"analysis_claim_until": {"$lt": now}},
+                    ]
+                },
+            ]
+        }
+        return await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
+
+    @translated
+    async def count_pending(self) -> int:
+        return await self.store.count(Incident, {"needs_analysis": True})
+
+    @translated
+    async def claim(
+        self, incident_id: Any, token: str, now: float, until: float
+    ) -> Incident | None:
+        """Take the lease on a pending incident; None if it is not pending or someone holds it."""
+        result = await Incident.get_pymongo_collection().update_one(
+            _claimable(incident_id, now),
+            {"$set": {"analysis_claim_token": token, "analysis_claim_until": until}},
+        )
+        if result.modified_count != 1:
+            return None
+        incident = await Incident.get(incident_id)
+        if incident is None or incident.analysis_claim_token != token:
+            return None
+        return incident
+
+    @translated
+    async def release(self, incident_id: Any, token: str) -> None:
+        """Give the lease back without finishing (shutdown): the next worker starts at once."""
+        await Incident.get_pymongo_collection().update_one(
+            {"_id": incident_id, "analysis_claim_token": token},
+            {"$set": {"analysis_claim_token": "", "analysis_claim_until": 0.0}},
+        )
+
+    @translated
+    async def complete(
+        self,
+        incident: Incident,
+        token: str,
+        analysis_id: str,
+        signature: str,
+    ) -> bool:
+        """Record the analysis and free the lease; True if `needs_analysis` was cleared.
+
+        When alertnames or instances grew while the analysis ran, `needs_analysis` stays set
+        (the processor set it again) and the next round analyses the new signature.
+        """
+        collection = Incident.get_pymongo_collection()
+        done = {
+            "analysis_id": analysis_id,
+            "analysis_signature": signature,
+            "analysis_claim_token": "",
+            "analysis_claim_until": 0.0,
+        }
+        unchanged = {
+            "_id": incident.id,
+            "analysis_claim_token": token,
+            "alertnames": {"$size": len(incident.alertnames)},
+            "instances": {"$size": len(incident.instances)},
+        }
+        result = await collection.update_one(unchanged, {"$set": {**done, "needs_analysis": False}})
+        if result.modified_count == 1:
+            return True
+        await collection.update_one(
+            {"_id": incident.id, "analysis_claim_token": token}, {"$set": done}
+        )
+        return False
+
+    @translated
+    async def request(self, incident_id: str) -> Incident | None:
+        """Ask for a fresh analysis (API): forget the analysed signature, set the flag."""
+        oid = object_id(incident_id)
+        if oid is None:
+            return None
+        result = await Incident.get_pymongo_collection().update_one(
+            {"_id": oid}, {"$set": {"needs_analysis": True, "analysis_signature": ""}}
+        )
+        if result.matched_count != 1:
+            return None
+        return await Incident.get(oid)
+
+    # -- episodes -------------------------------------------------------------------------------
+
+    @translated
+    async def episodes(self, incident_id: str, limit: int) -> list[Anomaly]:
+        return (
+            await Anomaly.find({"incident_id": incident_id})
+            .sort("-starts_at", "-_id")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def mark_analyzed(self, episode_ids: Sequence[Any]) -> None:
+        if episode_ids:
+            await Anomaly.get_pymongo_collection().update_many(
+                {"_id": {"$in": list(episode_ids)}}, {"$set": {"analyzed": True}}
+            )
+
+    # -- rca rows -------------------------------------------------------------------------------
+
+    @translated
+    async def insert(self, rca: Rca) -> Rca:
+        await rca.insert()
+        return rca
+
+    @translated
+    async def get(self, rca_id: str) -> Rca | None:
+        oid = object_id(rca_id)
+        return await Rca.get(oid) if oid is not None else None
+
+    @translated
+    async def latest(self, incident_id: str) -> Rca | None:
+        found = (
+            await Rca.find({"incident_id": incident_id})
+            .sort("-created_at", "-_id")
+            .limit(1)
+            .to_list()
+        )
+        return found[0] if found else None
+
+    @translated
+    async def count_for(self, incident_id: str) -> int:
+        return await self.store.count(Rca, {"incident_id": incident_id})
+
+    @translated
+    async def cached(self, incident_id: str, signature: str, evidence_hash: str) -> Rca | None:
+        """A model (not offline) analysis of the same incident, signature and evidence."""
+        found = (
+            await Rca.find(
+                {
+                    "incident_id": incident_id,
+                    "signature": signature,
+                    "evidence_hash": evidence_hash,
+                    "offline": False,
+                }
+            )
+            .sort("-created_at")
+            .limit(1)
+            .to_list()
+        )
+        return found[0] if found else None
+
+    @translated
+    async def list_rca(
+        self, filters: Mapping[str, Any], skip: int, limit: int
+    ) -> tuple[list[Rca], int]:
+        total = await self.store.count(Rca, filters)
+        items = (
+            await Rca.find(dict(filters))
+            .sort("-created_at", "-_id")
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return items, total
+
+    @translated
+    async def tokens_since(self, since: datetime) -> int:
+        """Model tokens (in + out) spent by every replica since `since`."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"created_at": {"$gte": since}, "offline": False}},
+            {
+                "$group": {
+                    "_id": None,
+                    "tokens_in": {"$sum": "$tokens_in"},
+                    "tokens_out": {"$sum": "$tokens_out"},
+                }
+            },
+        ]
+        cursor = await Rca.get_pymongo_collection().aggregate(pipeline)
+        rows = await cursor.to_list()
+        if not rows:
+            return 0
+        return int(rows[0].get("tokens_in") or 0) + int(rows[0].get("tokens_out") or 0)
+
+    @translated
+    async def add_feedback(self, feedback: Feedback) -> Feedback:
+        await feedback.insert()
+        return feedback
+
+    # -- history --------------------------------------------------------------------------------
+
+    @translated
+    async def resolved_with(
+        self, alertname: str, exclude_id: str, limit: int
+    ) -> list[tuple[Incident, Rca | None]]:
+        """Resolved incidents that had `alertname`, newest first, with their current analysis."""
+        query: dict[str, Any] = {"alertnames": alertname, "status": "resolved"}
+        oid = object_id(exclude_id)
+        if oid is not None:
+            query["_id"] = {"$ne": oid}
+        incidents = await Incident.find(query).sort("-started_at").limit(limit).to_list()
+        ids = [object_id(i.analysis_id) for i in incidents if i.analysis_id]
+        wanted = [i for i in ids if i is not None]
+        analyses = await Rca.find({"_id": {"$in": wanted}}).to_list() if wanted else []
+        by_id = {str(a.id): a for a in analyses}
+        return [(i, by_id.get(i.analysis_id)) for i in incidents]

@@ -1,0 +1,1 @@
+"""The incident console (`/ui`): server-rendered pages, evidence charts, console login."""

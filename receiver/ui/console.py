@@ -1,0 +1,393 @@
+"""The incident console's pages: the incident list (`/ui`), one incident
+(`/ui/incidents/{id}`) and its evidence charts (`/ui/incidents/{id}/chart.png?n=0`).
+
+Server-rendered with Jinja2 (autoescape on: labels, annotations and analyses are untrusted
+text), styled by one same-origin stylesheet; the only script posts feedback. Charts are queried
+live from Prometheus through the service's httpx client. Access is the API's: a read token when
+API auth is on (`receiver.ui.gate` turns the console's login cookie into that header).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from receiver.api.params import BadParam, page, severity, status, text
+from receiver.enrich.context import RuleIndex
+from receiver.enrich.evidence import expression_from_generator_url
+from receiver.services import Services, services
+from receiver.store.console import ConsoleStore
+from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.store.repo import StoreError
+from receiver.ui.evidence import (
+    ChartData,
+    ChartSpec,
+    chart_png,
+    chart_specs,
+    chart_window,
+    fetch_chart,
+    fetch_charts,
+)
+from receiver.ui.templating import CONSOLE_CSP, TEMPLATES
+
+PAGE_SIZE = 50
+SUMMARY_LIMIT = 180
+PAGE_QUERY_TIMEOUT = 3.0  # the page waits this long for Prometheus, then shows no chart
+CHART_QUERY_TIMEOUT = 5.0
+
+SOURCES = frozenset({"alertmanager", "detector", "receiver"})
+PROBLEMS = {
+    "unreachable": "Prometheus could not be reached: chart skipped.",
+    "no data": "Prometheus has no data for this expression around the incident.",
+    "query error": "Prometheus refused the query.",
+}
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def when(value: datetime | None) -> str:
+    return "" if value is None else _aware(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(value: datetime | None) -> str:
+    return "" if value is None else _aware(value).isoformat()
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`."""
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def one_line(raw: str, limit: int = SUMMARY_LIMIT) -> str:
+    line = " ".join(raw.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def safe_url(raw: str) -> str:
+    """`raw` if it is an absolute http(s) URL, else "" (no javascript:, data: ...)."""
+    try:
+        parts = urlsplit(raw.strip())
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return raw.strip()
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme or 'http'}://{parts.hostname or '?'}{port}"
+
+
+def _lasted(incident: Incident, now: datetime) -> str:
+    end = _aware(incident.resolved_at) if incident.resolved_at else now
+    return duration((end - _aware(incident.started_at)).total_seconds())
+
+
+def _job(incident: Incident) -> str:
+    return incident.group_labels.get("job") or incident.common_labels.get("job", "")
+
+
+def _title(incident: Incident) -> str:
+    """The stored title; for an outlier, the series and where (its alertname says little)."""
+    metric = incident.group_labels.get("metric", "")
+    if incident.source == "detector" and metric:
+        where = incident.group_labels.get("instance") or _job(incident)
+        return f"Outlier in {metric}" + (f" on {where}" if where else "")
+    return incident.title or ", ".join(incident.alertnames) or incident.key
+
+
+def _instances(incident: Incident) -> str:
+    shown = incident.instances[:2]
+    more = len(incident.instances) - len(shown)
+    label = ", ".join(shown) or _job(incident)
+    return f"{label} +{more}" if more > 0 else label
+
+
+def _number(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.4g}"
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _html(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    settings = services(request).settings
+    body = TEMPLATES.get_template(template).render(
+        base=_base(request), auth_on=settings.api_auth_configured, **context
+    )
+    return HTMLResponse(
+        body, status_code=status_code, headers={"Content-Security-Policy": CONSOLE_CSP}
+    )
+
+
+def _problem(request: Request, status_code: int, message: str) -> HTMLResponse:
+    context = {"rows": [], "total": 0, "filters": {}, "error": message, "offset": 0}
+    return _html(request, "incidents.html", context, status_code)
+
+
+# --- the list --------------------------------------------------------------------------------
+
+
+def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(incident.id),
+        "severity": incident.severity,
+        "status": incident.status,
+        "source": incident.source,
+        "started": when(incident.started_at),
+        "started_iso": iso(incident.started_at),
+        "duration": _lasted(incident, now),
+        "instance": _instances(incident),
+        "title": _title(incident),
+        "summary": one_line(rca.summary) if rca is not None else "",
+        "pending": "analysis pending…" if incident.needs_analysis else "",
+    }
+
+
+async def incident_list(request: Request) -> Response:
+    try:
+        p = page(request, default=PAGE_SIZE)
+        filters: dict[str, Any] = {}
+        shown: dict[str, str] = {}
+        if (st := status(request)) is not None:
+            filters["status"] = shown["status"] = st
+        if (sev := severity(request)) is not None:
+            filters["severity"] = shown["severity"] = sev
+        if (source := text(request, "source", 40)) is not None:
+            if source not in SOURCES:
+                raise BadParam("source", f"one of {', '.join(sorted(SOURCES))}")
+            filters["source"] = shown["source"] = source
+    except BadParam as err:
+        return _problem(request, 400, f"Bad filter: {err}")
+    svc = services(request)
+    try:
+        incidents, total = await svc.store.list_incidents(filters, p.offset, p.limit)
+        analyses = await ConsoleStore(svc.store).analyses_for(incidents)
+    except StoreError as err:
+        return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
+    now = datetime.now(UTC)
+    base = f"{_base(request)}/ui"
+
+    def link(offset: int) -> str:
+        query = {**shown, **({"offset": str(offset)} if offset else {})}
+        if p.limit != PAGE_SIZE:
+            query["limit"] = str(p.limit)
+        return f"{base}?{urlencode(query)}" if query else base
+
+    nxt = p.offset + len(incidents)
+    context = {
+        "rows": [_row(i, analyses.get(str(i.id)), now) for i in incidents],
+        "total": total,
+        "offset": p.offset,
+        "filters": shown,
+        "error": "",
+        "prev_url": link(max(p.offset - p.limit, 0)) if p.offset > 0 else "",
+        "next_url": link(nxt) if nxt < total else "",
+    }
+    return _html(request, "incidents.html", context)
+
+
+# --- one incident ----------------------------------------------------------------------------
+
+
+def _analysis_view(rca: Rca) -> dict[str, Any]:
+    hypotheses = []
+    for h in rca.hypotheses:
+        confidence = h.get("confidence")
+        hypotheses.append(
+            {
+                "claim": str(h.get("claim", "")),
+                "evidence_ids": [str(e) for e in h.get("evidence_ids", []) if isinstance(e, str)],
+                "confidence": f"{confidence:.0%}" if isinstance(confidence, int | float) else "",
+            }
+        )
+    if rca.offline:
+        made_by = "Offline analysis (no LLM answered): a summary of the evidence."
+    else:
+        made_by = f"Analysis by {rca.provider} {rca.model}, confidence {rca.confidence:.0%}."
+    made_by += f" Written {when(rca.created_at)} UTC."
+    return {
+        "id": str(rca.id),
+        "summary": rca.summary,
+        "cause": rca.cause,
+        "fix": list(rca.fix),
+        "simplified": rca.simplified,
+        "hypotheses": hypotheses,
+        "evidence": [
+            {
+                "id": str(e.get("id", "")),
+                "kind": str(e.get("kind", "")),
+                "title": str(e.get("title", "")),
+                "text": str(e.get("text", "")),
+            }
+            for e in rca.evidence
+        ],
+        "made_by": made_by,
+    }
+
+
+def _episode_view(e: Anomaly) -> dict[str, Any]:
+    summary = e.annotations.get("summary") or e.annotations.get("description") or e.reason
+    return {
+        "alertname": e.alertname or e.metric,
+        "status": e.status,
+        "severity": e.severity,
+        "instance": e.instance,
+        "started": when(e.starts_at),
+        "ended": when(e.ends_at),
+        "value": _number(e.value),
+        "summary": one_line(summary, 300),
+        "link": safe_url(e.generator_url),
+        "runbook": safe_url(e.annotations.get("runbook_url", "")),
+    }
+
+
+def _needs_rules(episodes: Sequence[Anomaly]) -> bool:
+    return any(
+        not (e.detector or {}).get("query") and not expression_from_generator_url(e.generator_url)
+        for e in episodes
+    )
+
+
+async def _load(
+    svc: Services, incident_id: str
+) -> tuple[Incident, list[Anomaly], Rca | None, list[ChartSpec]] | None:
+    incident = await svc.store.get_incident(incident_id)
+    if incident is None:
+        return None
+    episodes = await svc.store.episodes_of(str(incident.id), 200)
+    rca = await ConsoleStore(svc.store).analysis_of(incident)
+    rules = RuleIndex.load(svc.settings.enrich_rules_dir) if _needs_rules(episodes) else None
+    return incident, episodes, rca, chart_specs(incident, episodes, rca, rules)
+
+
+def _chart_view(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
+    band = f"[{spec.band[0]:.4g}, {spec.band[1]:.4g}]" if spec.band else ""
+    return {
+        "title": spec.title,
+        "expr": spec.expr,
+        "threshold_text": spec.threshold_text,
+        "band": band,
+        "evidence_id": spec.evidence_id,
+        "has_data": bool(data.lines),
+        "problem": PROBLEMS.get(data.problem, data.problem),
+    }
+
+
+async def incident_page(request: Request) -> Response:
+    svc = services(request)
+    incident_id = request.path_params["incident_id"]
+    try:
+        loaded = await _load(svc, incident_id)
+        if loaded is None:
+            return _problem(request, 404, f"No incident {incident_id[:40]!r}.")
+        incident, episodes, rca, specs = loaded
+        console = ConsoleStore(svc.store)
+        feedback = await console.feedback_counts(str(incident.id))
+        similar = await console.similar(incident)
+    except StoreError as err:
+        return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
+    window = chart_window(incident)
+    data = await fetch_charts(
+        svc.http, svc.settings.prom_url, specs, window, query_timeout=PAGE_QUERY_TIMEOUT
+    )
+    note = ""
+    if data and all(d.problem == "unreachable" for d in data):
+        note = (
+            f"Prometheus at {_where(svc.settings.prom_url)} could not be reached: charts skipped."
+        )
+    now = datetime.now(UTC)
+    context = {
+        "incident": {
+            "id": str(incident.id),
+            "title": _title(incident),
+            "severity": incident.severity,
+            "status": incident.status,
+            "source": incident.source,
+            "started": when(incident.started_at),
+            "started_iso": iso(incident.started_at),
+            "resolved": when(incident.resolved_at),
+            "duration": _lasted(incident, now),
+            "alertnames": incident.alertnames,
+            "instances": incident.instances or ([_job(incident)] if _job(incident) else []),
+            "episode_count": incident.episode_count,
+            "firing_count": incident.firing_count,
+            "needs_analysis": incident.needs_analysis,
+        },
+        "analysis": _analysis_view(rca) if rca is not None else None,
+        "feedback": feedback,
+        "charts": [_chart_view(s, d) for s, d in zip(specs, data, strict=True)],
+        "charts_note": note,
+        "episodes": [_episode_view(e) for e in episodes],
+        "similar": [
+            {
+                "id": str(i.id),
+                "title": _title(i),
+                "status": i.status,
+                "started": when(i.started_at),
+                "duration": _lasted(i, now),
+                "summary": one_line(r.summary) if r is not None else "",
+            }
+            for i, r in similar
+        ],
+    }
+    return _html(request, "incident.html", context)
+
+
+async def incident_chart(request: Request) -> Response:
+    """One evidence chart as PNG: `n` indexes the incident page's charts."""
+    svc = services(request)
+    raw = request.query_params.get("n", "0")
+    if not raw.isdigit() or int(raw) > 100:
+        return Response("n: a chart number", status_code=400, media_type="text/plain")
+    try:
+        loaded = await _load(svc, request.path_params["incident_id"])
+    except StoreError as err:
+        return Response(str(err), status_code=503, media_type="text/plain")
+    if loaded is None:
+        return Response("no such incident", status_code=404, media_type="text/plain")
+    incident, _, _, specs = loaded
+    n = int(raw)
+    if n >= len(specs):
+        return Response("no such chart", status_code=404, media_type="text/plain")
+    window = chart_window(incident)
+    data = await fetch_chart(
+        svc.http, svc.settings.prom_url, specs[n], window, query_timeout=CHART_QUERY_TIMEOUT
+    )
+    png = chart_png(specs[n], data, window)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=15"})
+
+
+ROUTES: list[Route] = [
+    Route("/ui", incident_list, methods=["GET"]),
+    Route("/ui/incidents/{incident_id}", incident_page, methods=["GET"]),
+    Route("/ui/incidents/{incident_id}/chart.png", incident_chart, methods=["GET"]),
+]

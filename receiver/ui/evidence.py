@@ -1,0 +1,304 @@
+"""Evidence charts of an incident: which series to draw (from its episodes and analysis), the
+time window around it, the range queries against Prometheus, and the PNG.
+
+`chart_specs` is pure and deterministic, so a chart is addressed by its index on the incident
+page (`/ui/incidents/{id}/chart.png?n=0`) and PromQL never comes from the request. The
+expression of an alert comes from the detector's query, else the generatorURL, else the rule
+files; a trailing `> 80` becomes the threshold line; a detector's band becomes the shaded band.
+Prometheus down or a bad expression gives a chart without data and a reason, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from receiver.detect.prometheus import (
+    PrometheusClient,
+    PrometheusError,
+    PrometheusUnavailable,
+    RangeResult,
+    Series,
+)
+from receiver.enrich.context import RuleIndex, promql_string, split_threshold
+from receiver.enrich.evidence import expression_from_generator_url
+from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.ui.chart import Band, Line, render_chart
+
+MAX_CHARTS = 6
+MAX_LINES = 5
+POINTS = 240
+QUERY_TIMEOUT = 5.0
+MAX_EXPR = 1_000
+_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """One chart: what to query and what to draw beside it."""
+
+    title: str
+    expr: str  # the value expression (threshold split off)
+    labels: Mapping[str, str] = field(default_factory=dict)  # scope: the alert's instance/job
+    threshold: float | None = None
+    threshold_text: str = ""  # e.g. "> 80"
+    band: tuple[float, float] | None = None
+    evidence_id: str = ""  # the analysis' evidence item this chart shows, if any
+    kind: str = "alert"  # alert | detector | sibling
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+    step: float
+    marks: tuple[float, ...]  # incident start (and end)
+
+
+@dataclass(frozen=True)
+class ChartData:
+    lines: tuple[Line, ...] = ()
+    problem: str = ""  # why there is no data: "" | "unreachable" | "no data" | "query error"
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _ordered(episodes: Sequence[Anomaly]) -> list[Anomaly]:
+    """Firing first, most severe first, oldest first (the enrichment's primary comes first)."""
+    return sorted(
+        episodes,
+        key=lambda e: (
+            e.status != "firing",
+            -_RANK.get(e.severity, 2),
+            _aware(e.starts_at),
+            e.fingerprint,
+        ),
+    )
+
+
+def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
+    detector = episode.detector or {}
+    query = detector.get("query")
+    if isinstance(query, str) and query.strip():
+        return query.strip()[:MAX_EXPR]
+    expr = expression_from_generator_url(episode.generator_url)
+    if expr:
+        return expr[:MAX_EXPR]
+    if rules is not None and episode.alertname:
+        return rules.alerts.get(episode.alertname, "")[:MAX_EXPR]
+    return ""
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _evidence_id(rca: Rca | None, kind: str, expr: str) -> str:
+    if rca is None:
+        return ""
+    for item in rca.evidence:
+        data = item.get("data") or {}
+        if item.get("kind") != kind:
+            continue
+        if kind == "detector" or (isinstance(data, dict) and data.get("expr") == expr):
+            return str(item.get("id", ""))
+    return ""
+
+
+def chart_specs(
+    incident: Incident,
+    episodes: Sequence[Anomaly],
+    rca: Rca | None,
+    rules: RuleIndex | None = None,
+    limit: int = MAX_CHARTS,
+) -> list[ChartSpec]:
+    """The charts of an incident, most important first: its alerts' expressions (one chart per
+    distinct expression), then the sibling series the analysis cited."""
+    specs: list[ChartSpec] = []
+    seen: set[str] = set()
+    for episode in _ordered(episodes):
+        expr = _episode_expr(episode, rules)
+        if not expr:
+            continue
+        value_expr, threshold = split_threshold(expr)
+        scope = {k: episode.labels[k] for k in ("instance", "job") if episode.labels.get(k)}
+        key = value_expr + repr(sorted(scope.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        detector = episode.detector or {}
+        band: tuple[float, float] | None = None
+        low, high = _finite(detector.get("band_low")), _finite(detector.get("band_high"))
+        if low is not None and high is not None:
+            band = (min(low, high), max(low, high))
+        is_detector = bool(detector)
+        # an outlier's alertname says little: name its series instead
+        name = (episode.metric if is_detector else "") or episode.alertname or "alert"
+        where = episode.instance or episode.labels.get("job", "")
+        specs.append(
+            ChartSpec(
+                title=f"{name} on {where}" if where else name,
+                expr=value_expr,
+                # a detector's query already names its one series
+                labels={} if is_detector else scope,
+                threshold=threshold.value if threshold else None,
+                threshold_text=str(threshold) if threshold else "",
+                band=band,
+                evidence_id=_evidence_id(
+                    rca, "detector" if is_detector else "expression", value_expr
+                ),
+                kind="detector" if is_detector else "alert",
+            )
+        )
+    for item in rca.evidence if rca is not None else []:
+        data = item.get("data")
+        if item.get("kind") != "sibling" or not isinstance(data, dict):
+            continue
+        metric, label, value = data.get("metric"), data.get("label"), data.get("value")
+        if not all(isinstance(x, str) and x for x in (metric, label, value)):
+            continue
+        assert isinstance(metric, str)
+        assert isinstance(label, str)
+        assert isinstance(value, str)
+        expr = f"{metric}{{{label}={promql_string(value)}}}"
+        if expr in seen:
+            continue
+        seen.add(expr)
+        specs.append(
+            ChartSpec(
+                title=str(item.get("title") or metric),
+                expr=expr,
+                evidence_id=str(item.get("id", "")),
+                kind="sibling",
+            )
+        )
+    return specs[:limit]
+
+
+def chart_window(incident: Incident, now: datetime | None = None) -> Window:
+    """From well before the start to a little after the end (or now), ~POINTS points."""
+    current = (now or datetime.now(UTC)).timestamp()
+    started = _aware(incident.started_at).timestamp()
+    resolved = _aware(incident.resolved_at).timestamp() if incident.resolved_at else None
+    span = max((resolved or current) - started, 0.0)
+    before = min(max(3 * span, 120.0), 1800.0)
+    after = min(max(span / 2, 60.0), 600.0)
+    start = started - before
+    end = min((resolved + after) if resolved is not None else current, current)
+    end = max(end, start + 60.0)
+    step = max(1.0, math.ceil((end - start) / POINTS))
+    marks = (started,) if resolved is None else (started, resolved)
+    return Window(start, end, step, marks)
+
+
+def scoped(expr: str, labels: Mapping[str, str]) -> str:
+    """`expr` restricted to the alert's instance/job (filtered in Prometheus)."""
+    keys = [k for k in ("instance", "job") if labels.get(k)]
+    if not keys:
+        return expr
+    vector = "vector(1)"
+    for key in keys:
+        replacement = labels[key].replace("$", "$$")
+        vector = f'label_replace({vector}, "{key}", {promql_string(replacement)}, "", "")'
+    return f"({expr}) and on ({', '.join(keys)}) {vector}"
+
+
+def _line_label(series: Series, several: bool) -> str:
+    labels = series.labels
+    for key in ("instance", "job", "mountpoint", "device"):
+        if labels.get(key):
+            return labels[key]
+    if several:
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__")[:40]
+    return ""
+
+
+async def fetch_chart(
+    http: httpx.AsyncClient,
+    prom_url: str,
+    spec: ChartSpec,
+    window: Window,
+    *,
+    query_timeout: float = QUERY_TIMEOUT,
+) -> ChartData:
+    """Run the spec's range query; the scoped expression first, unscoped if it finds nothing."""
+    client = PrometheusClient(prom_url, http=http, retries=0)
+    queries = [scoped(spec.expr, spec.labels)]
+    if spec.labels:
+        queries.append(spec.expr)
+    answer: RangeResult | None = None
+    try:
+        async with asyncio.timeout(query_timeout + 1.0):
+            for promql in queries:
+                answer = await client.query_range(
+                    promql, window.start, window.end, window.step, query_timeout=query_timeout
+                )
+                if answer.series:
+                    break
+    except (PrometheusUnavailable, TimeoutError):
+        return ChartData(problem="unreachable")
+    except PrometheusError:
+        return ChartData(problem="query error")
+    if answer is None or not answer.series:
+        return ChartData(problem="no data")
+    several = len(answer.series) > 1
+    lines = tuple(
+        Line(s.timestamps, s.values, _line_label(s, several)) for s in answer.series[:MAX_LINES]
+    )
+    return ChartData(lines=lines)
+
+
+async def fetch_charts(
+    http: httpx.AsyncClient,
+    prom_url: str,
+    specs: Sequence[ChartSpec],
+    window: Window,
+    *,
+    query_timeout: float = QUERY_TIMEOUT,
+) -> list[ChartData]:
+    """Every spec's data, queried concurrently."""
+    jobs = (fetch_chart(http, prom_url, s, window, query_timeout=query_timeout) for s in specs)
+    return list(await asyncio.gather(*jobs))
+
+
+def chart_png(spec: ChartSpec, data: ChartData, window: Window, *, title: bool = False) -> bytes:
+    """The PNG of one chart; `title` puts the spec's title into the image (for emails)."""
+    band = Band(spec.band[0], spec.band[1]) if spec.band is not None else None
+    return render_chart(
+        list(data.lines),
+        threshold=spec.threshold,
+        band=band,
+        marks=window.marks,
+        title=spec.title if title else "",
+    )
+
+
+async def main_chart_png(
+    http: httpx.AsyncClient,
+    prom_url: str,
+    incident: Incident,
+    episodes: Sequence[Anomaly],
+    rca: Rca | None = None,
+    *,
+    rules: RuleIndex | None = None,
+    query_timeout: float = QUERY_TIMEOUT,
+) -> bytes | None:
+    """The incident's main evidence chart as PNG (for an email attachment); None when there is
+    no expression to draw or Prometheus has no data for it (unreachable included)."""
+    specs = chart_specs(incident, episodes, rca, rules, limit=1)
+    if not specs:
+        return None
+    window = chart_window(incident)
+    data = await fetch_chart(http, prom_url, specs[0], window, query_timeout=query_timeout)
+    if not data.lines:
+        return None
+    return chart_png(specs[0], data, window, title=True)
