@@ -212,12 +212,18 @@ class OutboxStore:
         replicas racing for a row, exactly one matches.
         """
         doc = await Notification.get_pymongo_collection().find_one_and_update(
+            # `$and` around the `$or`: the embedded server runs `{_id, $or: [a, b]}` in an
+            # update as `_id AND a OR b`, which can claim another row
             {
-                "_id": row_id,
-                "$or": [
-                    {"status": "pending", "next_attempt_at": {"$lte": now}},
-                    {"status": "sending", "lease_until": {"$lt": now}},
-                ],
+                "$and": [
+                    {"_id": row_id},
+                    {
+                        "$or": [
+                            {"status": "pending", "next_attempt_at": {"$lte": now}},
+                            {"status": "sending", "lease_until": {"$lt": now}},
+                        ]
+                    },
+                ]
             },
             {
                 "$set": {
