@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> Starlette:
                 rules=RuleIndex.load(settings.enrich_rules_dir),
                 concurrency=settings.enrich_concurrency,
                 timeout=settings.enrich_timeout_seconds,
+                lease_margin=settings.enrich_lease_margin_seconds,
                 poll_seconds=settings.enrich_poll_seconds,
                 settle_seconds=settings.enrich_settle_seconds,
                 budget=Budget(

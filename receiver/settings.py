@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     # enrichment worker
     enrich_concurrency: int = Field(default=2, ge=1, le=64)
     enrich_timeout_seconds: float = Field(default=180.0, gt=0)  # evidence + LLM, per incident
+    enrich_lease_margin_seconds: float = Field(default=60.0, ge=0)  # a claim outlives the timeout
     enrich_poll_seconds: float = Field(default=5.0, gt=0)
     enrich_settle_seconds: float = Field(default=0.5, ge=0)  # let a burst land before analysing
     enrich_rules_dir: Path = Path("rules/generated")  # alert expressions by alertname

@@ -162,6 +162,7 @@ class EnrichmentWorker:
         poll_seconds: float = 5.0,
         settle_seconds: float = 0.5,
         budget: Budget | None = None,
+        lease_margin: float = LEASE_MARGIN,
     ) -> None:
         self.analyses = AnalysisStore(store)
         self.provider = provider
@@ -172,7 +173,7 @@ class EnrichmentWorker:
         )
         self.concurrency = concurrency
         self.timeout = timeout
-        self.lease = timeout + LEASE_MARGIN
+        self.lease = timeout + lease_margin
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self.budget = budget or Budget()
