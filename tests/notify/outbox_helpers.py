@@ -39,8 +39,9 @@ def notify_settings(
         "notify_retry_base_seconds": 0.2,
         "notify_retry_max_seconds": 1.0,
         "notify_rate_limit": 0,
-        # The enrichment worker is held off (it analyses only after this long), so each test
-        # decides when an analysis lands by storing one itself; test_outbox_e2e uses the real one.
+        # The enrichment worker is held off (after its pass at start-up it analyses only after
+        # this long), so each test decides when an analysis lands by storing one itself;
+        # test_outbox_e2e uses the real one.
         "enrich_settle_seconds": 3600,
         "enrich_poll_seconds": 3600,
     }

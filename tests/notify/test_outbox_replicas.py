@@ -124,5 +124,7 @@ async def test_restart_takes_over_a_send_that_died(
             )
     assert row["attempts"] == 1
     assert done["attempts"] == 2
-    assert len(slack.accepted) == 1
-    assert slack.accepted[0]["text"] == "[CRITICAL] cpu_usage"
+    # The second instance's enrichment worker analyses the incident as it starts, so an
+    # analysis follow-up ("Re: ...") may come too; the page itself arrives exactly once.
+    pages = [p["text"] for p in slack.accepted if not p["text"].startswith("Re: ")]
+    assert pages == ["[CRITICAL] cpu_usage"]
