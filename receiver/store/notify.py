@@ -265,15 +265,7 @@ class OutboxStore:
     async def list_rows(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Notification], int]:
-        total = await self.store.count(Notification, filters)
-        items = (
-            await Notification.find(dict(filters))
-            .sort("-created_at", "-_id")
-            .skip(skip)
-            .limit(limit)
-            .to_list()
-        )
-        return items, total
+        return await self.store.page(Notification, filters, "created_at", skip, limit)
 
     @translated
     async def last_row(self, channel: str, statuses: Sequence[str]) -> Notification | None:

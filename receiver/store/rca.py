@@ -204,15 +204,7 @@ class AnalysisStore:
     async def list_rca(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Rca], int]:
-        total = await self.store.count(Rca, filters)
-        items = (
-            await Rca.find(dict(filters))
-            .sort("-created_at", "-_id")
-            .skip(skip)
-            .limit(limit)
-            .to_list()
-        )
-        return items, total
+        return await self.store.page(Rca, filters, "created_at", skip, limit)
 
     @translated
     async def tokens_since(self, since: datetime) -> int:

@@ -29,6 +29,7 @@ from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Inciden
 
 P = ParamSpec("P")
 T = TypeVar("T")
+D = TypeVar("D", bound=Document)
 
 
 class StoreError(Exception):
@@ -107,6 +108,25 @@ class Store:
     async def close(self) -> None:
         await self.client.close()
 
+    async def page(
+        self,
+        model: type[D],
+        query: Mapping[str, Any],
+        newest_first_by: str,
+        skip: int,
+        limit: int,
+    ) -> tuple[list[D], int]:
+        """One page of `model` matching `query`, newest first, and the total that matched."""
+        total = await self.count(model, query)
+        items = await (
+            model.find(dict(query))
+            .sort(f"-{newest_first_by}", "-_id")
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return items, total
+
     async def count(self, model: type[Document], query: Mapping[str, Any]) -> int:
         """Count matching documents.
 
@@ -183,11 +203,7 @@ class Store:
 
     @translated
     async def list_deliveries(self, skip: int, limit: int) -> tuple[list[Delivery], int]:
-        total = await self.count(Delivery, {})
-        items = (
-            await Delivery.find_all().sort("-received_at", "-_id").skip(skip).limit(limit).to_list()
-        )
-        return items, total
+        return await self.page(Delivery, {}, "received_at", skip, limit)
 
     # heartbeats ---------------------------------------------------------------------------
 
@@ -320,11 +336,7 @@ class Store:
     async def list_episodes(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Anomaly], int]:
-        total = await self.count(Anomaly, filters)
-        items = await (
-            Anomaly.find(dict(filters)).sort("-starts_at", "-_id").skip(skip).limit(limit).to_list()
-        )
-        return items, total
+        return await self.page(Anomaly, filters, "starts_at", skip, limit)
 
     # incidents ------------------------------------------------------------------------------
 
@@ -372,15 +384,7 @@ class Store:
     async def list_incidents(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Incident], int]:
-        total = await self.count(Incident, filters)
-        items = await (
-            Incident.find(dict(filters))
-            .sort("-started_at", "-_id")
-            .skip(skip)
-            .limit(limit)
-            .to_list()
-        )
-        return items, total
+        return await self.page(Incident, filters, "started_at", skip, limit)
 
     @translated
     async def counts(self) -> dict[str, int]:
