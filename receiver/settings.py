@@ -163,6 +163,7 @@ class Settings(BaseSettings):
     notify_lease_seconds: float = Field(default=300.0, gt=0)
     notify_poll_seconds: float = Field(default=1.0, gt=0)
     notify_followup_max_seconds: float = Field(default=3600.0, gt=0)
+    notify_email_chart: bool = True  # attach the main evidence series (PNG) to emails
 
     # tracing
     langfuse_public_key: SecretStr | None = None
@@ -239,6 +240,17 @@ class Settings(BaseSettings):
     @property
     def log_path(self) -> Path:
         return self.log_dir if self.log_dir is not None else self.data_dir / "logs"
+
+    @property
+    def links_url(self) -> str:
+        """Base URL of the console/API links in notifications: PUBLIC_URL, else the address
+        the service binds when that is one host (a wildcard bind has no URL to offer)."""
+        if self.public_url:
+            return self.public_url
+        host = self.receiver_host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            return ""
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.receiver_port}"
 
 
 def load_settings(**overrides: Any) -> Settings:

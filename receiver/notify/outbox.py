@@ -26,23 +26,26 @@ Row life (status):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from receiver.domain import IncidentView, Severity, Signal, Status
-from receiver.notify.channels import Channel, ChannelError, Routing
+from receiver.notify.channels import Channel, ChannelError, ChannelKind, Routing
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.render import Event, Message, RenderOptions, render
+from receiver.notify.render import Attachment, Event, Message, RenderOptions, render
 from receiver.notify.send import Notifier, SendResult
 from receiver.settings import Settings
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
-from receiver.store.documents import Notification, utcnow
+from receiver.store.documents import Anomaly, Incident, Notification, Rca, utcnow
 from receiver.store.notify import OutboxStore
 from receiver.store.repo import StoreError
 
@@ -52,6 +55,10 @@ UNFINISHED = frozenset({"pending", "sending", "waiting"})
 EPISODES_PER_INCIDENT = 500
 DIGEST_GRACE = timedelta(seconds=1)
 REFRESH_SECONDS = 1.0
+CHART_TIMEOUT = 10.0  # a chart that takes longer is left out; the email goes without it
+
+# The main evidence chart of an incident as PNG, None when there is nothing to draw.
+ChartSource = Callable[[Incident, Sequence[Anomaly], Rca | None], Awaitable[bytes | None]]
 
 
 def row_key(incident_id: str, channel: str, event: Event) -> str:
@@ -126,6 +133,11 @@ def message_to_doc(message: Message) -> dict[str, Any]:
         "slack": list(message.slack),
         "thread_id": message.thread_id,
         "colour": message.colour,
+        # a retry sends the same bytes, so the chart is stored with the message
+        "attachments": [
+            {"name": a.name, "mimetype": a.mimetype, "data": base64.b64encode(a.data).decode()}
+            for a in message.attachments
+        ],
     }
 
 
@@ -140,6 +152,10 @@ def message_from_doc(doc: dict[str, Any]) -> Message:
         slack=tuple(doc["slack"]),
         thread_id=str(doc["thread_id"]),
         colour=str(doc["colour"]),
+        attachments=tuple(
+            Attachment(str(a["name"]), str(a["mimetype"]), base64.b64decode(a["data"]))
+            for a in doc.get("attachments") or []
+        ),
     )
 
 
@@ -153,6 +169,7 @@ class OutboxWorker:
         options: OutboxOptions,
         render_options: RenderOptions,
         owner: str = "",
+        charts: ChartSource | None = None,
     ) -> None:
         self.outbox = outbox
         self.config = config
@@ -160,6 +177,7 @@ class OutboxWorker:
         self.metrics = metrics
         self.options = options
         self.render_options = render_options
+        self.charts = charts  # evidence charts for emails; None = emails without a chart
         self.owner = owner or f"outbox-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._digests: set[str] = set()
@@ -396,7 +414,7 @@ class OutboxWorker:
             return SendResult(ok=True)
         if not await self._admit(row, channel, now):
             return SendResult(ok=True)
-        message = await self._message(row)
+        message = await self._message(row, channel)
         if message is None:
             await self._finish(row, "failed", "missing", "incident or analysis not found")
             self.metrics.failed.labels(row.channel, "missing").inc()
@@ -484,11 +502,11 @@ class OutboxWorker:
         self.metrics.suppressed.labels("rate_limit").inc()
         return False
 
-    async def _message(self, row: Notification) -> Message | None:
+    async def _message(self, row: Notification, channel: Channel) -> Message | None:
         """The row's message: rendered at the first attempt, the stored copy afterwards."""
         if row.message is not None:
             return message_from_doc(row.message)
-        rendered = await self._render(row)
+        rendered = await self._render(row, channel.kind is ChannelKind.EMAIL)
         if rendered is None:
             return None
         message, with_analysis, count = rendered
@@ -502,23 +520,40 @@ class OutboxWorker:
         row.with_analysis = with_analysis
         return message
 
-    async def _render(self, row: Notification) -> tuple[Message, bool, int] | None:
+    async def _render(self, row: Notification, email: bool) -> tuple[Message, bool, int] | None:
         if row.event == Event.DIGEST.value:
             return await self._render_digest(row)
         event = Event(row.event)
         incident = (await self.outbox.incidents([row.incident_id])).get(row.incident_id)
         if incident is None:
             return None
-        episodes = await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)
-        view = incident_view(incident, episodes.get(row.incident_id, []))
+        episodes = (await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)).get(
+            row.incident_id, []
+        )
+        view = incident_view(incident, episodes)
         analysis = None
+        rca = None
         if event in (Event.FIRING, Event.ANALYSIS):
             rca = await self.outbox.latest_analysis(row.incident_id)
             analysis = rca_analysis(rca) if rca is not None else None
             if analysis is None and event is Event.ANALYSIS:
                 return None
-        message = render(view, event, analysis, self.render_options)
+        chart = await self._chart(incident, episodes, rca) if email else None
+        message = render(view, event, analysis, self.render_options, chart=chart)
         return message, analysis is not None, len(view.signals)
+
+    async def _chart(
+        self, incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
+    ) -> bytes | None:
+        """The email's evidence chart; any failure leaves it out rather than delay the page."""
+        if self.charts is None or not episodes:
+            return None
+        try:
+            async with asyncio.timeout(CHART_TIMEOUT):
+                return await self.charts(incident, episodes, rca)
+        except Exception as err:
+            log.warning("outbox: no evidence chart for %s: %r", incident.id, err)
+            return None
 
     async def _render_digest(self, row: Notification) -> tuple[Message, bool, int] | None:
         members = await self.outbox.digest_members(row.key)
@@ -551,12 +586,7 @@ class OutboxWorker:
             link = (
                 f"{options.public_url.rstrip('/')}/api/v1/incidents?since={int(start.timestamp())}"
             )
-            options = RenderOptions(
-                public_url=options.public_url,
-                incident_path=options.incident_path,
-                link=link,
-                thread_domain=options.thread_domain,
-            )
+            options = dataclasses.replace(options, link=link)
         return render(view, Event.DIGEST, None, options), False, len(signals)
 
     async def _sent(self, row: Notification, result: SendResult) -> None:

@@ -56,10 +56,23 @@ _THREAD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 class RenderOptions:
     """Links and identifiers that come from settings, not from the incident."""
 
-    public_url: str = ""  # this service's base URL, for "see the API" links
+    public_url: str = ""  # this service's base URL, for the console and API links
     incident_path: str = "/api/v1/incidents/{id}"  # appended to public_url; {id} = incident id
+    console_path: str = "/ui/incidents/{id}"  # the incident's console page; "" = no link
     link: str = ""  # an explicit API link (a digest's query); wins over incident_path
     thread_domain: str = "ai-devops-monitor"  # right-hand side of the email thread id
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried by an email (the evidence chart); other channels ignore it."""
+
+    name: str
+    mimetype: str
+    data: bytes = field(repr=False)
+
+
+CHART_NAME = "evidence.png"
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class Message:
     slack: tuple[dict[str, Any], ...] = field(repr=False)  # webhook JSON bodies, sent in order
     thread_id: str  # RFC 5322 msg-id, e.g. "<incident.abc@ai-devops-monitor>"
     colour: str
+    attachments: tuple[Attachment, ...] = field(default=(), repr=False)
 
 
 def render(
@@ -82,22 +96,32 @@ def render(
     event: Event,
     analysis: Analysis | None = None,
     options: RenderOptions | None = None,
+    *,
+    chart: bytes | None = None,
 ) -> Message:
-    """Render `incident` for `event`; for DIGEST, `incident.signals` are the alerts to list."""
+    """Render `incident` for `event`; for DIGEST, `incident.signals` are the alerts to list.
+
+    `chart` (a PNG of the main evidence series) is attached as `evidence.png` and shown inline
+    in the HTML body through its Content-ID; the plain-text body names the attachment.
+    """
     opts = options or RenderOptions()
     primary = _primary(incident)
     colour = RESOLVED_COLOUR if event is Event.RESOLVED else SEVERITY_COLOURS[incident.severity]
     title = _title(incident, event, primary)
     api_link = _api_link(incident, opts)
+    attachments: tuple[Attachment, ...] = ()
     if event is Event.DIGEST:
         text, body_html, slack = _digest(incident, title, colour, api_link)
     else:
         facts = _facts(incident, primary)
-        links = _links(incident, primary, api_link)
+        links = _links(incident, primary, api_link, _console_link(incident, opts))
         shown = None if event is Event.RESOLVED else analysis
-        text = _text(title, facts, shown, links, pending=event is Event.FIRING)
-        body_html = _html(title, facts, shown, links, pending=event is Event.FIRING)
+        pending = event is Event.FIRING
+        text = _text(title, facts, shown, links, pending=pending, chart=chart is not None)
+        body_html = _html(title, facts, shown, links, pending=pending, chart=chart is not None)
         slack = _slack(title, colour, facts, shown, links)
+        if chart is not None:
+            attachments = (Attachment(CHART_NAME, "image/png", chart),)
     return Message(
         incident_id=incident.id,
         event=event,
@@ -108,6 +132,7 @@ def render(
         slack=slack,
         thread_id=thread_id(incident.id, opts.thread_domain),
         colour=colour,
+        attachments=attachments,
     )
 
 
@@ -186,6 +211,7 @@ class _Links:
     alertmanager: str
     api: str
     runbook: str
+    console: str = ""
 
 
 def _primary(incident: IncidentView) -> Signal | None:
@@ -260,17 +286,25 @@ def _api_link(incident: IncidentView, opts: RenderOptions) -> str:
     return safe_url(opts.public_url.rstrip("/") + opts.incident_path.format(id=incident.id))
 
 
-def _links(incident: IncidentView, primary: Signal | None, api: str) -> _Links:
+def _console_link(incident: IncidentView, opts: RenderOptions) -> str:
+    if not opts.public_url or not opts.console_path:
+        return ""
+    return safe_url(opts.public_url.rstrip("/") + opts.console_path.format(id=incident.id))
+
+
+def _links(incident: IncidentView, primary: Signal | None, api: str, console: str) -> _Links:
     return _Links(
         prometheus=safe_url(primary.generator_url) if primary is not None else "",
         alertmanager=safe_url(incident.external_url),
         api=api,
         runbook=safe_url(primary.annotations.get("runbook_url", "")) if primary else "",
+        console=console,
     )
 
 
 def _link_pairs(links: _Links) -> list[tuple[str, str]]:
     pairs = [
+        ("Console", links.console),
         ("Prometheus", links.prometheus),
         ("Alertmanager", links.alertmanager),
         ("Runbook", links.runbook),
@@ -289,7 +323,13 @@ def _analysis_label(analysis: Analysis) -> str:
 
 
 def _text(
-    title: str, facts: _Facts, analysis: Analysis | None, links: _Links, *, pending: bool
+    title: str,
+    facts: _Facts,
+    analysis: Analysis | None,
+    links: _Links,
+    *,
+    pending: bool,
+    chart: bool = False,
 ) -> str:
     lines = [
         title,
@@ -315,6 +355,8 @@ def _text(
             lines.append(f"In plain words: {analysis.simplified}")
     elif pending:
         lines.append("Analysis: not available yet; a follow-up will carry it.")
+    if chart:
+        lines += ["", f"Chart of the main evidence series: attached as {CHART_NAME}"]
     lines += ["", *(f"{label}: {url}" for label, url in _link_pairs(links))]
     return "\n".join(lines).strip() + "\n"
 
@@ -334,7 +376,13 @@ def _html_block(text: str) -> str:
 
 
 def _html(
-    title: str, facts: _Facts, analysis: Analysis | None, links: _Links, *, pending: bool
+    title: str,
+    facts: _Facts,
+    analysis: Analysis | None,
+    links: _Links,
+    *,
+    pending: bool,
+    chart: bool = False,
 ) -> str:
     rows = [
         _html_row("Metric", facts.metric),
@@ -352,6 +400,12 @@ def _html(
         f"<h2>{html_escape(title)}</h2>",
         f"<table>{''.join(rows)}</table>",
     ]
+    if chart:
+        # Apprise embeds an attachment inline (multipart/related) when the body names its cid
+        parts.append(
+            f'<p><img src="cid:{CHART_NAME}" alt="Main evidence series" '
+            'style="max-width:100%;border:1px solid #ddd"></p>'
+        )
     if analysis is not None:
         parts += [
             f"<h3>{html_escape(_analysis_label(analysis))}</h3>",

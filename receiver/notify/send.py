@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import apprise
 import httpx
+from apprise.attachment.memory import AttachMemory
 
 from receiver.notify.channels import Channel, ChannelKind
 from receiver.notify.render import Event, Message, one_line
@@ -125,12 +126,23 @@ class AppriseNotifier:
 
     async def _send_apprise(self, channel: Channel, message: Message) -> SendResult:
         url = channel.url
-        if channel.kind is ChannelKind.EMAIL:
-            url = _with_headers(url, email_headers(message))
+        is_email = channel.kind is ChannelKind.EMAIL
+        attach: apprise.AppriseAttachment | None = None
+        if is_email:
+            params = email_headers(message)
+            if message.attachments:
+                # `inline`: images the HTML names by cid: go into a multipart/related part
+                params["inline"] = "yes"
+                attach = apprise.AppriseAttachment(asset=self._asset)
+                for item in message.attachments:
+                    memory = AttachMemory(  # type: ignore[no-untyped-call]
+                        content=item.data, name=item.name, mimetype=item.mimetype
+                    )
+                    attach.add(memory)
+            url = _with_params(url, params)
         apobj = apprise.Apprise(asset=self._asset)
         if not apobj.add(url):
             return _failed(channel, f"Apprise rejected the URL {channel.masked_url}", False)
-        is_email = channel.kind is ChannelKind.EMAIL
         notify_type = (
             apprise.NotifyType.SUCCESS
             if message.event is Event.RESOLVED
@@ -141,6 +153,7 @@ class AppriseNotifier:
             title=message.title,
             notify_type=notify_type,
             body_format=apprise.NotifyFormat.HTML if is_email else apprise.NotifyFormat.TEXT,
+            attach=attach,
             timeout=self._timeout,
         )
         if result:
@@ -191,12 +204,13 @@ def email_headers(message: Message) -> dict[str, str]:
     headers = {"References": message.thread_id, "X-Incident-Id": one_line(message.incident_id, 100)}
     if message.event is not Event.FIRING:
         headers["In-Reply-To"] = message.thread_id
-    return headers
+    return {f"+{name}": value for name, value in headers.items()}
 
 
-def _with_headers(url: str, headers: dict[str, str]) -> str:
-    params = "&".join(f"{quote('+' + k, safe='+')}={quote(v, safe='')}" for k, v in headers.items())
-    return url + ("&" if "?" in url else "?") + params
+def _with_params(url: str, params: dict[str, str]) -> str:
+    """Append Apprise URL parameters (`+Name` ones become email headers)."""
+    query = "&".join(f"{quote(k, safe='+')}={quote(v, safe='')}" for k, v in params.items())
+    return url + ("&" if "?" in url else "?") + query
 
 
 def _failed(

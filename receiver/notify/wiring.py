@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 from prometheus_client import CollectorRegistry
 
+from receiver.enrich.context import RuleIndex
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.outbox import OutboxOptions, OutboxWorker
+from receiver.notify.outbox import ChartSource, OutboxOptions, OutboxWorker
 from receiver.notify.render import RenderOptions
 from receiver.notify.send import AppriseNotifier
 from receiver.settings import Settings
+from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.notify import OutboxStore
 from receiver.store.repo import Store
+from receiver.ui.evidence import main_chart_png, needs_rules
 
 
 @dataclass
@@ -37,7 +41,7 @@ def build_notify(
     config.validate_settings()
     notifier = AppriseNotifier(http, timeout=settings.notify_send_timeout_seconds)
     metrics = NotifyMetrics(registry)
-    render_options = RenderOptions(public_url=settings.public_url)
+    render_options = RenderOptions(public_url=settings.links_url)
     worker = OutboxWorker(
         outbox,
         config,
@@ -45,5 +49,21 @@ def build_notify(
         metrics,
         OutboxOptions.from_settings(settings),
         render_options,
+        charts=evidence_charts(settings, http),
     )
     return NotifyServices(config, outbox, notifier, metrics, worker, render_options)
+
+
+def evidence_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | None:
+    """The emails' chart source: the console's main evidence chart, drawn from Prometheus."""
+    if not settings.notify_email_chart or not settings.prom_url:
+        return None
+    prom_url = settings.prom_url
+
+    async def chart(
+        incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
+    ) -> bytes | None:
+        rules = RuleIndex.load(settings.enrich_rules_dir) if needs_rules(episodes) else None
+        return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)
+
+    return chart

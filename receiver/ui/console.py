@@ -10,7 +10,6 @@ API auth is on (`receiver.ui.gate` turns the console's login cookie into that he
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -21,7 +20,6 @@ from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
 from receiver.enrich.context import RuleIndex
-from receiver.enrich.evidence import expression_from_generator_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
@@ -34,6 +32,7 @@ from receiver.ui.evidence import (
     chart_window,
     fetch_chart,
     fetch_charts,
+    needs_rules,
 )
 from receiver.ui.templating import CONSOLE_CSP, TEMPLATES
 
@@ -270,13 +269,6 @@ def _episode_view(e: Anomaly) -> dict[str, Any]:
     }
 
 
-def _needs_rules(episodes: Sequence[Anomaly]) -> bool:
-    return any(
-        not (e.detector or {}).get("query") and not expression_from_generator_url(e.generator_url)
-        for e in episodes
-    )
-
-
 async def _load(
     svc: Services, incident_id: str
 ) -> tuple[Incident, list[Anomaly], Rca | None, list[ChartSpec]] | None:
@@ -285,7 +277,7 @@ async def _load(
         return None
     episodes = await svc.store.episodes_of(str(incident.id), 200)
     rca = await ConsoleStore(svc.store).analysis_of(incident)
-    rules = RuleIndex.load(svc.settings.enrich_rules_dir) if _needs_rules(episodes) else None
+    rules = RuleIndex.load(svc.settings.enrich_rules_dir) if needs_rules(episodes) else None
     return incident, episodes, rca, chart_specs(incident, episodes, rca, rules)
 
 

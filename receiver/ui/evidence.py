@@ -96,6 +96,14 @@ def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
     return ""
 
 
+def needs_rules(episodes: Sequence[Anomaly]) -> bool:
+    """Whether some episode's expression can only come from the rule files."""
+    return any(
+        not (e.detector or {}).get("query") and not expression_from_generator_url(e.generator_url)
+        for e in episodes
+    )
+
+
 def _finite(value: object) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)

@@ -136,3 +136,19 @@ def test_serve_with_embedded_store_starts_and_stops_it(tmp_path: Path) -> None:
         log.close()
     text = (tmp_path / "serve.log").read_text()
     assert "WEBHOOK AUTH IS OFF" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"public_url": "https://monitor.example.com"}, "https://monitor.example.com"),
+        ({"receiver_host": "127.0.0.1", "receiver_port": 8123}, "http://127.0.0.1:8123"),
+        ({"receiver_host": "::1", "receiver_port": 8123}, "http://[::1]:8123"),
+        ({"receiver_host": "0.0.0.0"}, ""),
+        ({"receiver_host": "::"}, ""),
+    ],
+)
+def test_notification_links_use_public_url_else_a_single_bind_address(
+    overrides: dict[str, object], expected: str
+) -> None:
+    assert Settings(_env_file=None, **overrides).links_url == expected  # type: ignore[arg-type]

@@ -90,12 +90,18 @@ def test_demo_fast_end_to_end(tmp_path: Path) -> None:
     files = sorted(mail.glob("*.eml"))
     assert len(files) >= 2
     subjects = []
+    charted = []  # subjects of mails carrying the evidence chart inline
     for path in files:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         subjects.append(str(message["Subject"]))
         assert message["To"] == "oncall@example.com"
+        images = [p for p in message.walk() if p.get_content_type() == "image/png"]
+        if images and images[0]["Content-ID"] == "<evidence.png>":
+            charted.append(str(message["Subject"]))
     assert any("HighCPUUsage" in s for s in subjects), subjects
     assert any("job:http_request_latency_seconds:p95" in s for s in subjects), subjects
+    assert any("HighCPUUsage" in s for s in charted), (charted, subjects)
+    assert any("job:http_request_latency_seconds:p95" in s for s in charted), (charted, subjects)
     assert "threshold incident opened: HighCPUUsage on node-b:9100" in out
     assert "outlier incident opened" in out
 

@@ -79,7 +79,8 @@ def _expected_slack(incident: str) -> dict[str, Any]:
                         "elements": [
                             {
                                 "type": "mrkdwn",
-                                "text": "<http://127.0.0.1:9/graph?g0.expr=up|Prometheus>"
+                                "text": f"<{PUBLIC_URL}/ui/incidents/{incident}|Console>"
+                                " · <http://127.0.0.1:9/graph?g0.expr=up|Prometheus>"
                                 " · <http://127.0.0.1:9093|Alertmanager>"
                                 f" · <{PUBLIC_URL}/api/v1/incidents/{incident}|Incident API>",
                             }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import yaml
 
 from tests.support.procs import free_port, running
@@ -62,7 +64,7 @@ def prometheus(
 @contextlib.contextmanager
 def alertmanager(
     workdir: Path,
-    webhook_url: str,
+    webhook_url: str | Sequence[str],
     token: str | None = None,
     group_wait: str = "0s",
     group_interval: str = "1s",
@@ -74,14 +76,21 @@ def alertmanager(
 ) -> Iterator[Endpoint]:
     """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`.
 
+    Several URLs give that receiver one webhook_config each: every notification goes to all of
+    them (replicas behind one Alertmanager config, the harshest case for duplicates).
+
     With `cluster_port`, it gossips on 127.0.0.1:`cluster_port` with the `peers` (ports) as an
     HA pair does; without it, clustering is off.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    webhook: dict[str, object] = {"url": webhook_url, "send_resolved": True}
-    if token is not None:
-        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
+    urls = [webhook_url] if isinstance(webhook_url, str) else list(webhook_url)
+    webhooks: list[dict[str, object]] = []
+    for url in urls:
+        webhook: dict[str, object] = {"url": url, "send_resolved": True}
+        if token is not None:
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
+        webhooks.append(webhook)
     config = {
         "route": {
             "receiver": "monitor",
@@ -90,7 +99,7 @@ def alertmanager(
             "group_interval": group_interval,
             "repeat_interval": repeat_interval,
         },
-        "receivers": [{"name": "monitor", "webhook_configs": [webhook]}],
+        "receivers": [{"name": "monitor", "webhook_configs": webhooks}],
     }
     cfg = workdir / "alertmanager.yml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -114,3 +123,14 @@ def alertmanager(
         ]
     with running(argv, workdir / "alertmanager.log", ready_url=f"{url}/-/ready", timeout=60):
         yield Endpoint(url=url, workdir=workdir)
+
+
+async def until_scraped(client: httpx.AsyncClient, prom: str, metric: str, samples: int) -> None:
+    """Wait until Prometheus holds at least `samples` samples of `metric` from the last minute."""
+    for _ in range(200):
+        resp = await client.get(f"{prom}/api/v1/query", params={"query": f"{metric}[1m]"})
+        result = resp.json()["data"]["result"]
+        if result and len(result[0]["values"]) >= samples:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"Prometheus never scraped {metric}")

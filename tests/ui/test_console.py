@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from receiver.store.embedded import EmbeddedStore
@@ -19,7 +18,7 @@ from receiver.ui.gate import COOKIE, safe_next
 from tests.support.browser import browser, chromium_path, is_local
 from tests.support.exporter import SyntheticExporter
 from tests.support.payloads import alert, resolved, webhook
-from tests.support.prom import prometheus
+from tests.support.prom import prometheus, until_scraped
 from tests.support.service import Running, make_settings, serve
 from tests.ui import pngs
 
@@ -97,7 +96,7 @@ async def test_console_in_headless_chromium(embedded_store: EmbeddedStore, tmp_p
                 assert (await svc.post_alerts(payload)).status_code == 200
             incidents = await _analysed(svc, 4)
             [backlog] = [i for i in incidents if i["alertnames"] == ["QueueBacklog"]]
-            await _until_scraped(svc.client, prom.url, "demo_queue_depth", samples=3)
+            await until_scraped(svc.client, prom.url, "demo_queue_depth", samples=3)
 
             requests: list[str] = []
             with browser(tmp_path) as b:
@@ -168,16 +167,6 @@ async def test_console_in_headless_chromium(embedded_store: EmbeddedStore, tmp_p
             assert pngs.size(chart.content) == (640, 240)
             assert pngs.count(pixels, THRESHOLD) > 300  # `> 5` from the alert expression
             assert pngs.count(pixels, PALETTE[0]) > 50  # the series itself
-
-
-async def _until_scraped(client: httpx.AsyncClient, prom: str, metric: str, samples: int) -> None:
-    for _ in range(200):
-        resp = await client.get(f"{prom}/api/v1/query", params={"query": f"{metric}[1m]"})
-        result = resp.json()["data"]["result"]
-        if result and len(result[0]["values"]) >= samples:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"Prometheus never scraped {metric}")
 
 
 async def test_console_login_cookie_and_pages(
