@@ -91,15 +91,33 @@ def openai_chat(
     )
 
 
+def analysis_answer(summary: str = "Model analysis") -> str:
+    """A valid answer to the analysis prompt (the content of a chat reply), citing E1."""
+    return json.dumps(
+        {
+            "summary": summary,
+            "cause": "A cause",
+            "fix": ["A fix"],
+            "simplified": "Plain words.",
+            "confidence": 0.7,
+            "hypotheses": [{"claim": "grounded", "evidence_ids": ["E1"], "confidence": 0.7}],
+            "unknowns": [],
+        }
+    )
+
+
 def error(status: int, message: str = "error", headers: dict[str, str] | None = None) -> Reply:
     return Reply({"error": message}, status=status, headers=headers or {})
 
 
 class FakeLLM:
-    """Use as a context manager; `script(...)` queues replies, `requests` records calls."""
+    """Use as a context manager; `script(...)` queues replies, `requests` records calls.
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    `port` reuses a known port (a model server that comes back where the service expects it).
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.requests: list[Recorded] = []
         self._replies: list[Reply] = []
         self._lock = threading.Lock()

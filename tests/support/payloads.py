@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,33 @@ def resolved(a: dict[str, Any], ends: str = "2026-11-28T10:05:00Z") -> dict[str,
     out["status"] = "resolved"
     out["endsAt"] = ends
     return out
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def postable_alerts(
+    name: str,
+    size: int,
+    starts: datetime,
+    ends: datetime | None = None,
+    severity: str = "high",
+) -> list[dict[str, Any]]:
+    """`size` alerts of one group (`alertname=name`) as Alertmanager's POST /api/v2/alerts takes
+    them; with `ends` in the past, the same alerts resolved (startsAt must stay the same)."""
+    alerts: list[dict[str, Any]] = []
+    for i in range(size):
+        item: dict[str, Any] = {
+            "labels": {
+                "alertname": name,
+                "instance": f"{name.lower()}-{i}:9100",
+                "severity": severity,
+            },
+            "annotations": {"summary": f"{name} on instance {i}"},
+            "startsAt": rfc3339(starts),
+        }
+        if ends is not None:
+            item["endsAt"] = rfc3339(ends)
+        alerts.append(item)
+    return alerts

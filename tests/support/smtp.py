@@ -34,6 +34,26 @@ class Received:
     tls: bool
 
 
+def email_event(mail: Received) -> str:
+    """The outbox event an email carries, read from its subject: `firing` (the page),
+    `resolved` or `analysis` (the follow-up of a page sent before its analysis)."""
+    subject = str(mail.message["Subject"])
+    if subject.startswith("[RESOLVED] "):
+        return "resolved"
+    if subject.startswith("Re: "):
+        return "analysis"
+    return "firing"
+
+
+def email_text(mail: Received) -> str:
+    """Every text part of an email (plain and HTML), one after another."""
+    return "\n".join(
+        str(part.get_content())
+        for part in mail.message.walk()
+        if not part.is_multipart() and part.get_content_maintype() == "text"
+    )
+
+
 @dataclass
 class SmtpServer:
     port: int
