@@ -94,6 +94,29 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def server_latency(metrics_text: str) -> dict[str, Any]:
+    """The service's own view of ack latency, from its `webhook_request_seconds` histogram.
+
+    The client's p99 includes queueing in the client itself (one Python process driving the
+    load on the same cores; the do-nothing receiver's p99 shows that floor), so the histogram
+    says how long the service took from reading a request to answering it.
+    """
+    buckets: list[tuple[float, float]] = []
+    for line in metrics_text.splitlines():
+        if line.startswith("webhook_request_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    count = buckets[-1][1] if buckets else 0.0
+    under = next((n for le, n in buckets if le == 0.1), 0.0)
+    p99 = next((le for le, n in buckets if count and n >= 0.99 * count), float("inf"))
+    return {
+        "requests": int(count),
+        "share_under_100ms": round(under / count, 4) if count else None,
+        "p99_at_most_ms": p99 * 1000,
+    }
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(len(values) * q))], 3) if values else float("nan")
@@ -101,7 +124,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--groups", type=int, default=400)
+    parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--drain-timeout", type=float, default=600)
     args = parser.parse_args()
@@ -175,6 +198,8 @@ def main() -> None:
             result["service"] = asyncio.run(
                 hammer(f"{base}/api/v1/alerts", bodies, args.concurrency, acked)
             )
+            text = httpx.get(f"{base}/metrics", timeout=30).text
+            result["service"]["server_side"] = server_latency(text)
             deadline = time.monotonic() + args.drain_timeout
             while time.monotonic() < deadline and len(smtp.messages) < args.groups:
                 time.sleep(0.5)
