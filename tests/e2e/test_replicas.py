@@ -23,7 +23,7 @@ from tests.notify.outbox_helpers import counter
 from tests.support.fake_llm import FakeLLM, analysis_answer, openai_chat
 from tests.support.payloads import postable_alerts
 from tests.support.prom import alertmanager
-from tests.support.replica import Replica, receiver, replica_env, smtp_env, wait_until
+from tests.support.replica import Replica, model_env, receiver, replica_env, smtp_env, wait_until
 from tests.support.service import TOKEN
 from tests.support.smtp import SmtpServer, email_event, email_text, smtp_server
 
@@ -60,10 +60,7 @@ def _scenario(store_uri: str, tmp_path: Path) -> None:
             "replicas",
             tmp_path / "data",
             **smtp_env(smtp),
-            LLM_PROVIDER="openai",
-            LLM_URL=llm.url,
-            LLM_MODEL="fake",
-            LLM_API_KEY="test-key",
+            **model_env(llm),
             NOTIFY_RCA_WAIT_SECONDS="60",  # each page waits for the model's analysis
             NOTIFY_POLL_SECONDS="0.2",
         )

@@ -19,7 +19,7 @@ import httpx
 from receiver.store.embedded import EmbeddedStore
 from tests.support.fake_llm import FakeLLM, analysis_answer, openai_chat
 from tests.support.payloads import alert, webhook
-from tests.support.replica import receiver, replica_env, smtp_env, wait_until
+from tests.support.replica import model_env, receiver, replica_env, smtp_env, wait_until
 from tests.support.service import TOKEN
 from tests.support.smtp import smtp_server
 
@@ -42,10 +42,7 @@ def _scenario(store_uri: str, tmp_path: Path) -> None:
             "sigkill",
             tmp_path / "data",
             **smtp_env(smtp),
-            LLM_PROVIDER="openai",
-            LLM_URL=llm.url,
-            LLM_MODEL="fake",
-            LLM_API_KEY="test-key",
+            **model_env(llm),
             ENRICH_CONCURRENCY="3",
             ENRICH_TIMEOUT_SECONDS="20",
             ENRICH_LEASE_MARGIN_SECONDS="0",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.settings import Settings
+from tests.support.fake_llm import FakeLLM
 from tests.support.procs import free_port, stop, wait_http
 from tests.support.service import TOKEN
 from tests.support.smtp import SmtpServer
@@ -53,6 +54,16 @@ def smtp_env(smtp: SmtpServer | int) -> dict[str, str]:
         "SMTP_PORT": str(port),
         "SMTP_FROM": "monitor@example.com",
         "SMTP_TO": "oncall@example.com",
+    }
+
+
+def model_env(llm: FakeLLM) -> dict[str, str]:
+    """Variables that point the analyst at the loopback fake model (OpenAI protocol)."""
+    return {
+        "LLM_PROVIDER": "openai",
+        "LLM_URL": llm.url,
+        "LLM_MODEL": "fake",
+        "LLM_API_KEY": "test-key",
     }
 
 
