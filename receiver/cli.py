@@ -15,6 +15,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.app import create_app
+    from receiver.notify.channels import ChannelError
+    from receiver.notify.config import check_settings as check_channels
 
     overrides: dict[str, object] = {}
     if args.host is not None:
@@ -23,7 +25,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["receiver_port"] = args.port
     try:
         settings = load_settings(**overrides)
-    except SettingsError as err:
+        check_channels(settings)
+    except (SettingsError, ChannelError) as err:
         print(f"receiver: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(

@@ -215,7 +215,8 @@ class EnrichmentWorker:
     async def _idle(self) -> None:
         was_idle = not self._running and not self._queue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            async with asyncio.timeout(self.poll_seconds):  # not wait_for: see DeliveryWorker
+                await self._wake.wait()
         if was_idle and self._fresh and self.settle_seconds:
             # the first deliveries of a burst for one group land within moments: let them all
             # land, then analyse the group once (not when a slot frees up mid-storm)

@@ -75,8 +75,11 @@ class DeliveryWorker:
                 backoff = min(backoff * 2, 30.0)
                 continue
             if drained == 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as its timeout fires, and shutdown then waits on this loop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
 
     async def drain(self, limit: int = 200) -> int:

@@ -166,6 +166,22 @@ class NotifyConfig:
         )
 
 
+def check_settings(settings: Settings) -> None:
+    """Parse the notification variables as start-up will; ChannelError names the bad one
+    (NOTIFY_ROUTES, SMTP_TO, SLACK_WEBHOOK_URL, APPRISE_URLS) without its secret."""
+    parse_routes(settings.notify_routes, resolved=settings.notify_resolved)
+    try:
+        recipients = parse_recipients(settings.smtp_to) if settings.smtp_to else ()
+    except ChannelError as err:
+        raise ChannelError(f"invalid setting SMTP_TO: {err}") from None
+    build_channels(
+        settings,
+        email_to=recipients,
+        smtp_mode=SmtpMode(settings.smtp_mode),
+        smtp_verify=settings.smtp_verify,
+    )
+
+
 def channel_json(channel: Channel, routing: Routing) -> dict[str, Any]:
     """A channel for the API: masked URL, tags and the severities routed to it."""
     return {

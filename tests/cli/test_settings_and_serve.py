@@ -100,6 +100,38 @@ def test_serve_rejects_bad_setting_with_one_line(tmp_path: Path) -> None:
     assert "invalid setting MONITOR_INTERVAL" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"NOTIFY_ROUTES": "urgent=email"}, "invalid setting NOTIFY_ROUTES:"),
+        (
+            {"SLACK_ENABLED": "true", "SLACK_WEBHOOK_URL": "ftp://hooks.invalid/SECRET0123"},
+            "invalid setting SLACK_WEBHOOK_URL:",
+        ),
+        ({"SMTP_HOST": "127.0.0.1", "SMTP_TO": "not-an-address"}, "invalid setting SMTP_TO:"),
+    ],
+)
+def test_serve_rejects_bad_channel_setting_with_one_line(
+    env: dict[str, str], needle: str, tmp_path: Path
+) -> None:
+    """A bad notification variable stops start-up with one line naming it, secret masked."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SMTP_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", str(free_port())],
+        env={**clean, **env, "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("receiver: ")]
+    assert len(errors) == 1, proc.stderr
+    assert needle in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "SECRET0123" not in proc.stderr
+
+
 def test_serve_with_embedded_store_starts_and_stops_it(tmp_path: Path) -> None:
     """Without MONGO_URI, `receiver serve` starts nx-27017 under DATA_DIR and stops it on exit."""
     port = free_port()
