@@ -33,7 +33,7 @@ class Collections:
     async def count(self, name: str, query: Mapping[str, Any] | None = None) -> int:
         """Like `Store.count` (fast on the embedded server) for any collection name."""
         collection = self._collection(name)
-        if self.store.kind != "embedded":
+        if not self.store.nx_server:
             return await collection.count_documents(dict(query or {}))
         if not query:
             return await collection.estimated_document_count()

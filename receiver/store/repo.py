@@ -21,6 +21,7 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
+    OperationFailure,
     PyMongoError,
     WTimeoutError,
 )
@@ -79,13 +80,31 @@ def object_id(raw: str) -> ObjectId | None:
         return None
 
 
+async def _build_info(client: AsyncMongoClient[dict[str, Any]]) -> dict[str, Any]:
+    """The server's buildInfo; {} when the user may not read it (the server is then MongoDB)."""
+    try:
+        info: dict[str, Any] = await client.admin.command("buildInfo")
+    except OperationFailure:
+        return {}
+    return info
+
+
 class Store:
     """Owns the client; build with `await Store.connect(...)`, close with `await store.close()`."""
 
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db_name: str, kind: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[dict[str, Any]],
+        db_name: str,
+        kind: str,
+        nx_server: bool | None = None,
+    ) -> None:
         self.client = client
         self.db_name = db_name
         self.kind = kind
+        # The nx-27017 server answers some queries far slower than MongoDB (see `count`); its
+        # workarounds apply whether we launched it or MONGO_URI points at one (replicas).
+        self.nx_server = kind == "embedded" if nx_server is None else nx_server
 
     @classmethod
     async def connect(cls, uri: str, db_name: str, timeout_s: float, kind: str) -> Store:
@@ -100,10 +119,12 @@ class Store:
         )
         try:
             await init_beanie(database=client[db_name], document_models=DOCUMENT_MODELS)
+            info = await _build_info(client)
         except _UNAVAILABLE as err:
             await client.close()
             raise StoreUnavailable(f"store unavailable at start-up: {type(err).__name__}") from err
-        return cls(client, db_name, kind)
+        nx_server = kind == "embedded" or info.get("process") == "nx_27017"
+        return cls(client, db_name, kind, nx_server)
 
     async def close(self) -> None:
         await self.client.close()
@@ -135,7 +156,7 @@ class Store:
         faster there. Real MongoDB counts natively.
         """
         collection = model.get_pymongo_collection()
-        if self.kind != "embedded":
+        if not self.nx_server:
             return await collection.count_documents(dict(query))
         if not query:
             return await collection.estimated_document_count()

@@ -191,7 +191,9 @@ async def test_smtp_down_for_a_minute_then_each_email_once(
         reserved.close()
 
     assert all(r["last_error"].startswith("email: Connection error") for r in pending)
-    assert {r["status"] for r in during} == {"pending"}  # nothing given up, nothing sent
+    # nothing given up, nothing sent (a row caught mid-attempt reads `sending`)
+    assert {r["status"] for r in during} <= {"pending", "sending"}
+    assert len(during) == 4
     by_name = {i["title"].split(" ")[0]: i["id"] for i in incidents["incidents"]}
     assert sorted(by_name) == names
     sent = Counter((str(m.message["X-Incident-Id"]), email_event(m)) for m in smtp.messages)
