@@ -226,6 +226,12 @@ def main() -> None:
             result["service"]["rss_mb"] = _rss_mb(pid)
             result["service"]["incidents"] = listed["total"]
             result["service"]["llm_calls"] = len(llm.requests)
+            analyses: dict[str, float] = {}
+            for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
+                if line.startswith("rca_generated_total{"):
+                    labels, value = line.rsplit(" ", 1)
+                    analyses[labels.removeprefix("rca_generated_total")] = float(value)
+            result["service"]["analyses"] = analyses
             result["notifications"] = {
                 "emails": len(smtp.messages),
                 "firing_emails": len(firing),
