@@ -31,13 +31,8 @@ class Collections:
 
     @translated
     async def count(self, name: str, query: Mapping[str, Any] | None = None) -> int:
-        """Like `Store.count` (fast on the embedded server) for any collection name."""
-        collection = self._collection(name)
-        if not self.store.nx_server:
-            return await collection.count_documents(dict(query or {}))
-        if not query:
-            return await collection.estimated_document_count()
-        return len(await collection.find(dict(query), {"_id": 1}).to_list())
+        """`Store.count_in` (fast on the embedded server) by collection name."""
+        return await self.store.count_in(self._collection(name), query or {})
 
     @translated
     async def find_one(self, name: str, query: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from beanie import Document, init_beanie
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -149,13 +150,16 @@ class Store:
         return items, total
 
     async def count(self, model: type[Document], query: Mapping[str, Any]) -> int:
-        """Count matching documents.
+        """Count the documents of `model` matching `query` (see `count_in`)."""
+        return await self.count_in(model.get_pymongo_collection(), query)
+
+    async def count_in(self, collection: AsyncCollection[Any], query: Mapping[str, Any]) -> int:
+        """Count matching documents of any collection.
 
         The embedded server runs `count_documents` as an aggregation that scans the whole
         collection (150 ms at 5k documents); fetching only `_id`s uses its indexes and is ~20x
         faster there. Real MongoDB counts natively.
         """
-        collection = model.get_pymongo_collection()
         if not self.nx_server:
             return await collection.count_documents(dict(query))
         if not query:
