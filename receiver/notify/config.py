@@ -110,8 +110,7 @@ class NotifyConfig:
         self._channels: list[Channel] = []
 
     def default_email(self) -> EmailConfig:
-        recipients = parse_recipients(self.settings.smtp_to) if self.settings.smtp_to else ()
-        return EmailConfig(enabled=True, recipients=recipients, stored=False)
+        return default_email(self.settings)
 
     def validate_settings(self) -> list[Channel]:
         """Build the channels from settings alone; ChannelError names the bad variable."""
@@ -157,29 +156,33 @@ class NotifyConfig:
         return list(self._channels), routing
 
     def _build(self, email: EmailConfig) -> list[Channel]:
-        recipients = email.recipients if email.enabled else ()
-        return build_channels(
-            self.settings,
-            email_to=recipients,
-            smtp_mode=SmtpMode(self.settings.smtp_mode),
-            smtp_verify=self.settings.smtp_verify,
-        )
+        return settings_channels(self.settings, email)
+
+
+def default_email(settings: Settings) -> EmailConfig:
+    """Email as SMTP_TO sets it, before any change through the API."""
+    try:
+        recipients = parse_recipients(settings.smtp_to) if settings.smtp_to else ()
+    except ChannelError as err:
+        raise ChannelError(f"invalid setting SMTP_TO: {err}") from None
+    return EmailConfig(enabled=True, recipients=recipients, stored=False)
+
+
+def settings_channels(settings: Settings, email: EmailConfig) -> list[Channel]:
+    """The channels of `settings`, with `email`'s recipients when it is enabled."""
+    return build_channels(
+        settings,
+        email_to=email.recipients if email.enabled else (),
+        smtp_mode=SmtpMode(settings.smtp_mode),
+        smtp_verify=settings.smtp_verify,
+    )
 
 
 def check_settings(settings: Settings) -> None:
     """Parse the notification variables as start-up will; ChannelError names the bad one
     (NOTIFY_ROUTES, SMTP_TO, SLACK_WEBHOOK_URL, APPRISE_URLS) without its secret."""
     parse_routes(settings.notify_routes, resolved=settings.notify_resolved)
-    try:
-        recipients = parse_recipients(settings.smtp_to) if settings.smtp_to else ()
-    except ChannelError as err:
-        raise ChannelError(f"invalid setting SMTP_TO: {err}") from None
-    build_channels(
-        settings,
-        email_to=recipients,
-        smtp_mode=SmtpMode(settings.smtp_mode),
-        smtp_verify=settings.smtp_verify,
-    )
+    settings_channels(settings, default_email(settings))
 
 
 def channel_json(channel: Channel, routing: Routing) -> dict[str, Any]:

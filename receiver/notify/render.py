@@ -114,7 +114,8 @@ def render(
         text, body_html, slack = _digest(incident, title, colour, api_link)
     else:
         facts = _facts(incident, primary)
-        links = _links(incident, primary, api_link, _console_link(incident, opts))
+        console = _service_link(incident, opts, opts.console_path)
+        links = _links(incident, primary, api_link, console)
         shown = None if event is Event.RESOLVED else analysis
         pending = event is Event.FIRING
         text = _text(title, facts, shown, links, pending=pending, chart=chart is not None)
@@ -281,15 +282,14 @@ def _facts(incident: IncidentView, primary: Signal | None) -> _Facts:
 def _api_link(incident: IncidentView, opts: RenderOptions) -> str:
     if opts.link:
         return safe_url(opts.link)
-    if not opts.public_url:
-        return ""
-    return safe_url(opts.public_url.rstrip("/") + opts.incident_path.format(id=incident.id))
+    return _service_link(incident, opts, opts.incident_path)
 
 
-def _console_link(incident: IncidentView, opts: RenderOptions) -> str:
-    if not opts.public_url or not opts.console_path:
+def _service_link(incident: IncidentView, opts: RenderOptions, path: str) -> str:
+    """`public_url` + `path` for the incident; "" without a base URL or a path."""
+    if not opts.public_url or not path:
         return ""
-    return safe_url(opts.public_url.rstrip("/") + opts.console_path.format(id=incident.id))
+    return safe_url(opts.public_url.rstrip("/") + path.format(id=incident.id))
 
 
 def _links(incident: IncidentView, primary: Signal | None, api: str, console: str) -> _Links:

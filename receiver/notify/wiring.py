@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client import CollectorRegistry
 
-from receiver.enrich.context import RuleIndex
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
 from receiver.notify.outbox import ChartSource, OutboxOptions, OutboxWorker
@@ -18,7 +17,7 @@ from receiver.settings import Settings
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.notify import OutboxStore
 from receiver.store.repo import Store
-from receiver.ui.evidence import main_chart_png, needs_rules
+from receiver.ui.evidence import main_chart_png, rules_for
 
 
 @dataclass
@@ -63,7 +62,7 @@ def evidence_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource 
     async def chart(
         incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
     ) -> bytes | None:
-        rules = RuleIndex.load(settings.enrich_rules_dir) if needs_rules(episodes) else None
+        rules = rules_for(episodes, settings.enrich_rules_dir)
         return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)
 
     return chart

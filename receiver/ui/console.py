@@ -19,7 +19,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
-from receiver.enrich.context import RuleIndex
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
@@ -32,7 +31,7 @@ from receiver.ui.evidence import (
     chart_window,
     fetch_chart,
     fetch_charts,
-    needs_rules,
+    rules_for,
 )
 from receiver.ui.templating import CONSOLE_CSP, TEMPLATES
 
@@ -277,7 +276,7 @@ async def _load(
         return None
     episodes = await svc.store.episodes_of(str(incident.id), 200)
     rca = await ConsoleStore(svc.store).analysis_of(incident)
-    rules = RuleIndex.load(svc.settings.enrich_rules_dir) if needs_rules(episodes) else None
+    rules = rules_for(episodes, svc.settings.enrich_rules_dir)
     return incident, episodes, rca, chart_specs(incident, episodes, rca, rules)
 
 

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -96,12 +97,14 @@ def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
     return ""
 
 
-def needs_rules(episodes: Sequence[Anomaly]) -> bool:
-    """Whether some episode's expression can only come from the rule files."""
-    return any(
+def rules_for(episodes: Sequence[Anomaly], rules_dir: Path) -> RuleIndex | None:
+    """The rule files' alert expressions, read only when some episode's expression can come
+    from nowhere else (no detector query, no expression in its generatorURL)."""
+    needed = any(
         not (e.detector or {}).get("query") and not expression_from_generator_url(e.generator_url)
         for e in episodes
     )
+    return RuleIndex.load(rules_dir) if needed else None
 
 
 def _finite(value: object) -> float | None:

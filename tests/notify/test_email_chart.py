@@ -21,7 +21,7 @@ from tests.notify.outbox_helpers import (
 )
 from tests.support.exporter import SyntheticExporter
 from tests.support.fake_slack import fake_slack
-from tests.support.payloads import alert, resolved, webhook
+from tests.support.payloads import alert, resolved, rfc3339, webhook
 from tests.support.prom import prometheus, until_scraped
 from tests.support.service import serve
 from tests.support.smtp import smtp_server
@@ -34,10 +34,6 @@ def _image(message: EmailMessage) -> tuple[EmailMessage, bytes]:
     data = part.get_payload(decode=True)
     assert isinstance(data, bytes)
     return part, data
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _html(message: EmailMessage) -> str:
@@ -65,7 +61,7 @@ async def test_email_carries_the_evidence_chart_and_slack_links_the_console(
         )
         async with serve(settings) as service, httpx.AsyncClient() as client:
             await until_scraped(client, prom.url, "demo_queue_depth", samples=3)
-            starts = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+            starts = rfc3339(datetime.now(UTC) - timedelta(seconds=30))
             queue = alert(
                 "QueueBacklog", exporter.target, severity="critical", starts=starts, job="synthetic"
             )
@@ -96,7 +92,7 @@ async def test_email_carries_the_evidence_chart_and_slack_links_the_console(
 
             # the resolved email shows the recovery with its own chart, threaded under the page
             assert (
-                await service.post_alerts(webhook([resolved(queue, _rfc3339(datetime.now(UTC)))]))
+                await service.post_alerts(webhook([resolved(queue, rfc3339(datetime.now(UTC)))]))
             ).status_code == 200
             await rows_where(service, lambda r: sum(x["status"] == "sent" for x in r) == 4)
             _, second = smtp.messages

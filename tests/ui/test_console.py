@@ -17,7 +17,7 @@ from receiver.ui.chart import PALETTE, THRESHOLD
 from receiver.ui.gate import COOKIE, safe_next
 from tests.support.browser import browser, chromium_path, is_local
 from tests.support.exporter import SyntheticExporter
-from tests.support.payloads import alert, resolved, webhook
+from tests.support.payloads import alert, resolved, rfc3339, webhook
 from tests.support.prom import prometheus, until_scraped
 from tests.support.service import Running, make_settings, serve
 from tests.ui import pngs
@@ -25,10 +25,6 @@ from tests.ui import pngs
 READ = "read-token-0123456789"
 ADMIN = "admin-token-0123456789"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 async def _api(svc: Running, path: str, **params: Any) -> Any:
@@ -54,12 +50,12 @@ async def _analysed(svc: Running, count: int) -> list[dict[str, Any]]:
 
 def _history(now: datetime) -> list[dict[str, Any]]:
     """Two HighCPUUsage incidents (one resolved yesterday) and a critical one."""
-    old = alert("HighCPUUsage", "node-a:9100", starts=_rfc3339(now - timedelta(days=1)))
-    cpu = alert("HighCPUUsage", "node-b:9100", starts=_rfc3339(now - timedelta(minutes=5)))
-    down = alert("ServiceDown", "api-1:8080", severity="critical", starts=_rfc3339(now))
+    old = alert("HighCPUUsage", "node-a:9100", starts=rfc3339(now - timedelta(days=1)))
+    cpu = alert("HighCPUUsage", "node-b:9100", starts=rfc3339(now - timedelta(minutes=5)))
+    down = alert("ServiceDown", "api-1:8080", severity="critical", starts=rfc3339(now))
     return [
         webhook([old], group="cpu-a"),
-        webhook([resolved(old, _rfc3339(now - timedelta(hours=23)))], group="cpu-a"),
+        webhook([resolved(old, rfc3339(now - timedelta(hours=23)))], group="cpu-a"),
         webhook([cpu], group="cpu-b"),
         webhook([down], group="down"),
     ]
@@ -87,7 +83,7 @@ async def test_console_in_headless_chromium(embedded_store: EmbeddedStore, tmp_p
                 "QueueBacklog",
                 exporter.target,
                 severity="critical",
-                starts=_rfc3339(now - timedelta(seconds=30)),
+                starts=rfc3339(now - timedelta(seconds=30)),
                 job="synthetic",
             )
             queue["generatorURL"] = f"{prom.url}/graph?g0.expr={quote('demo_queue_depth > 5')}"
@@ -176,7 +172,7 @@ async def test_console_login_cookie_and_pages(
     settings = make_settings(embedded_store.uri, tmp_path, api_token=READ, admin_token=ADMIN)
     async with serve(settings) as svc:
         now = datetime.now(UTC)
-        odd = alert("Weird", "host-x", severity="low", starts=_rfc3339(now), note=XSS)
+        odd = alert("Weird", "host-x", severity="low", starts=rfc3339(now), note=XSS)
         odd["annotations"]["description"] = XSS
         for payload in [*_history(now), webhook([odd], group="weird")]:
             assert (await svc.post_alerts(payload)).status_code == 200
