@@ -41,6 +41,7 @@ from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.wiring import build_notify
 from receiver.retention import Limits, Retention, RetentionMetrics
+from receiver.retry import RetryPolicy, StageFailures
 from receiver.services import Services
 from receiver.settings import Settings
 from receiver.store.chat import ChatStore
@@ -101,6 +102,12 @@ def create_app(settings: Settings) -> Starlette:
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
             registry = CollectorRegistry()
             ingest_metrics = IngestMetrics(registry)
+            failures = StageFailures(registry)
+            policy = RetryPolicy(
+                base_seconds=settings.retry_base_seconds,
+                cap_seconds=settings.retry_max_seconds,
+                max_attempts=settings.retry_max_attempts,
+            )
             processor = SignalProcessor(store)
             watchdog = Watchdog(
                 store,
@@ -117,6 +124,8 @@ def create_app(settings: Settings) -> Starlette:
                 ignore_alertnames=frozenset({settings.watchdog_alertname})
                 if watchdog.enabled
                 else frozenset(),
+                failures=failures,
+                policy=policy,
             )
             notify = build_notify(settings, store, http, registry)
             poller = OutlierPoller.from_settings(
@@ -142,6 +151,8 @@ def create_app(settings: Settings) -> Starlette:
                 budget=Budget(
                     settings.llm_max_tokens_per_incident, settings.llm_max_tokens_per_hour
                 ),
+                failures=failures,
+                policy=policy,
             )
             processor.analysis_listeners.append(enrichment.wake)
             chat = ChatAssistant(
@@ -210,6 +221,7 @@ def create_app(settings: Settings) -> Starlette:
                     settings.reconcile_interval,
                     registry,
                     grace=settings.reconcile_grace_seconds,
+                    failures=failures,
                 )
                 await stack.enter_async_context(
                     _background(
@@ -253,6 +265,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/incidents", query.list_incidents, methods=["GET"]),
         Route("/api/v1/incidents/{incident_id}", query.get_incident, methods=["GET"]),
         Route("/api/v1/deliveries", query.list_deliveries, methods=["GET"]),
+        Route("/api/v1/deliveries/{delivery_id}/retry", query.retry_delivery, methods=["POST"]),
         Route("/anomalies", query.list_anomalies, methods=["GET"]),
         *notify_api.ROUTES,
         *detect_api.ROUTES,

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     enrich_settle_seconds: float = Field(default=0.5, ge=0)  # let a burst land before analysing
     enrich_rules_dir: Path = Path("rules/generated")  # alert expressions by alertname
 
+    # a delivery or analysis that fails is retried after RETRY_BASE_SECONDS, doubling (with
+    # jitter) up to RETRY_MAX_SECONDS, and quarantined after RETRY_MAX_ATTEMPTS failures
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1, le=100)
+
     # notifications
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=0, le=65535)

@@ -81,14 +81,14 @@ DOCS: dict[tuple[str, str], RouteDoc] = {
         "Alertmanager webhook (version 4)",
         schemas.WebhookAccepted,
         body=WebhookPayload,
-        errors=(400, 413, 422, 503),
+        errors=(400, 413, 415, 422, 503),
         tags=("webhook",),
     ),
     ("POST", "/webhook/alertmanager"): RouteDoc(
         "Alertmanager webhook (the seed's path)",
         schemas.WebhookAccepted,
         body=WebhookPayload,
-        errors=(400, 413, 422, 503),
+        errors=(400, 413, 415, 422, 503),
         tags=("webhook",),
     ),
     ("GET", "/api/v1/incidents"): RouteDoc(
@@ -109,6 +109,13 @@ DOCS: dict[tuple[str, str], RouteDoc] = {
         schemas.DeliveryList,
         query=schemas.DeliveryQuery,
         errors=(400, 503),
+        tags=("incidents",),
+    ),
+    ("POST", "/api/v1/deliveries/{delivery_id}/retry"): RouteDoc(
+        "Process a delivery again (admin), e.g. a quarantined one; attempts start over",
+        schemas.DeliveryRetry,
+        status=202,
+        errors=(404, 503),
         tags=("incidents",),
     ),
     ("GET", "/anomalies"): RouteDoc(

@@ -17,7 +17,7 @@ _EPISODE_FIELDS = {"alertname": "alertname", "instance": "instance", "source": "
 
 
 def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
+    return error(503, "store_unavailable", str(err))
 
 
 async def list_incidents(request: Request) -> Response:
@@ -73,15 +73,36 @@ async def list_anomalies(request: Request) -> Response:
     )
 
 
+DELIVERY_STATES = ("pending", "processed", "failed")
+
+
 async def list_deliveries(request: Request) -> Response:
-    """Webhook deliveries as received, newest first; `raw=1` includes the payload."""
+    """Webhook deliveries as received, newest first; `raw=1` includes the payload;
+    `status=failed` lists the quarantined ones (also pending, processed)."""
     try:
         p = page(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     raw = request.query_params.get("raw", "") in {"1", "true", "yes"}
+    state = request.query_params.get("status", "")
+    if state and state not in DELIVERY_STATES:
+        return error(400, "bad_parameter", f"status: must be one of {', '.join(DELIVERY_STATES)}")
     try:
-        items, total = await services(request).store.list_deliveries(p.offset, p.limit)
+        items, total = await services(request).store.list_deliveries(p.offset, p.limit, state)
     except StoreError as err:
         return _store_error(err)
     return JSONResponse({"deliveries": [delivery_view(d, raw) for d in items], "total": total})
+
+
+async def retry_delivery(request: Request) -> Response:
+    """POST /api/v1/deliveries/{delivery_id}/retry (admin): process it again, attempts reset."""
+    svc = services(request)
+    delivery_id = request.path_params["delivery_id"]
+    try:
+        delivery = await svc.store.retry_delivery(delivery_id)
+    except StoreError as err:
+        return _store_error(err)
+    if delivery is None:
+        return error(404, "not_found", f"no delivery {delivery_id[:40]!r}")
+    svc.deliveries.wake()
+    return JSONResponse({"status": "queued", **delivery_view(delivery, raw=False)}, status_code=202)

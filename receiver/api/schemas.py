@@ -91,6 +91,9 @@ class DeliveryQuery(PageQuery):
     raw: Literal["1", "0", "true", "false", "yes", "no"] | None = Field(
         default=None, description="`1` adds the payload as received"
     )
+    status: Literal["pending", "processed", "failed"] | None = Field(
+        default=None, description="`failed` lists the quarantined deliveries"
+    )
 
 
 class Episode(BaseModel):
@@ -161,7 +164,11 @@ class AnomalyList(BaseModel):
 
 
 class Delivery(BaseModel):
+    id: str
     delivery_key: str
+    state: Literal["pending", "retrying", "processed", "failed"] = Field(
+        description="failed = quarantined after its last attempt; retry it with POST .../retry"
+    )
     received_at: str | None
     receiver: str
     group_key: str
@@ -172,7 +179,13 @@ class Delivery(BaseModel):
     processed: bool
     attempts: int
     last_error: str | None
+    next_attempt_at: str | None
     payload: dict[str, Any] | None = None
+    raw: str | None = Field(default=None, description="a quarantined body that is not JSON")
+
+
+class DeliveryRetry(Delivery):
+    status: str = Field(description="queued")
 
 
 class DeliveryList(BaseModel):
@@ -225,6 +238,15 @@ class NotificationStats(BaseModel):
 class DeliveryCounts(BaseModel):
     total: int
     pending: int
+    failed: int
+
+
+class QuarantineCounts(BaseModel):
+    """Items a background stage gave up on after its last attempt."""
+
+    deliveries: int
+    analyses: int
+    notifications: int
 
 
 class Stats(BaseModel):
@@ -237,6 +259,7 @@ class Stats(BaseModel):
     chat_sessions: ChatCounts
     notifications: NotificationStats
     deliveries: DeliveryCounts
+    quarantined: QuarantineCounts
     store: str
 
 

@@ -83,11 +83,18 @@ async def stats(request: Request) -> Response:
             "deliveries": {
                 "total": await count("deliveries"),
                 "pending": await count("deliveries", {"processed": False}),
+                "failed": await count("deliveries", {"failed": True}),
+            },
+            # items a stage gave up on after its last attempt (an operator retries them)
+            "quarantined": {
+                "deliveries": await count("deliveries", {"failed": True}),
+                "analyses": await count("incidents", {"analysis_failed": True}),
+                "notifications": await count("notifications", {"status": "failed"}),
             },
             "store": svc.store.kind,
         }
     except StoreError as err:
-        return error(503 if err.retryable else 500, "store_unavailable", str(err))
+        return error(503, "store_unavailable", str(err))
     return JSONResponse(body)
 
 

@@ -69,9 +69,20 @@ def incident_view(i: Incident) -> dict[str, Any]:
     }
 
 
+def delivery_state(d: Delivery) -> str:
+    """pending (never tried) | retrying (failed, will try again) | processed | failed."""
+    if d.failed:
+        return "failed"
+    if d.processed:
+        return "processed"
+    return "retrying" if d.attempts else "pending"
+
+
 def delivery_view(d: Delivery, raw: bool) -> dict[str, Any]:
     view: dict[str, Any] = {
+        "id": str(d.id),
         "delivery_key": d.delivery_key,
+        "state": delivery_state(d),
         "received_at": _ts(d.received_at),
         "receiver": d.receiver,
         "group_key": d.group_key,
@@ -82,7 +93,14 @@ def delivery_view(d: Delivery, raw: bool) -> dict[str, Any]:
         "processed": d.processed,
         "attempts": d.attempts,
         "last_error": d.last_error or None,
+        "next_attempt_at": _ts(datetime.fromtimestamp(d.next_attempt_ts, UTC))
+        if d.next_attempt_ts and not d.processed
+        else None,
     }
     if raw:
-        view["payload"] = json.loads(d.raw_json) if d.raw_json else None
+        try:
+            view["payload"] = json.loads(d.raw_json) if d.raw_json else None
+        except ValueError:  # a quarantined body is kept as text
+            view["payload"] = None
+            view["raw"] = d.raw_json
     return view

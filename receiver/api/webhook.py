@@ -3,12 +3,17 @@
 Status codes are what Alertmanager acts on: 2xx = done, 5xx = retry, 4xx = do not retry.
 - 200 only after the delivery is stored (or was already stored: a retry or HA duplicate);
 - 400 body not UTF-8 / not JSON, 401 bad credentials, 413 body or alert count over the limit,
+  415 a Content-Type other than application/json (a browser's no-cors `fetch` can only send
+  text/plain, so this keeps any web page from posting alerts to a receiver on localhost),
   422 schema errors naming the field; nothing is stored for any of these;
 - 503 when the store is unreachable, so Alertmanager retries.
+Nothing else becomes a 5xx: a delivery this code fails on for a reason of its own (a bug) is stored
+quarantined (`failed`, with the error) and answered 422, so it is neither lost nor retried forever.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -53,6 +58,11 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _json_content_type(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json"
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
@@ -80,6 +90,38 @@ async def receive_alerts(request: Request) -> Response:
     return response
 
 
+async def _quarantine(request: Request, text: str, err: Exception) -> Response:
+    """Keep a delivery this code could not handle, marked failed, for an operator to retry."""
+    svc = services(request)
+    svc.ingest_metrics.requests.labels("quarantined").inc()
+    log.error("webhook: delivery quarantined: %s: %s", type(err).__name__, err)
+    key = "quarantined:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    delivery = Delivery(
+        delivery_key=key,
+        raw_json=text,
+        processed=True,
+        failed=True,
+        attempts=1,
+        last_error=f"{type(err).__name__}: {err}"[:500],
+    )
+    try:
+        await svc.store.insert_delivery(delivery)
+    except StoreError as store_err:
+        return error(
+            503,
+            "store_unavailable",
+            f"the delivery could not be stored ({store_err}); Alertmanager will retry",
+            headers={"Retry-After": "5"},
+        )
+    return error(
+        422,
+        "unprocessable_delivery",
+        f"the delivery could not be processed ({type(err).__name__}); it is kept as failed "
+        "delivery for an operator (GET /api/v1/deliveries?status=failed)",
+        delivery=key,
+    )
+
+
 async def _receive(request: Request) -> Response:
     svc = services(request)
     settings = svc.settings
@@ -91,6 +133,14 @@ async def _receive(request: Request) -> Response:
             "unauthorised",
             "missing or wrong credentials (Authorization: Bearer or Basic)",
             headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
+        )
+    if not _json_content_type(request):
+        metrics.requests.labels("bad_request").inc()
+        return error(
+            415,
+            "unsupported_media_type",
+            "Content-Type must be application/json, got "
+            f"{request.headers.get('content-type', 'none')[:100]!r}",
         )
     try:
         body = await _read_limited(request, settings.max_body_bytes)
@@ -131,6 +181,24 @@ async def _receive(request: Request) -> Response:
             "set max_alerts in Alertmanager's webhook_config",
         )
     try:
+        return await _accept(request, text, data)
+    except StoreError as err:
+        metrics.requests.labels("store_unavailable").inc()
+        log.warning("webhook: %s", err)
+        return error(
+            503,
+            "store_unavailable",
+            f"the delivery could not be stored ({err}); Alertmanager will retry",
+            headers={"Retry-After": "5"},
+        )
+    except Exception as err:  # a bug of ours must not cost the alert nor a retry loop
+        return await _quarantine(request, text, err)
+
+
+async def _accept(request: Request, text: str, data: Any) -> Response:
+    svc = services(request)
+    metrics = svc.ingest_metrics
+    try:
         payload = WebhookPayload.model_validate(data)
     except ValidationError as err:
         metrics.requests.labels("invalid").inc()
@@ -148,17 +216,7 @@ async def _receive(request: Request) -> Response:
         external_url=payload.externalURL,
         raw_json=text,
     )
-    try:
-        stored = await svc.commits.submit(delivery)
-    except StoreError as err:
-        metrics.requests.labels("store_unavailable").inc()
-        log.warning("webhook: %s", err)
-        return error(
-            503 if err.retryable else 500,
-            "store_unavailable" if err.retryable else "store_error",
-            f"the delivery could not be stored ({err}); Alertmanager will retry",
-            headers={"Retry-After": "5"},
-        )
+    stored = await svc.commits.submit(delivery)
     if not stored:
         metrics.requests.labels("duplicate").inc()
         return JSONResponse({"status": "duplicate", "delivery": key, "alerts": len(payload.alerts)})

@@ -277,7 +277,10 @@ class OutlierPoller:
             return None
         self._held.add(lease)
         report = await self.poll(target)
-        await self._record(report)
+        try:
+            await self._record(report)
+        except Exception as err:
+            log.exception("outlier poller: %s: snapshot not recorded: %s", target.name, err)
         return report
 
     async def release(self) -> None:

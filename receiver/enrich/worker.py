@@ -31,6 +31,7 @@ from receiver.enrich.llm import LLMProvider
 from receiver.enrich.metrics import EnrichMetrics
 from receiver.enrich.prompt import PROMPT_VERSION, build_messages
 from receiver.enrich.tracing import AnalysisTrace, Tracer
+from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.convert import incident_view
 from receiver.store.documents import Incident, Rca
 from receiver.store.rca import AnalysisStore
@@ -163,7 +164,11 @@ class EnrichmentWorker:
         settle_seconds: float = 0.5,
         budget: Budget | None = None,
         lease_margin: float = LEASE_MARGIN,
+        failures: StageFailures | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
+        self.failures = failures
+        self.policy = policy or RetryPolicy()
         self.analyses = AnalysisStore(store)
         self.provider = provider
         self.tracer = tracer
@@ -272,11 +277,27 @@ class EnrichmentWorker:
         except StoreError as err:
             self.metrics.errors.inc()
             log.warning("analysis of incident %s not stored: %s", incident.id, err)
-            await self._release(incident, token)
-        except Exception:
-            # a bug, not a condition: keep the lease so the retry waits for its expiry
+            if err.retryable:
+                await self._release(incident, token)
+            else:  # the store refuses this incident's write: retrying at once would loop
+                await self._failed(incident, token, err)
+        except Exception as err:
             self.metrics.errors.inc()
             log.exception("analysis of incident %s failed", incident.id)
+            await self._failed(incident, token, err)
+
+    async def _failed(self, incident: Incident, token: str, err: Exception) -> None:
+        """Retry this incident after a backoff; quarantine it after the last attempt."""
+        attempts = incident.analysis_attempts + 1
+        quarantine = self.policy.exhausted(attempts)
+        retry_at = time.time() + self.policy.delay(attempts)
+        if self.failures is not None:
+            self.failures.failed("enrichment", quarantine)
+        try:
+            async with asyncio.timeout(5.0):
+                await self.analyses.fail(incident.id, token, describe(err), quarantine, retry_at)
+        except (StoreError, TimeoutError) as store_err:
+            log.warning("failure of incident %s not recorded: %s", incident.id, store_err)
 
     async def _release(self, incident: Incident, token: str) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from receiver.store.documents import Delivery
-from receiver.store.repo import Store, StoreUnavailable
+from receiver.store.repo import Store, StoreError, StoreUnavailable
 
 
 class Backpressure(StoreUnavailable):
@@ -47,11 +47,26 @@ class GroupCommit:
             del self._pending[: self.max_batch]
             try:
                 stored = await self.store.insert_deliveries([d for d, _ in batch])
-            except Exception as err:  # each waiting request gets the store's error
+            except StoreError as err:  # the store is down: each waiting request gets its error
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(err)
                 continue
+            except Exception:
+                # must not fail the valid deliveries that share its batch: store them one by one
+                await self._one_by_one(batch)
+                continue
             for (_, future), new in zip(batch, stored, strict=True):
                 if not future.done():
                     future.set_result(new)
+
+    async def _one_by_one(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+        for delivery, future in batch:
+            try:
+                result = await self.store.insert_deliveries([delivery])
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+                continue
+            if not future.done():
+                future.set_result(result[0])

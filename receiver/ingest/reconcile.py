@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from receiver.domain import Source
 from receiver.ingest.processor import SignalProcessor
+from receiver.retry import StageFailures, describe
 from receiver.store.documents import utcnow
 from receiver.store.repo import Store, StoreError
 
@@ -41,7 +42,9 @@ class Reconciler:
         interval: float,
         registry: CollectorRegistry,
         grace: float = 30.0,
+        failures: StageFailures | None = None,
     ) -> None:
+        self.failures = failures
         self.store = store
         self.processor = processor
         self.http = http
@@ -67,6 +70,8 @@ class Reconciler:
                 alerts = resp.json()
             except (httpx.HTTPError, ValueError) as err:
                 raise ReconcileError(f"{url}: {type(err).__name__}") from err
+            if not isinstance(alerts, list):
+                raise ReconcileError(f"{url}: /api/v2/alerts did not answer a list")
             held.update(str(a.get("fingerprint", "")) for a in alerts if isinstance(a, dict))
         return held
 
@@ -79,10 +84,25 @@ class Reconciler:
         gone = [e for e in firing if e.fingerprint not in held]
         if not gone:
             return 0
-        closed = await self.processor.close_episodes(gone, "reconciler")
+        closed = 0
+        for episode in gone:  # one at a time: an episode that fails must not keep the rest open
+            try:
+                closed += await self.processor.close_episodes([episode], "reconciler")
+            except StoreError as err:
+                if err.retryable:
+                    raise
+                self._failed(episode.episode_key, err)
+            except Exception as err:
+                self._failed(episode.episode_key, err)
         self.closed.inc(closed)
         log.info("reconciler closed %d episode(s) Alertmanager no longer holds", closed)
         return closed
+
+    def _failed(self, key: str, err: Exception) -> None:
+        # nothing to quarantine: the episode stays firing and the next round tries it again
+        log.error("reconciler could not close episode %s: %s", key[:80], describe(err))
+        if self.failures is not None:
+            self.failures.failed("reconciler", quarantined=False)
 
     async def run(self) -> None:
         while True:
@@ -95,3 +115,6 @@ class Reconciler:
             except StoreError as err:
                 self.errors.labels("store").inc()
                 log.warning("reconciler skipped a round: %s", err)
+            except Exception as err:
+                self.errors.labels("bug").inc()
+                log.exception("reconciler round failed: %s", describe(err))

@@ -9,21 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
-
-from pydantic import ValidationError
 
 from receiver.domain import Source
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.models import WebhookPayload
 from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
+from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 5
 
 
 def batch_from(
@@ -50,7 +48,11 @@ class DeliveryWorker:
         retention: timedelta,
         poll_seconds: float = 1.0,
         ignore_alertnames: frozenset[str] = frozenset(),
+        failures: StageFailures | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
+        self.failures = failures
+        self.policy = policy or RetryPolicy()
         self.ignore_alertnames = ignore_alertnames
         self.store = store
         self.processor = processor
@@ -91,28 +93,41 @@ class DeliveryWorker:
         return len(pending)
 
     async def process(self, delivery: Delivery) -> None:
+        """Apply one delivery; any failure of its own is recorded on it, never raised.
+
+        Only the store being unreachable propagates (the loop backs off and the same delivery
+        is taken again): everything else is this delivery's problem, so it is retried later
+        and quarantined after the last attempt while the deliveries behind it go on.
+        """
         try:
             payload = WebhookPayload.model_validate_json(delivery.raw_json)
             await self.processor.apply(batch_from(payload, self.ignore_alertnames))
+        except asyncio.CancelledError:
+            raise
         except StoreError as err:
             if err.retryable:
                 raise
             await self._failed(delivery, err)
             return
-        except (ValidationError, ValueError) as err:
+        except Exception as err:
             await self._failed(delivery, err)
             return
         await self.store.finish_delivery(delivery, self.retention)
         self.metrics.processed.inc()
 
     async def _failed(self, delivery: Delivery, err: Exception) -> None:
-        give_up = delivery.attempts + 1 >= MAX_ATTEMPTS
+        attempts = delivery.attempts + 1
+        quarantine = self.policy.exhausted(attempts)
+        retry_at = 0.0 if quarantine else time.time() + self.policy.delay(attempts)
         log.error(
-            "delivery %s failed (attempt %d%s): %s",
+            "delivery %s failed (attempt %d/%d%s): %s",
             delivery.delivery_key[:12],
-            delivery.attempts + 1,
-            ", giving up" if give_up else "",
-            err,
+            attempts,
+            self.policy.max_attempts,
+            ", quarantined" if quarantine else "",
+            describe(err),
         )
         self.metrics.failed.inc()
-        await self.store.fail_delivery(delivery, f"{type(err).__name__}: {err}", give_up)
+        if self.failures is not None:
+            self.failures.failed("delivery", quarantine)
+        await self.store.fail_delivery(delivery, describe(err), quarantine, retry_at)

@@ -7,15 +7,19 @@ step is a single-document write, atomic on MongoDB and on the embedded server.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from receiver.store.documents import Anomaly, Lease, PollSnapshot, Target, utcnow
 from receiver.store.repo import Store, translated
+
+log = logging.getLogger(__name__)
 
 DETECTOR = "detector"
 
@@ -25,13 +29,24 @@ class DetectStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.skipped_targets = 0  # malformed target documents seen (each read counts)
 
     # targets --------------------------------------------------------------------------------
 
     @translated
     async def list_targets(self, enabled_only: bool = False) -> list[Target]:
+        """Targets by name; a document that is not a valid target is skipped and logged."""
         query: dict[str, Any] = {"enabled": True} if enabled_only else {}
-        return await Target.find(query).sort("+name").to_list()
+        found: list[Target] = []
+        async for raw in Target.get_pymongo_collection().find(query).sort("name", 1):
+            try:
+                found.append(Target.model_validate(raw))
+            except ValidationError as err:
+                self.skipped_targets += 1
+                log.warning(
+                    "target document %s skipped: %s", str(raw.get("_id"))[:40], err.errors()[0]
+                )
+        return found
 
     @translated
     async def get_target(self, name: str) -> Target | None:

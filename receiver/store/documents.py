@@ -35,12 +35,17 @@ class Delivery(Document):
     processed_at: datetime | None = None
     attempts: int = 0
     last_error: str = ""
+    # retry time in unix seconds (a float: the embedded server turns a $set datetime into a
+    # string); a failing delivery waits here while the ones behind it are processed
+    next_attempt_ts: float = 0.0
+    failed: bool = False  # quarantined after the last attempt; `processed` is then true too
     expire_at: datetime | None = None
 
     class Settings:
         name = "deliveries"
         indexes = [
             IndexModel([("processed", ASCENDING), ("received_at", ASCENDING)], name="pending"),
+            IndexModel([("failed", ASCENDING), ("received_at", DESCENDING)], name="failed"),
             IndexModel([("received_at", DESCENDING)], name="received_at_desc"),
             IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
         ]
@@ -110,6 +115,11 @@ class Incident(Document):
     # enrichment lease: who analyses it now and until when (unix seconds, see receiver/store/rca.py)
     analysis_claim_token: str = ""
     analysis_claim_until: float = 0.0
+    # failed analyses: retried after a backoff (analysis_claim_until holds the retry time),
+    # quarantined (`analysis_failed`, no longer pending) after the last attempt
+    analysis_attempts: int = 0
+    analysis_error: str = ""
+    analysis_failed: bool = False
     needs_notification: bool = True
     notified_events: list[str] = Field(default_factory=list)
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from receiver.store.documents import Anomaly, Feedback, Incident, Rca
 from receiver.store.repo import Store, object_id, translated
 
@@ -61,7 +63,24 @@ class AnalysisStore:
                 },
             ]
         }
-        return await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
+        collection = Incident.get_pymongo_collection()
+        cursor = collection.find(query).sort([("started_at", -1), ("_id", -1)]).limit(limit)
+        found: list[Incident] = []
+        async for raw in cursor:
+            try:
+                found.append(Incident.model_validate(raw))
+            except ValidationError as err:  # quarantined, so it cannot block the others
+                await collection.update_one(
+                    {"_id": raw["_id"]},
+                    {
+                        "$set": {
+                            "needs_analysis": False,
+                            "analysis_failed": True,
+                            "analysis_error": f"not a valid incident: {err.errors()[0]}"[:500],
+                        }
+                    },
+                )
+        return found
 
     @translated
     async def count_pending(self) -> int:
@@ -82,6 +101,28 @@ class AnalysisStore:
         if incident is None or incident.analysis_claim_token != token:
             return None
         return incident
+
+    @translated
+    async def fail(
+        self, incident_id: Any, token: str, error: str, quarantine: bool, retry_at: float
+    ) -> None:
+        """Record a failed analysis: retry after `retry_at` (the lease time is reused as the
+        retry time, so `pending` skips it until then), or quarantine it."""
+        fields: dict[str, Any] = {
+            "analysis_claim_token": "",
+            "analysis_claim_until": retry_at,
+            "analysis_error": error[:500],
+        }
+        if quarantine:
+            fields.update(needs_analysis=False, analysis_failed=True)
+        await Incident.get_pymongo_collection().update_one(
+            {"_id": incident_id, "analysis_claim_token": token},
+            {"$set": fields, "$inc": {"analysis_attempts": 1}},
+        )
+
+    @translated
+    async def count_failed(self) -> int:
+        return await self.store.count(Incident, {"analysis_failed": True})
 
     @translated
     async def release(self, incident_id: Any, token: str) -> None:
@@ -132,7 +173,16 @@ class AnalysisStore:
         if oid is None:
             return None
         result = await Incident.get_pymongo_collection().update_one(
-            {"_id": oid}, {"$set": {"needs_analysis": True, "analysis_signature": ""}}
+            {"_id": oid},
+            {
+                "$set": {
+                    "needs_analysis": True,
+                    "analysis_signature": "",
+                    "analysis_failed": False,
+                    "analysis_attempts": 0,
+                    "analysis_claim_until": 0.0,
+                }
+            },
         )
         if result.matched_count != 1:
             return None

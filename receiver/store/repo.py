@@ -8,6 +8,8 @@ No business rules here: what an episode or incident *means* lives in `receiver.i
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -15,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 from beanie import Document, init_beanie
 from bson import ObjectId
 from bson.errors import InvalidId
+from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
@@ -28,6 +31,8 @@ from pymongo.errors import (
 )
 
 from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -138,15 +143,30 @@ class Store:
         skip: int,
         limit: int,
     ) -> tuple[list[D], int]:
-        """One page of `model` matching `query`, newest first, and the total that matched."""
+        """One page of `model` matching `query`, newest first, and the total that matched.
+
+        A document that does not validate is left out of the page (and logged), so one bad
+        document cannot take a listing down; `total` still counts it.
+        """
         total = await self.count(model, query)
-        items = await (
-            model.find(dict(query))
-            .sort(f"-{newest_first_by}", "-_id")
+        cursor = (
+            model.get_pymongo_collection()
+            .find(dict(query))
+            .sort([(newest_first_by, -1), ("_id", -1)])
             .skip(skip)
             .limit(limit)
-            .to_list()
         )
+        items: list[D] = []
+        async for raw in cursor:
+            try:
+                items.append(model.model_validate(raw))
+            except ValidationError as err:
+                log.warning(
+                    "%s %s left out of a listing: %s",
+                    model.__name__,
+                    str(raw.get("_id"))[:40],
+                    err.errors()[0].get("msg", ""),
+                )
         return items, total
 
     async def count(self, model: type[Document], query: Mapping[str, Any]) -> int:
@@ -198,17 +218,47 @@ class Store:
         return [True] * len(docs)
 
     @translated
-    async def pending_deliveries(self, limit: int) -> list[Delivery]:
-        return (
-            await Delivery.find(Delivery.processed == False)  # noqa: E712 (a query, not a test)
-            .sort("+received_at")
+    async def pending_deliveries(self, limit: int, now_ts: float | None = None) -> list[Delivery]:
+        """Unprocessed deliveries in arrival order, leaving out those waiting for a retry.
+
+        A document that is not a valid delivery (written by hand, by another version) is
+        quarantined here instead of failing the read for every delivery behind it.
+        """
+        now_ts = time.time() if now_ts is None else now_ts
+        collection = Delivery.get_pymongo_collection()
+        # $exists for documents written before the field did (the embedded server has no $not)
+        due = {
+            "$or": [{"next_attempt_ts": {"$exists": False}}, {"next_attempt_ts": {"$lte": now_ts}}]
+        }
+        cursor = (
+            collection.find({"$and": [{"processed": False}, due]})
+            .sort("received_at", 1)
             .limit(limit)
-            .to_list()
         )
+        found: list[Delivery] = []
+        async for raw in cursor:
+            try:
+                found.append(Delivery.model_validate(raw))
+            except ValidationError as err:
+                await collection.update_one(
+                    {"_id": raw["_id"]},
+                    {
+                        "$set": {
+                            "processed": True,
+                            "failed": True,
+                            "last_error": f"not a valid delivery document: {err.errors()[0]}"[:500],
+                        }
+                    },
+                )
+        return found
 
     @translated
     async def count_pending_deliveries(self) -> int:
         return await self.count(Delivery, {"processed": False})
+
+    @translated
+    async def count_failed_deliveries(self) -> int:
+        return await self.count(Delivery, {"failed": True})
 
     @translated
     async def finish_delivery(self, delivery: Delivery, retention: timedelta) -> None:
@@ -219,16 +269,51 @@ class Store:
         )
 
     @translated
-    async def fail_delivery(self, delivery: Delivery, error: str, give_up: bool) -> None:
-        update: dict[str, Any] = {"$inc": {"attempts": 1}, "$set": {"last_error": error[:500]}}
-        if give_up:
-            update["$set"]["processed"] = True
-            update["$set"]["processed_at"] = utcnow()
-        await Delivery.get_pymongo_collection().update_one({"_id": delivery.id}, update)
+    async def fail_delivery(
+        self, delivery: Delivery, error: str, quarantine: bool, next_attempt_ts: float
+    ) -> None:
+        """Record a failed attempt: retry at `next_attempt_ts`, or quarantine it."""
+        fields: dict[str, Any] = {"last_error": error[:500], "next_attempt_ts": next_attempt_ts}
+        if quarantine:
+            fields.update(processed=True, failed=True, processed_at=utcnow())
+        await Delivery.get_pymongo_collection().update_one(
+            {"_id": delivery.id}, {"$inc": {"attempts": 1}, "$set": fields}
+        )
 
     @translated
-    async def list_deliveries(self, skip: int, limit: int) -> tuple[list[Delivery], int]:
-        return await self.page(Delivery, {}, "received_at", skip, limit)
+    async def retry_delivery(self, delivery_id: str) -> Delivery | None:
+        """Put a delivery back in the queue with fresh attempts; None when it does not exist."""
+        oid = object_id(delivery_id)
+        if oid is None:
+            return None
+        res = await Delivery.get_pymongo_collection().update_one(
+            {"_id": oid},
+            {
+                "$set": {
+                    "processed": False,
+                    "failed": False,
+                    "attempts": 0,
+                    "next_attempt_ts": 0.0,
+                    "processed_at": None,
+                }
+            },
+        )
+        if res.matched_count == 0:
+            return None
+        return await Delivery.get(oid)
+
+    @translated
+    async def list_deliveries(
+        self, skip: int, limit: int, status: str = ""
+    ) -> tuple[list[Delivery], int]:
+        queries: dict[str, dict[str, Any]] = {
+            "": {},
+            "failed": {"failed": True},
+            "pending": {"processed": False},
+            "processed": {"processed": True, "failed": {"$ne": True}},
+        }
+        query = queries[status]
+        return await self.page(Delivery, query, "received_at", skip, limit)
 
     # heartbeats ---------------------------------------------------------------------------
 

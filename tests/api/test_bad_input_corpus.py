@@ -56,7 +56,9 @@ async def test_bad_input_case(corpus_service: Running, case: dict[str, Any]) -> 
     svc = corpus_service
     before = await _stored(svc)
     token = case.get("token", TOKEN)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": case.get("content_type", "application/json")}
+    if not headers["Content-Type"]:
+        headers = {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     body = _body(case, svc.settings.max_body_bytes)
@@ -71,7 +73,10 @@ async def test_service_keeps_serving_after_corpus(corpus_service: Running) -> No
     """After every bad case, a valid delivery is accepted and processed."""
     for case in CASES:
         body = _body(case, corpus_service.settings.max_body_bytes)
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": case.get("content_type", "application/json"),
+        }
         await corpus_service.client.post(corpus_service.webhook, content=body, headers=headers)
     resp = await corpus_service.post_alerts(load("am_payload_firing.json"))
     assert resp.status_code == 200
