@@ -47,7 +47,7 @@ class Delivery(Document):
 
 
 class Anomaly(Document):
-    """One alert episode. Identity: (source, fingerprint, starts_at) as `episode_key`."""
+    """One alert episode. Identity: (group, fingerprint, starts_at) as `episode_key`."""
 
     episode_key: Annotated[str, Indexed(unique=True)]
     source: str
@@ -66,7 +66,8 @@ class Anomaly(Document):
     generator_url: str = ""
     detector: dict[str, Any] | None = None
     incident_id: str = ""
-    group_key: str = ""
+    group_key: str = ""  # as the source shows it (Alertmanager's groupKey)
+    group_id: str = ""  # the group it belongs to (`normalise.group_id`): receiver + groupKey
     resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
@@ -85,7 +86,8 @@ class Anomaly(Document):
 class Incident(Document):
     """Episodes that share one analysis and one notification thread (an Alertmanager group)."""
 
-    key: str
+    key: str  # the group key as the source shows it (Alertmanager's groupKey)
+    # the group's identity (`normalise.group_id`) while open; moved aside when resolved
     open_key: Annotated[str, Indexed(unique=True)]
     source: str
     status: str = "firing"
