@@ -117,7 +117,7 @@ async def test_alertmanager_retries_after_503(embedded_store: Any, tmp_path: Pat
 
 
 # One alert, two receivers: the first route lets the alert go on (`continue: true`) to the next.
-SPLIT_ROUTES = {
+SPLIT_ROUTES: dict[str, tuple[list[dict[str, object]], set[tuple[str, str]]]] = {
     "group_by_differs": (
         [
             {"receiver": "monitor", "group_by": ["alertname"], "continue": True},
