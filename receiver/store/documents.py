@@ -1,7 +1,7 @@
 """Beanie documents and their indexes: the only place that knows the collections' shapes.
 
 Notes from the embedded server's known gaps (README "Store notes"): no partial indexes, so the
-"one open incident per key" rule is a plain unique index on `open_key`, which a resolved
+"one open incident per group" rule is a plain unique index on `open_key`, which a resolved
 incident moves out of the way; no `$addToSet` on missing fields, so arrays are created on insert.
 """
 
