@@ -58,13 +58,32 @@ def alert_fingerprint(alert: WebhookAlert) -> str:
     return alert.fingerprint or fingerprint(alert.labels)
 
 
-def episode_key(source: Source, fp: str, starts_at: datetime) -> str:
-    """(source, fingerprint, startsAt) with startsAt at millisecond precision.
+def group_id(source: Source, receiver: str, group_key: str) -> str:
+    """The group an episode and its incident belong to.
+
+    Alertmanager keys its notifications by receiver + groupKey: one alert routed to two receivers
+    (`continue: true`), or under two `group_by`s, is two groups with their own lifecycles, and two
+    receivers whose routes produce the same groupKey are still two groups. Hashed, because a
+    groupKey holds label values of any length; prefixed, so no groupKey can pose as one of the
+    service's own synthetic keys, which already name their group.
+    """
+    if source is not Source.ALERTMANAGER:
+        return group_key
+    material = json.dumps([receiver, group_key], separators=(",", ":"))
+    return f"{source.value}:{hashlib.sha256(material.encode()).hexdigest()[:32]}"
+
+
+def episode_key(source: Source, fp: str, starts_at: datetime, group: str) -> str:
+    """(group, fingerprint, startsAt) with startsAt at millisecond precision.
 
     Alertmanager's API hands times back with milliseconds while webhooks carry nanoseconds, and
     the store keeps milliseconds: comparing finer than that would split one episode in two.
+    `group` is `group_id(...)`; the service's own signals leave it out of the key because their
+    fingerprint (target and series) already fixes their group.
     """
     at = starts_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    if source is Source.ALERTMANAGER:
+        return f"{group}:{fp}:{at}"
     return f"{source.value}:{fp}:{at}"
 
 

@@ -1,9 +1,12 @@
 """Signals → episodes and incidents: the one path for Alertmanager alerts and detector outliers.
 
 Rules (ARCHITECTURE "Data model"):
-- an episode is (source, fingerprint, startsAt); a "firing" for an episode already resolved does
+- a group is Alertmanager's receiver + groupKey, or a synthetic key for the service's own signals
+  (`normalise.group_id`); a batch only creates, touches, supersedes or resolves its own group's
+  episodes, so one alert routed to two groups lives and resolves in each separately;
+- an episode is (group, fingerprint, startsAt); a "firing" for an episode already resolved does
   not re-open it; "resolved" closes a firing episode once;
-- one incident per group key while any of its episodes fires; resolved when none fires;
+- one incident per group while any of its episodes fires; resolved when none fires;
 - the incident gains `needs_analysis` when it is new or gains an alertname or instance, and
   `needs_notification` when it opens or resolves. Repeats of the same content change nothing.
 Every step is idempotent, so a batch applied twice (a crash between steps, a replica race)
@@ -12,6 +15,7 @@ converges to the same state.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.domain import Severity, Signal, Source, Status
-from receiver.ingest.normalise import episode_key
+from receiver.ingest.normalise import episode_key, group_id
 from receiver.store.documents import Anomaly, Incident, utcnow
 from receiver.store.repo import DuplicateKey, Store
 
@@ -38,6 +42,13 @@ class SignalBatch:
     common_labels: dict[str, str] = field(default_factory=dict)
     external_url: str = ""
 
+    @functools.cached_property
+    def group_id(self) -> str:
+        return group_id(self.source, self.receiver, self.group_key)
+
+    def episode_key(self, signal: Signal) -> str:
+        return episode_key(signal.source, signal.fingerprint, signal.starts_at, self.group_id)
+
 
 @dataclass
 class ApplyResult:
@@ -48,9 +59,9 @@ class ApplyResult:
     incident_resolved: bool = False
 
 
-def _episode(signal: Signal, incident_id: str, group_key: str) -> Anomaly:
+def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Anomaly:
     return Anomaly(
-        episode_key=episode_key(signal.source, signal.fingerprint, signal.starts_at),
+        episode_key=batch.episode_key(signal),
         source=signal.source.value,
         fingerprint=signal.fingerprint,
         status=signal.status.value,
@@ -67,7 +78,8 @@ def _episode(signal: Signal, incident_id: str, group_key: str) -> Anomaly:
         generator_url=signal.generator_url,
         detector=signal.detector.model_dump() if signal.detector else None,
         incident_id=incident_id,
-        group_key=group_key,
+        group_key=batch.group_key,
+        group_id=batch.group_id,
     )
 
 
@@ -101,7 +113,7 @@ class SignalProcessor:
         result = ApplyResult()
         if not batch.signals:
             return result
-        keys = [episode_key(s.source, s.fingerprint, s.starts_at) for s in batch.signals]
+        keys = [batch.episode_key(s) for s in batch.signals]
         existing = await self.store.episodes_by_key(keys)
 
         new_signals = [s for s, k in zip(batch.signals, keys, strict=True) if k not in existing]
@@ -109,7 +121,7 @@ class SignalProcessor:
 
         if new_signals and incident is not None:
             assert incident.id is not None
-            fresh = [_episode(s, str(incident.id), batch.group_key) for s in new_signals]
+            fresh = [_episode(s, str(incident.id), batch) for s in new_signals]
             raced = set(await self.store.insert_episodes(fresh))
             result.new_episodes = len(fresh) - len(raced)
             if raced:  # another replica inserted them first: treat as existing
@@ -121,7 +133,9 @@ class SignalProcessor:
         for signal in new_signals:
             if signal.fingerprint not in newest or signal.starts_at > newest[signal.fingerprint]:
                 newest[signal.fingerprint] = signal.starts_at
-        touched.update(await self.store.supersede_episodes(batch.source.value, newest, keys))
+        touched.update(
+            await self.store.supersede_episodes(batch.source.value, batch.group_id, newest, keys)
+        )
         for signal, key in zip(batch.signals, keys, strict=True):
             current = existing.get(key)
             if current is None or current.status == Status.RESOLVED.value:
@@ -161,13 +175,13 @@ class SignalProcessor:
         self, batch: SignalBatch, new_signals: Sequence[Signal], result: ApplyResult
     ) -> Incident | None:
         """The open incident for the group, created when a new episode needs one."""
-        incident = await self.store.open_incident(batch.group_key)
+        incident = await self.store.open_incident(batch.group_id)
         if incident is not None or not new_signals:
             return incident
         now = utcnow()
         incident = Incident(
             key=batch.group_key,
-            open_key=batch.group_key,
+            open_key=batch.group_id,
             source=batch.source.value,
             status=Status.FIRING.value,
             severity=_max_severity(new_signals),
@@ -187,7 +201,7 @@ class SignalProcessor:
             await self.store.insert_incident(incident)
         except DuplicateKey:
             # another worker opened it between our read and our insert
-            found = await self.store.open_incident(batch.group_key)
+            found = await self.store.open_incident(batch.group_id)
             if found is None:
                 raise
             return found

@@ -1,7 +1,7 @@
 """Beanie documents and their indexes: the only place that knows the collections' shapes.
 
 Notes from the embedded server's known gaps (README "Store notes"): no partial indexes, so the
-"one open incident per key" rule is a plain unique index on `open_key`, which a resolved
+"one open incident per group" rule is a plain unique index on `open_key`, which a resolved
 incident moves out of the way; no `$addToSet` on missing fields, so arrays are created on insert.
 """
 
@@ -52,7 +52,7 @@ class Delivery(Document):
 
 
 class Anomaly(Document):
-    """One alert episode. Identity: (source, fingerprint, starts_at) as `episode_key`."""
+    """One alert episode. Identity: (group, fingerprint, starts_at) as `episode_key`."""
 
     episode_key: Annotated[str, Indexed(unique=True)]
     source: str
@@ -71,7 +71,8 @@ class Anomaly(Document):
     generator_url: str = ""
     detector: dict[str, Any] | None = None
     incident_id: str = ""
-    group_key: str = ""
+    group_key: str = ""  # as the source shows it (Alertmanager's groupKey)
+    group_id: str = ""  # the group it belongs to (`normalise.group_id`): receiver + groupKey
     resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
@@ -90,7 +91,8 @@ class Anomaly(Document):
 class Incident(Document):
     """Episodes that share one analysis and one notification thread (an Alertmanager group)."""
 
-    key: str
+    key: str  # the group key as the source shows it (Alertmanager's groupKey)
+    # the group's identity (`normalise.group_id`) while open; moved aside when resolved
     open_key: Annotated[str, Indexed(unique=True)]
     source: str
     status: str = "firing"

@@ -384,17 +384,25 @@ class Store:
 
     @translated
     async def supersede_episodes(
-        self, source: str, newest: Mapping[str, datetime], keep: Sequence[str]
+        self, source: str, group_id: str, newest: Mapping[str, datetime], keep: Sequence[str]
     ) -> list[str]:
-        """Resolve firing episodes older than the newest start seen for their fingerprint.
+        """Resolve the group's firing episodes older than the newest start seen for their
+        fingerprint.
 
         Alertmanager holds one alert per fingerprint: a newer episode replaces an older one, whose
-        resolve would otherwise never arrive. `newest` maps fingerprint → newest startsAt in the
-        batch; `keep` are episode keys of the batch itself. Returns the incidents touched.
+        resolve would otherwise never arrive. Only within `group_id`: the same alert in another
+        group (another receiver or route) has its own notifications and resolves there. `newest`
+        maps fingerprint → newest startsAt in the batch; `keep` are episode keys of the batch
+        itself. Returns the incidents touched.
         """
         if not newest:
             return []
-        query = {"source": source, "fingerprint": {"$in": sorted(newest)}, "status": "firing"}
+        query = {
+            "source": source,
+            "group_id": group_id,
+            "fingerprint": {"$in": sorted(newest)},
+            "status": "firing",
+        }
         candidates = await Anomaly.find(query).to_list()
         skip = set(keep)
         stale = [
@@ -483,7 +491,7 @@ class Store:
                     "resolved_by": resolved_by,
                     "updated_at": utcnow(),
                     "firing_count": 0,
-                    "open_key": f"{incident.key}#closed#{incident.id}",
+                    "open_key": f"{incident.open_key}#closed#{incident.id}",
                     "needs_notification": True,
                 }
             },

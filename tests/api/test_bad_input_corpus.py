@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from receiver.store.embedded import EmbeddedStore
-from tests.support.payloads import DATA, alert, load, webhook
+from tests.support.payloads import DATA, alert, load, resolved, webhook
 from tests.support.service import TOKEN, Running, make_settings, serve
 
 CORPUS = DATA / "bad"
@@ -93,3 +93,22 @@ async def test_prompt_injection_annotation_is_data(service: Running) -> None:
     await service.settled()
     [episode] = (await service.get("/anomalies"))["anomalies"]
     assert episode["annotations"]["description"] == hostile
+
+
+async def test_another_group_cannot_end_an_incident(service: Running) -> None:
+    """A valid delivery under another groupKey with the same labels, a later startsAt and then a
+    resolve leaves the first group's incident and episode firing."""
+    first = alert("DiskFull", "db-1", starts="2026-11-28T10:00:00Z")
+    later = alert("DiskFull", "db-1", starts="2026-11-28T10:30:00Z")
+    assert (await service.post_alerts(webhook([first], group="real"))).status_code == 200
+    for payload in (webhook([later], group="other"), webhook([resolved(later)], group="other")):
+        assert (await service.post_alerts(payload)).status_code == 200
+    await service.settled()
+    incidents = {i["key"]: i for i in (await service.get("/api/v1/incidents"))["incidents"]}
+    real = incidents['{}:{group="real"}']
+    assert (real["status"], real["firing_count"]) == ("firing", 1)
+    detail = await service.get(f"/api/v1/incidents/{real['id']}")
+    assert [(e["starts_at"][11:16], e["status"]) for e in detail["episodes"]] == [
+        ("10:00", "firing")
+    ]
+    assert incidents['{}:{group="other"}']["status"] == "resolved"

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from receiver.domain import Severity, Source, Status
 from receiver.ingest.models import WebhookPayload
-from receiver.ingest.normalise import delivery_key, fingerprint, to_signals
+from receiver.ingest.normalise import (
+    delivery_key,
+    episode_key,
+    fingerprint,
+    group_id,
+    to_signals,
+)
 from tests.support.payloads import CAPTURED, load
 
 
@@ -81,14 +89,26 @@ def test_severity_aliases(raw: str | None, level: Severity) -> None:
 
 def test_episode_key_is_millisecond_precise() -> None:
     """Nanosecond and millisecond renderings of one startsAt name the same episode."""
-    from datetime import datetime
-
-    from receiver.ingest.normalise import episode_key
-
     ns = datetime.fromisoformat("2026-11-28T20:57:21.636123+00:00")
     ms = datetime.fromisoformat("2026-11-28T20:57:21.636+00:00")
     other = datetime.fromisoformat("2026-11-28T20:57:21.637+00:00")
-    assert episode_key(Source.ALERTMANAGER, "ab", ns) == episode_key(Source.ALERTMANAGER, "ab", ms)
-    assert episode_key(Source.ALERTMANAGER, "ab", ns) != episode_key(
-        Source.ALERTMANAGER, "ab", other
+    am = Source.ALERTMANAGER
+    assert episode_key(am, "ab", ns, "g") == episode_key(am, "ab", ms, "g")
+    assert episode_key(am, "ab", ns, "g") != episode_key(am, "ab", other, "g")
+
+
+def test_group_identity_is_receiver_and_group_key() -> None:
+    """Alertmanager groups differ by receiver or groupKey, and never equal a synthetic key."""
+    am = Source.ALERTMANAGER
+    one = group_id(am, "monitor", '{}:{alertname="A"}')
+    assert one == group_id(am, "monitor", '{}:{alertname="A"}')
+    assert one != group_id(am, "pager", '{}:{alertname="A"}')
+    assert one != group_id(am, "monitor", '{}:{instance="h1"}')
+    # the two fields are not simply joined: moving text between them is another group
+    assert group_id(am, "a:b", "c") != group_id(am, "a", "b:c")
+    assert group_id(am, "detector", "detector:t:m:i") != "detector:t:m:i"
+    assert group_id(Source.DETECTOR, "detector", "detector:t:m:i") == "detector:t:m:i"
+    at = datetime.fromisoformat("2026-11-28T20:57:21.636+00:00")
+    assert episode_key(am, "ab", at, one) != episode_key(
+        am, "ab", at, group_id(am, "pager", '{}:{alertname="A"}')
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +73,16 @@ def alertmanager(
     port: int | None = None,
     cluster_port: int | None = None,
     peers: Sequence[int] = (),
+    routes: Sequence[Mapping[str, object]] = (),
+    resolve_timeout: str | None = None,
 ) -> Iterator[Endpoint]:
-    """A real `prometheus-alertmanager` whose only receiver posts to `webhook_url`.
+    """A real `prometheus-alertmanager` whose receiver `monitor` posts to `webhook_url`.
 
     Several URLs give that receiver one webhook_config each: every notification goes to all of
     them (replicas behind one Alertmanager config, the harshest case for duplicates).
+
+    `routes` are child routes of the root (group_by, continue, matchers, ...); each receiver
+    they name is declared with the same webhook_configs, so one service hears every route.
 
     With `cluster_port`, it gossips on 127.0.0.1:`cluster_port` with the `peers` (ports) as an
     HA pair does; without it, clustering is off.
@@ -91,16 +96,22 @@ def alertmanager(
         if token is not None:
             webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
         webhooks.append(webhook)
-    config = {
-        "route": {
-            "receiver": "monitor",
-            "group_by": list(group_by),
-            "group_wait": group_wait,
-            "group_interval": group_interval,
-            "repeat_interval": repeat_interval,
-        },
-        "receivers": [{"name": "monitor", "webhook_configs": webhooks}],
+    route: dict[str, object] = {
+        "receiver": "monitor",
+        "group_by": list(group_by),
+        "group_wait": group_wait,
+        "group_interval": group_interval,
+        "repeat_interval": repeat_interval,
     }
+    if routes:
+        route["routes"] = [dict(r) for r in routes]
+    names = dict.fromkeys(["monitor", *(str(r["receiver"]) for r in routes if "receiver" in r)])
+    config: dict[str, object] = {
+        "route": route,
+        "receivers": [{"name": name, "webhook_configs": webhooks} for name in names],
+    }
+    if resolve_timeout is not None:
+        config["global"] = {"resolve_timeout": resolve_timeout}
     cfg = workdir / "alertmanager.yml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     url = f"http://127.0.0.1:{port}"
