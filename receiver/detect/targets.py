@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 
-from receiver.detect.prometheus import PrometheusTarget
+from receiver.detect.prometheus import PrometheusTarget, split_userinfo
 from receiver.settings import Settings
 from receiver.store.documents import Lease, Target
 
@@ -209,10 +209,7 @@ def default_target(settings: Settings) -> PollTarget | None:
     raw = settings.prom_url.strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
-    basic = None
-    if parts.username is not None:
-        basic = (parts.username, parts.password or "")
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    bare, basic = split_userinfo(raw)
+    parts = urlsplit(bare)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
     return PollTarget(name=DEFAULT_NAME, url=url, builtin=True, basic_auth=basic)
