@@ -74,7 +74,10 @@ class TargetIn(BaseModel):
 
 
 class TargetUpdate(BaseModel):
-    """PUT /api/v1/targets/{name}: fields left out keep their values; `"auth": null` removes it."""
+    """PUT /api/v1/targets/{name}: fields left out keep their values; `"auth": null` removes it.
+
+    A new `url` without `auth` drops the stored credentials: they were given for the old URL.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -98,6 +101,12 @@ class TargetUpdate(BaseModel):
         if "auth" in self.model_fields_set:
             out["auth"] = stored_auth(self.auth)
         return out
+
+    def on_new_url(self) -> dict[str, Any]:
+        """What to set as well if `url` turns out to differ from the stored one."""
+        if self.url is None or "auth" in self.model_fields_set:
+            return {}
+        return {"auth": None}
 
 
 def stored_auth(auth: BearerAuth | BasicAuth | None) -> dict[str, str] | None:
