@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from receiver.detect.prometheus import split_userinfo
 from receiver.settings import Settings
 
 LOGGER = "receiver"
@@ -38,6 +39,10 @@ def secret_values(settings: Settings) -> list[str]:
             raw = value.get_secret_value()
             values.append(raw)
             values.extend(part.strip() for part in raw.split(","))
+    # PROM_URL is a plain URL setting, but a password in its user-info is a secret all the same
+    _, credentials = split_userinfo(settings.prom_url)
+    if credentials is not None:
+        values.append(credentials[1])
     return sorted({v for v in values if len(v) >= MIN_SECRET_LEN}, key=len, reverse=True)
 
 

@@ -127,7 +127,7 @@ async def update_target(request: Request) -> Response:
             422, "invalid_target", "name: cannot be changed (delete and create)", field="name"
         )
     try:
-        target = await _store(request).update_target(name, body.changes())
+        target = await _store(request).update_target(name, body.changes(), body.on_new_url())
     except StoreError as err:
         return _store_error(err)
     if target is None:

@@ -21,6 +21,7 @@ from receiver.detect.prometheus import (
     Matrix,
     PrometheusAPI,
     PrometheusQueryError,
+    PrometheusTooLarge,
     PrometheusUnavailable,
     to_matrix,
 )
@@ -121,6 +122,7 @@ class _Answer:
     error: str = ""
     low: Mapping[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
     high: Mapping[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+    dropped: int = 0  # series the client's cap cut from the answer
 
 
 async def _one(
@@ -136,13 +138,13 @@ async def _one(
         )
     except PrometheusUnavailable:
         raise
-    except PrometheusQueryError as err:
+    except (PrometheusQueryError, PrometheusTooLarge) as err:
         return _Answer(selector, None, f"{selector.expr[:200]}: {err}")
     matrix = to_matrix(answer)
     if not matrix.labels:
         return _Answer(selector, matrix)
     low, high = await _priors(client, selector, grid, prior, query_timeout)
-    return _Answer(selector, matrix, low=low, high=high)
+    return _Answer(selector, matrix, low=low, high=high, dropped=answer.dropped)
 
 
 async def fetch(
@@ -188,7 +190,7 @@ async def fetch(
                 continue
             timestamps = matrix.timestamps
             take = min(max_series - len(refs), len(matrix.labels))
-            out.capped = out.capped or take < len(matrix.labels)
+            out.capped = out.capped or take < len(matrix.labels) or answer.dropped > 0
             for row in range(take):
                 labels = matrix.labels[row]
                 rows.append(matrix.values[row])
@@ -217,7 +219,7 @@ async def _priors(
             _prior(client, queries[0], grid, query_timeout),
             _prior(client, queries[1], grid, query_timeout),
         )
-    except PrometheusQueryError as err:
+    except (PrometheusQueryError, PrometheusTooLarge) as err:
         # e.g. a selector spanning several metric names: the extremes lose __name__ and clash
         log.warning("outlier poller: no history before the window for %s: %s", selector.expr, err)
         return {}, {}

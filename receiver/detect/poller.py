@@ -74,6 +74,8 @@ class PollerConfig:
     recorded: frozenset[str] = frozenset()
     derived: frozenset[str] = frozenset()
     max_series: int = 10_000
+    # one answer's size: 10,000 series x 121 points is ~35 MB of JSON; evidence queries get 2 MB
+    max_bytes: int = 256 * 1024 * 1024
     window: float = 7200.0
     step: float = 60.0
     min_history: float = 86400.0
@@ -298,7 +300,11 @@ class OutlierPoller:
         report = CycleReport(target.name)
         started = time.perf_counter()
         client = PrometheusClient(
-            target.prometheus(self.config.query_timeout + 5.0), http=self.http, retries=2
+            target.prometheus(self.config.query_timeout + 5.0),
+            http=self.http,
+            retries=2,
+            max_series=self.config.max_series,
+            max_bytes=self.config.max_bytes,
         )
         try:
             await self._poll(client, target, report)

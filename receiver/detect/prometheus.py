@@ -6,20 +6,28 @@ Error tree (``retryable`` says whether trying again later may succeed)::
     ├── PrometheusUnavailable           connection error, timeout or 5xx after all retries (True)
     ├── PrometheusQueryError            the API answered status=error with a 4xx (False)
     │   └── PrometheusBadQuery          errorType bad_data: PromQL or parameters invalid
+    ├── PrometheusTooLarge              the answer is over the client's byte cap; not read (False)
     └── PrometheusProtocolError         the answer is not the API's JSON envelope (False)
 
 Only connection errors, timeouts and 5xx answers are retried, with exponential backoff.
+
+Every answer is read against a byte cap and every result against a series cap (the evidence
+defaults, 2 MB and 50 series; the poller passes its own, larger ones): a result with more series
+keeps the first ones and says how many it dropped. Credentials in a URL (`http://u:p@host`)
+become basic auth at construction, so no URL this client prints carries them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
@@ -30,6 +38,10 @@ Labels = Mapping[str, str]
 TimeLike = float | int | datetime
 
 MAX_POINTS = 11_000  # Prometheus refuses query_range answers longer than this per series
+# What one evidence or chart query may bring back: enough for the alert's own series and some
+# neighbours; an expression over a whole fleet is cut here, not in the prompt.
+EVIDENCE_MAX_SERIES = 50
+EVIDENCE_MAX_BYTES = 2 * 1024 * 1024
 
 
 class PrometheusError(Exception):
@@ -58,6 +70,19 @@ class PrometheusQueryError(PrometheusError):
 
 class PrometheusBadQuery(PrometheusQueryError):
     """errorType bad_data: the PromQL expression or a parameter is invalid."""
+
+
+class PrometheusTooLarge(PrometheusError):
+    """The answer is larger than the client's byte cap; it was not read (or parsed)."""
+
+    def __init__(self, message: str, *, limit: int, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.limit = limit
+
+    @property
+    def note(self) -> str:
+        """What evidence says instead of the data."""
+        return f"response over {_size(self.limit)}; not read"
 
 
 class PrometheusProtocolError(PrometheusError):
@@ -90,6 +115,7 @@ class QueryResult:
     samples: tuple[Sample, ...] = ()
     series: tuple[Series, ...] = ()
     warnings: tuple[str, ...] = ()
+    dropped: int = 0  # samples/series beyond the client's series cap, not kept
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,15 @@ class RangeResult:
     end: float
     step: float
     warnings: tuple[str, ...] = ()
+    dropped: int = 0  # series beyond the client's series cap, not kept
+
+    @property
+    def cap_note(self) -> str:
+        """What evidence says when the series cap cut this answer ("" when it did not)."""
+        if not self.dropped:
+            return ""
+        n = len(self.series)
+        return f"query returned more than {n} series; first {n} shown"
 
 
 @dataclass(frozen=True)
@@ -120,6 +155,26 @@ class PrometheusTarget:
     bearer_token: str | None = field(default=None, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     timeout: float = 10.0
+
+    def without_userinfo(self) -> PrometheusTarget:
+        """This target with credentials moved from the URL to basic auth (explicit auth wins)."""
+        url, credentials = split_userinfo(self.url)
+        if credentials is None:
+            return self
+        return replace(self, url=url, basic_auth=self.basic_auth or credentials)
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(`url` without `user:password@`, the decoded (user, password) or None)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
 
 
 class PrometheusAPI(Protocol):
@@ -206,8 +261,13 @@ class PrometheusClient:
         retries: int = 3,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
+        max_series: int = EVIDENCE_MAX_SERIES,
+        max_bytes: int = EVIDENCE_MAX_BYTES,
     ) -> None:
-        self.target = PrometheusTarget(target) if isinstance(target, str) else target
+        given = PrometheusTarget(target) if isinstance(target, str) else target
+        self.target = given.without_userinfo()
+        self.max_series = max(1, max_series)
+        self.max_bytes = max(1, max_bytes)
         self._base = self.target.url.rstrip("/")
         self._own = http is None
         self._http = http if http is not None else httpx.AsyncClient()
@@ -250,15 +310,17 @@ class PrometheusClient:
         rtype = _get(data, "resultType", str)
         raw = data.get("result")
         if rtype == "matrix":
-            return QueryResult(rtype, series=_parse_matrix(raw), warnings=warnings)
+            series, dropped = _parse_matrix(raw, self.max_series)
+            return QueryResult(rtype, series=series, warnings=warnings, dropped=dropped)
         if rtype in ("scalar", "string"):
             ts, val = _pair(raw)
             value = parse_value(val) if rtype == "scalar" else math.nan
             return QueryResult(rtype, samples=(Sample({}, ts, value),), warnings=warnings)
         if not isinstance(raw, list):
             raise PrometheusProtocolError(f"vector result is {type(raw).__name__}, not a list")
-        samples = tuple(Sample(_labels(item), *_sample(_get(item, "value", list))) for item in raw)
-        return QueryResult(rtype, samples=samples, warnings=warnings)
+        kept = raw[: self.max_series]
+        samples = tuple(Sample(_labels(item), *_sample(_get(item, "value", list))) for item in kept)
+        return QueryResult(rtype, samples=samples, warnings=warnings, dropped=len(raw) - len(kept))
 
     async def query_range(
         self,
@@ -281,7 +343,8 @@ class PrometheusClient:
         if query_timeout is not None:
             params["timeout"] = f"{query_timeout:g}s"
         data, warnings = await self._call("/api/v1/query_range", params, query_timeout)
-        return RangeResult(_parse_matrix(data.get("result")), t0, t1, eff, warnings)
+        series, dropped = _parse_matrix(data.get("result"), self.max_series)
+        return RangeResult(series, t0, t1, eff, warnings, dropped)
 
     async def series(
         self, match: Sequence[str], start: TimeLike | None = None, end: TimeLike | None = None
@@ -328,22 +391,16 @@ class PrometheusClient:
         attempt = 0
         while True:
             try:
-                if method == "POST":
-                    resp = await self._http.post(
-                        url,
-                        data=params,
-                        headers=self._headers,
-                        auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-                        timeout=http_timeout,
-                    )
-                else:
-                    resp = await self._http.get(
-                        url,
-                        params=params,
-                        headers=self._headers,
-                        auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-                        timeout=http_timeout,
-                    )
+                async with self._http.stream(
+                    method,
+                    url,
+                    data=params if method == "POST" else None,
+                    params=params if method != "POST" else None,
+                    headers=self._headers,
+                    auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                    timeout=http_timeout,
+                ) as resp:
+                    body = await _read_capped(resp, self.max_bytes)
             except httpx.TransportError as err:
                 if attempt < self._retries:
                     await self._sleep(attempt)
@@ -356,16 +413,48 @@ class PrometheusClient:
                 await self._sleep(attempt)
                 attempt += 1
                 continue
-            return _unwrap(resp, data_type, attempt + 1)
+            return _unwrap(resp, body, data_type, attempt + 1)
 
     async def _sleep(self, attempt: int) -> None:
         await asyncio.sleep(min(self._max_backoff, self._backoff * (2**attempt)))
 
 
-def _unwrap(resp: httpx.Response, data_type: type, attempts: int) -> tuple[Any, tuple[str, ...]]:
-    where = f"{resp.request.method} {resp.request.url.copy_with(query=None)}"
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
+
+
+def _where(resp: httpx.Response) -> str:
+    return f"{resp.request.method} {resp.request.url.copy_with(query=None)}"
+
+
+async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
+    """The (decoded) body, read until it passes `max_bytes`: then the rest is not read."""
+    declared = resp.headers.get("Content-Length", "")
+    too_large = PrometheusTooLarge(
+        f"{_where(resp)}: response over {_size(max_bytes)}", limit=max_bytes
+    )
+    # a compressed length over the cap means the body is over it too
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _unwrap(
+    resp: httpx.Response, raw: bytes, data_type: type, attempts: int
+) -> tuple[Any, tuple[str, ...]]:
+    where = _where(resp)
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError as err:
         if resp.status_code >= 500:
             raise PrometheusUnavailable(
@@ -430,13 +519,14 @@ def _sample(raw: list[Any]) -> tuple[float, float]:
     return ts, parse_value(val)
 
 
-def _parse_matrix(raw: object) -> tuple[Series, ...]:
+def _parse_matrix(raw: object, max_series: int) -> tuple[tuple[Series, ...], int]:
+    """The first `max_series` series and how many more the answer held."""
     if not isinstance(raw, list):
         raise PrometheusProtocolError(f"matrix result is {type(raw).__name__}, not a list")
     out = []
-    for item in raw:
+    for item in raw[:max_series]:
         points = _get(item, "values", list)
         ts = np.fromiter((float(p[0]) for p in points), dtype=np.float64, count=len(points))
         vals = np.fromiter((parse_value(p[1]) for p in points), np.float64, count=len(points))
         out.append(Series(_labels(item), ts, vals))
-    return tuple(out)
+    return tuple(out), max(len(raw) - max_series, 0)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from receiver.detect.promql import promql_string
 from receiver.rulegen.durations import format_duration
 from receiver.rulegen.load import SpecError, load_specs
 
@@ -28,13 +29,10 @@ SKIPPED_SUFFIXES = ("_bucket", "_created")
 COUNTER_SUFFIXES = ("_total", "_count", "_sum")
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
 def matchers(labels: Mapping[str, str]) -> str:
     """`{a="x",b="y"}` for a label set (without `__name__`)."""
-    inner = ",".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()) if k != "__name__")
+    pairs = sorted((k, v) for k, v in labels.items() if k != "__name__")
+    inner = ",".join(f"{k}={promql_string(v)}" for k, v in pairs)
     return "{" + inner + "}"
 
 
@@ -77,7 +75,7 @@ def custom_selectors(exprs: Iterable[str]) -> list[Selector]:
 
 
 def _plain(name: str, job: str) -> str:
-    return f"{name}{{job={_quote(job)}}}" if job else name
+    return f"{name}{{job={promql_string(job)}}}" if job else name
 
 
 def is_internal(name: str) -> bool:
@@ -113,7 +111,7 @@ def auto_selectors(
 
 def job_matcher(job: str) -> list[str]:
     """`match[]` for label-value enumeration scoped to one job (none = every series)."""
-    return [f"{{job={_quote(job)}}}"] if job else []
+    return [f"{{job={promql_string(job)}}}"] if job else []
 
 
 def load_recorded(spec_dir: Path) -> tuple[frozenset[str], frozenset[str]]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 
-from receiver.detect.prometheus import PrometheusTarget
+from receiver.detect.prometheus import PrometheusTarget, split_userinfo
 from receiver.settings import Settings
 from receiver.store.documents import Lease, Target
 
@@ -74,7 +74,10 @@ class TargetIn(BaseModel):
 
 
 class TargetUpdate(BaseModel):
-    """PUT /api/v1/targets/{name}: fields left out keep their values; `"auth": null` removes it."""
+    """PUT /api/v1/targets/{name}: fields left out keep their values; `"auth": null` removes it.
+
+    A new `url` without `auth` drops the stored credentials: they were given for the old URL.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -98,6 +101,12 @@ class TargetUpdate(BaseModel):
         if "auth" in self.model_fields_set:
             out["auth"] = stored_auth(self.auth)
         return out
+
+    def on_new_url(self) -> dict[str, Any]:
+        """What to set as well if `url` turns out to differ from the stored one."""
+        if self.url is None or "auth" in self.model_fields_set:
+            return {}
+        return {"auth": None}
 
 
 def stored_auth(auth: BearerAuth | BasicAuth | None) -> dict[str, str] | None:
@@ -209,10 +218,7 @@ def default_target(settings: Settings) -> PollTarget | None:
     raw = settings.prom_url.strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
-    basic = None
-    if parts.username is not None:
-        basic = (parts.username, parts.password or "")
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    bare, basic = split_userinfo(raw)
+    parts = urlsplit(bare)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
     return PollTarget(name=DEFAULT_NAME, url=url, builtin=True, basic_auth=basic)

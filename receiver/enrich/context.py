@@ -9,7 +9,6 @@ the bundle. Label values from alerts are untrusted: they enter PromQL only as qu
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -28,18 +26,20 @@ import yaml
 from receiver.detect.prometheus import (
     PrometheusAPI,
     PrometheusError,
+    PrometheusTooLarge,
     PrometheusUnavailable,
     RangeResult,
     Series,
 )
+from receiver.detect.promql import generator_expression, promql_string, scoped
 from receiver.domain import IncidentView, Signal
 from receiver.enrich.evidence import (
     EvidenceBundle,
     clean_text,
     evidence_from_incident,
-    expression_from_generator_url,
     primary_signal,
 )
+from receiver.notify.channels import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -170,27 +170,6 @@ def split_threshold(expr: str) -> tuple[str, Threshold | None]:
     if _SET_OPERATOR.search(outer):
         return expr.strip(), None
     return lhs, Threshold(match.group("op"), float(match.group("num")))
-
-
-def promql_string(value: str) -> str:
-    """A PromQL string literal: JSON escaping is a subset of what PromQL's parser accepts."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _scoped(expr: str, labels: Mapping[str, str]) -> str:
-    """`expr` restricted to the series with the alert's instance/job (when it carries them).
-
-    `and on (instance) label_replace(vector(1), "instance", "<value>", "", "")` filters in
-    Prometheus, so an expression over thousands of series answers with the alert's own.
-    """
-    keys = [k for k in ("instance", "job") if labels.get(k)]
-    if not keys:
-        return expr
-    vector = "vector(1)"
-    for key in keys:
-        replacement = labels[key].replace("$", "$$")
-        vector = f'label_replace({vector}, "{key}", {promql_string(replacement)}, "", "")'
-    return f"({expr}) and on ({', '.join(keys)}) {vector}"
 
 
 # --- describing a series ---------------------------------------------------------------------
@@ -360,14 +339,6 @@ def _history_text(past: PastIncident) -> str:
 # --- gathering -------------------------------------------------------------------------------
 
 
-def _where(url: str) -> str:
-    """scheme://host:port of a URL: never userinfo, paths or query strings."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme or 'http'}://{host}{port}"
-
-
 @dataclass
 class _Query:
     """One range query to run and where its answer goes."""
@@ -413,9 +384,10 @@ class ContextGatherer:
     def _expression(self, bundle: EvidenceBundle, primary: Signal) -> str | None:
         if primary.detector is not None and primary.detector.query:
             return clean_text(primary.detector.query, MAX_EXPR, multiline=False)
-        expr = expression_from_generator_url(primary.generator_url)
-        if expr:
-            return expr[:MAX_EXPR]
+        # a refused generatorURL expression was noted with the alert; the rules may still know it
+        found = generator_expression(primary.generator_url).expr
+        if found:
+            return found
         expr = self.rules.alerts.get(primary.alertname)
         if expr:
             bundle.add(
@@ -452,7 +424,7 @@ class ContextGatherer:
         ]
         queries: list[str] = []
         if value_expr:
-            queries.append(_scoped(value_expr, primary.labels))
+            queries.append(scoped(value_expr, primary.labels))
         for metric, label, _ in siblings:
             queries.append(f"{metric}{{{label}={promql_string(primary.labels[label])}}}")
         if not queries:
@@ -493,7 +465,7 @@ class ContextGatherer:
         bundle.add(
             "note",
             "Prometheus could not be reached",
-            f"Prometheus at {_where(self.prom_url)} did not answer; no metric history was "
+            f"Prometheus at {mask_url(self.prom_url)} did not answer; no metric history was "
             "gathered, so nothing is known about how the series moved around the alert.",
             {"prometheus": "unreachable", "why": why},
         )
@@ -508,6 +480,14 @@ class ContextGatherer:
         at: float,
     ) -> None:
         name = clean_text(primary.alertname or "the alert", 80)
+        if isinstance(answer, PrometheusTooLarge):
+            bundle.add(
+                "note",
+                f"the expression of {name} was not read",
+                f"{expr}\n{answer.note}",
+                {"expr": expr, "error": type(answer).__name__, "limit_bytes": answer.limit},
+            )
+            return
         if isinstance(answer, BaseException):
             bundle.add(
                 "note",
@@ -543,6 +523,13 @@ class ContextGatherer:
                 "series": described,
             },
         )
+        if answer.dropped:
+            bundle.add(
+                "note",
+                f"the expression of {name} matched more series than were read",
+                f"{expr}\n{answer.cap_note}",
+                {"expr": expr, "series_read": len(answer.series), "dropped": answer.dropped},
+            )
 
     def _add_sibling(
         self,
@@ -566,6 +553,8 @@ class ContextGatherer:
             prefix = f"{_series_name(series)}:\n" if len(ordered) > 1 else ""
             parts.append(prefix + text)
             described.append({"series": _series_name(series), **data})
+        if answer.dropped:
+            parts.append(f"({answer.cap_note})")
         value = clean_text(primary.labels[label], 120, multiline=False)
         bundle.add(
             "sibling",

@@ -13,10 +13,10 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from receiver.detect.promql import generator_expression
 from receiver.domain import IncidentView, Signal, Status
 
 EvidenceKind = Literal["alert", "expression", "sibling", "group", "detector", "history", "note"]
@@ -96,21 +96,6 @@ def clean_mapping(
 def format_mapping(values: Mapping[str, str]) -> str:
     """One `key="value"` per line; values are JSON-quoted so they cannot fake another line."""
     return "\n".join(f"{k}={_q(v)}" for k, v in values.items())
-
-
-def expression_from_generator_url(url: str) -> str | None:
-    """The PromQL expression in a Prometheus generatorURL (`/graph?g0.expr=...`), if any."""
-    if not url:
-        return None
-    try:
-        query = parse_qs(urlsplit(url).query)
-    except ValueError:
-        return None
-    for key in ("g0.expr", "expr", "query"):
-        if query.get(key):
-            expr = clean_text(query[key][0], TEXT_LIMIT)
-            return expr or None
-    return None
 
 
 class EvidenceItem(BaseModel):
@@ -295,9 +280,17 @@ def evidence_from_incident(
             format_mapping(annotations),
             {"annotations": annotations},
         )
-    expr = expression_from_generator_url(primary.generator_url)
-    if expr:
+    found = generator_expression(primary.generator_url)
+    if found.expr:
+        expr = clean_text(found.expr, TEXT_LIMIT)
         bundle.add("expression", f"alert expression of {_short(primary)}", expr, {"expr": expr})
+    elif found.problem:
+        bundle.add(
+            "note",
+            f"the generatorURL expression of {_short(primary)} was not used",
+            f"{found.problem}; no query was run with it.",
+            {"generator_expression": "refused", "problem": found.problem},
+        )
     if primary.detector is not None:
         det = primary.detector
         bundle.add(

@@ -58,12 +58,37 @@ class DetectStore:
         await target.insert()
 
     @translated
-    async def update_target(self, name: str, fields: Mapping[str, Any]) -> Target | None:
-        res = await Target.get_pymongo_collection().update_one(
-            {"name": name}, {"$set": {**fields, "updated_at": utcnow()}}
-        )
-        if res.matched_count == 0:
-            return None
+    async def update_target(
+        self,
+        name: str,
+        fields: Mapping[str, Any],
+        on_new_url: Mapping[str, Any] | None = None,
+    ) -> Target | None:
+        """Set `fields`; when they hold a `url` other than the stored one, set `on_new_url` too.
+
+        The URL is compared in the write itself (the filter matches the stored URL), so an
+        update racing this one cannot pair `on_new_url`'s absence with a URL it did not see.
+        """
+        coll = Target.get_pymongo_collection()
+        changes = {**fields, "updated_at": utcnow()}
+        url = fields.get("url")
+        if not on_new_url or url is None:
+            res = await coll.update_one({"name": name}, {"$set": changes})
+            return await Target.find_one(Target.name == name) if res.matched_count else None
+        for _ in range(5):
+            moved = await coll.update_one(
+                {"name": name, "url": {"$ne": url}}, {"$set": {**changes, **on_new_url}}
+            )
+            if moved.matched_count:
+                break
+            kept = await coll.update_one({"name": name, "url": url}, {"$set": changes})
+            if kept.matched_count:
+                break
+            if await coll.find_one({"name": name}, {"_id": 1}) is None:
+                return None
+        else:
+            # the URL kept moving under us: resetting is the side that cannot leak
+            await coll.update_one({"name": name}, {"$set": {**changes, **on_new_url}})
         return await Target.find_one(Target.name == name)
 
     @translated

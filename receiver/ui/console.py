@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
+from receiver.notify.channels import mask_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
@@ -91,12 +92,6 @@ def safe_url(raw: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
     return raw.strip()
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme or 'http'}://{parts.hostname or '?'}{port}"
 
 
 def _lasted(incident: Incident, now: datetime) -> str:
@@ -290,6 +285,7 @@ def _chart_view(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
         "evidence_id": spec.evidence_id,
         "has_data": bool(data.lines),
         "problem": PROBLEMS.get(data.problem, data.problem),
+        "note": data.note,
     }
 
 
@@ -313,7 +309,7 @@ async def incident_page(request: Request) -> Response:
     note = ""
     if data and all(d.problem == "unreachable" for d in data):
         note = (
-            f"Prometheus at {_where(svc.settings.prom_url)} could not be reached: charts skipped."
+            f"Prometheus at {mask_url(svc.settings.prom_url)} could not be reached: charts skipped."
         )
     now = datetime.now(UTC)
     context = {

@@ -22,12 +22,13 @@ import httpx
 from receiver.detect.prometheus import (
     PrometheusClient,
     PrometheusError,
+    PrometheusTooLarge,
     PrometheusUnavailable,
     RangeResult,
     Series,
 )
-from receiver.enrich.context import RuleIndex, promql_string, split_threshold
-from receiver.enrich.evidence import expression_from_generator_url
+from receiver.detect.promql import generator_expression, promql_string, scoped
+from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.ui.chart import Band, Line, render_chart
 
@@ -64,7 +65,9 @@ class Window:
 @dataclass(frozen=True)
 class ChartData:
     lines: tuple[Line, ...] = ()
-    problem: str = ""  # why there is no data: "" | "unreachable" | "no data" | "query error"
+    # why there is no data: "" | "unreachable" | "no data" | "query error" | the byte cap's note
+    problem: str = ""
+    note: str = ""  # what is missing from the lines drawn (the series cap's note)
 
 
 def _aware(value: datetime) -> datetime:
@@ -89,9 +92,9 @@ def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
     query = detector.get("query")
     if isinstance(query, str) and query.strip():
         return query.strip()[:MAX_EXPR]
-    expr = expression_from_generator_url(episode.generator_url)
+    expr = generator_expression(episode.generator_url).expr
     if expr:
-        return expr[:MAX_EXPR]
+        return expr
     if rules is not None and episode.alertname:
         return rules.alerts.get(episode.alertname, "")[:MAX_EXPR]
     return ""
@@ -101,7 +104,7 @@ def rules_for(episodes: Sequence[Anomaly], rules_dir: Path) -> RuleIndex | None:
     """The rule files' alert expressions, read only when some episode's expression can come
     from nowhere else (no detector query, no expression in its generatorURL)."""
     needed = any(
-        not (e.detector or {}).get("query") and not expression_from_generator_url(e.generator_url)
+        not (e.detector or {}).get("query") and not generator_expression(e.generator_url).expr
         for e in episodes
     )
     return RuleIndex.load(rules_dir) if needed else None
@@ -211,18 +214,6 @@ def chart_window(incident: Incident, now: datetime | None = None) -> Window:
     return Window(start, end, step, marks)
 
 
-def scoped(expr: str, labels: Mapping[str, str]) -> str:
-    """`expr` restricted to the alert's instance/job (filtered in Prometheus)."""
-    keys = [k for k in ("instance", "job") if labels.get(k)]
-    if not keys:
-        return expr
-    vector = "vector(1)"
-    for key in keys:
-        replacement = labels[key].replace("$", "$$")
-        vector = f'label_replace({vector}, "{key}", {promql_string(replacement)}, "", "")'
-    return f"({expr}) and on ({', '.join(keys)}) {vector}"
-
-
 def _line_label(series: Series, several: bool) -> str:
     labels = series.labels
     for key in ("instance", "job", "mountpoint", "device"):
@@ -257,6 +248,8 @@ async def fetch_chart(
                     break
     except (PrometheusUnavailable, TimeoutError):
         return ChartData(problem="unreachable")
+    except PrometheusTooLarge as err:
+        return ChartData(problem=err.note)
     except PrometheusError:
         return ChartData(problem="query error")
     if answer is None or not answer.series:
@@ -265,7 +258,7 @@ async def fetch_chart(
     lines = tuple(
         Line(s.timestamps, s.values, _line_label(s, several)) for s in answer.series[:MAX_LINES]
     )
-    return ChartData(lines=lines)
+    return ChartData(lines=lines, note=answer.cap_note)
 
 
 async def fetch_charts(

@@ -133,3 +133,32 @@ async def test_target_body_that_is_not_json_is_400(service: Running) -> None:
     assert resp.status_code == 400
     assert resp.json()["error"] == "invalid_json"
     assert (await service.get("/api/v1/targets"))["count"] == 1
+
+
+async def test_changing_a_target_url_drops_its_credentials_unless_new_ones_come(
+    service: Running,
+) -> None:
+    """Credentials belong to the URL they were given for: the same URL keeps them, a new URL
+    alone drops them, a new URL with `auth` stores the new ones; none is ever answered."""
+    basic = {"type": "basic", "username": "monitor", "password": PASSWORD}
+    body = {"name": "moving", "url": "http://10.0.0.5:9090", "auth": basic}
+    assert (await _post(service, body)).status_code == 201
+    url = f"{service.url}/api/v1/targets/moving"
+
+    same = await service.client.put(url, json={"url": "http://10.0.0.5:9090/", "job": "node"})
+    assert same.json()["auth"] == {"type": "basic", "username": "monitor", "password": "********"}
+    moved = await service.client.put(url, json={"url": "http://10.0.0.6:9090"})
+    assert moved.status_code == 200
+    assert (moved.json()["url"], moved.json()["auth"]) == ("http://10.0.0.6:9090", None)
+    assert (await service.get("/api/v1/targets/moving"))["auth"] is None
+
+    bearer = {"type": "bearer", "token": TOKEN}
+    rekeyed = await service.client.put(url, json={"url": "http://10.0.0.7:9090", "auth": bearer})
+    assert rekeyed.json()["auth"] == {"type": "bearer", "token": "********"}
+    assert (await service.get("/api/v1/targets/moving"))["job"] == "node"
+
+    for path in ("/api/v1/targets", "/api/v1/targets/moving", "/stats", "/prom-metrics", "/"):
+        resp = await service.client.get(f"{service.url}{path}")
+        assert resp.status_code == 200, path
+        assert PASSWORD not in resp.text
+        assert TOKEN not in resp.text

@@ -199,7 +199,7 @@ async def test_bad_expression_and_unreachable_prometheus_become_notes(prom_histo
     """PromQL Prometheus rejects is a note naming the error; no Prometheus is one note."""
     async with httpx.AsyncClient() as http:
         gatherer = ContextGatherer(PrometheusClient(prom_history, http=http), prom_url=prom_history)
-        bundle = await gatherer.gather(_incident(_cpu_signal(expr="rate(x[5m] > 1")))
+        bundle = await gatherer.gather(_incident(_cpu_signal(expr="rate(x[5m]) > > 1")))
         notes = [i for i in bundle.items if i.kind == "note"]
         assert [n.title for n in notes] == ["the expression of HighCPUUsage could not be evaluated"]
         assert "PrometheusBadQuery" in notes[0].text

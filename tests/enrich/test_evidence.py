@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
+from receiver.detect.promql import AlertExpression, generator_expression
 from receiver.domain import DetectorInfo, Severity, Status
 from receiver.enrich.evidence import (
     TEXT_LIMIT,
@@ -9,7 +12,6 @@ from receiver.enrich.evidence import (
     EvidenceBundle,
     clean_text,
     evidence_from_incident,
-    expression_from_generator_url,
 )
 from tests.enrich.factories import GENERATOR_URL, make_incident, make_signal
 
@@ -43,13 +45,25 @@ def test_primary_alert_is_the_most_severe_firing_one() -> None:
 
 
 def test_expression_is_read_from_generator_url() -> None:
-    """The PromQL expression comes out of a Prometheus graph URL; junk URLs give None."""
-    expr = expression_from_generator_url(GENERATOR_URL)
-    assert expr is not None
+    """The PromQL expression comes out of a Prometheus graph URL; junk URLs give none."""
+    expr = generator_expression(GENERATOR_URL).expr
     assert expr.startswith("histogram_quantile(0.99, sum by (le, instance)")
     assert expr.endswith("> 2")
-    assert expression_from_generator_url("") is None
-    assert expression_from_generator_url("http://x/graph?foo=bar") is None
+    assert generator_expression("") == AlertExpression()
+    assert generator_expression("http://x/graph?foo=bar") == AlertExpression()
+
+
+def test_a_refused_generator_expression_is_a_note_not_an_expression() -> None:
+    """`up; drop` in g0.expr gives a note saying why and no expression item."""
+    url = f"http://prom:9090/graph?g0.expr={quote_plus('up; drop')}&g0.tab=1"
+    bundle = evidence_from_incident(make_incident(make_signal(generator_url=url)))
+    assert not bundle.of_kind("expression")
+    (note,) = bundle.of_kind("note")
+    assert note.title.startswith("the generatorURL expression of ")
+    assert (
+        note.text
+        == "the expression holds ';': only one expression is run; no query was run with it."
+    )
 
 
 def test_detector_signal_adds_a_detector_item_with_its_band() -> None:

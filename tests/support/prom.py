@@ -29,12 +29,17 @@ def prometheus(
     interval: str = "1s",
     extra_args: Sequence[str] = (),
     tsdb_path: Path | None = None,
+    query_log: Path | None = None,
 ) -> Iterator[Endpoint]:
-    """A real `prometheus` scraping `scrape_targets` every `interval`, evaluating `rule_files`."""
+    """A real `prometheus` scraping `scrape_targets` every `interval`, evaluating `rule_files`;
+    with `query_log`, Prometheus writes every query it runs there (one JSON object a line)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    settings: dict[str, object] = {"scrape_interval": interval, "evaluation_interval": interval}
+    if query_log is not None:
+        settings["query_log_file"] = str(query_log.resolve())
     config: dict[str, object] = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "global": settings,
         "rule_files": [str(p.resolve()) for p in rule_files],
         "scrape_configs": [
             {"job_name": "synthetic", "static_configs": [{"targets": list(scrape_targets)}]}
