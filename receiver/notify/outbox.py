@@ -18,9 +18,12 @@ Row life (status):
   an `analysis` follow-up row waits for the analysis and is sent when it lands.
 - Resolved and follow-up messages wait until the first message of their channel is final, so
   a thread never starts with its end.
-- Rate limit: `rate_limit` messages per channel per window (anchored at the first message of a
-  burst); beyond it rows are `suppressed` and one digest row per (channel, window), due when
-  the window ends, lists them. Nothing is dropped without a row and a counter saying so.
+- Rate limit: `rate_limit` messages of high, medium and low incidents per channel per window
+  (anchored at the first message of a burst); beyond it rows are `suppressed` and one digest
+  row per (channel, window), due when the window ends, lists them. Nothing is dropped without a
+  row and a counter saying so. Critical incidents have no budget: their messages are always
+  sent on their own and take no slot, so a storm of lesser alerts never folds a page into a
+  digest (and a critical storm does not use up the others' budget).
 """
 
 from __future__ import annotations
@@ -108,9 +111,20 @@ class OutboxOptions:
         return delay
 
 
+def _rate_limited(row: Notification) -> bool:
+    """Messages below critical count against the budget (and may be digested); digests and
+    every message of a critical incident do not."""
+    return row.event != Event.DIGEST.value and row.severity != Severity.CRITICAL.value
+
+
 def _suppressible(row: Notification) -> bool:
-    """A first message that has not taken a rate-limit slot yet."""
-    return row.event == Event.FIRING.value and row.status == "pending" and not row.admitted
+    """A rate-limited first message that has not taken a rate-limit slot yet."""
+    return (
+        _rate_limited(row)
+        and row.event == Event.FIRING.value
+        and row.status == "pending"
+        and not row.admitted
+    )
 
 
 def _common_labels(label_sets: list[dict[str, str]]) -> dict[str, str]:
@@ -472,7 +486,7 @@ class OutboxWorker:
     async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
         """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
         limit = self.options.rate_limit
-        if row.event == Event.DIGEST.value or row.admitted or limit <= 0:
+        if not _rate_limited(row) or row.admitted or limit <= 0:
             return True
         window = self.options.rate_window
         full = self._full_window(channel.name, now)
