@@ -19,6 +19,7 @@ from tests.notify.outbox_helpers import counter, metrics, notify_settings, rows,
 from tests.support.fake_slack import fake_slack
 from tests.support.payloads import alert, webhook
 from tests.support.service import serve
+from tests.support.smtp import smtp_server
 
 ATTEMPTS = 3
 SECRET = "xoxFakeWebhookSecret9"  # the path secret of FakeSlack.hook_url()
@@ -172,3 +173,33 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     spread = {options.backoff(4, None) for _ in range(50)}
     assert len(spread) > 1
     assert all(20.0 <= d <= 40.0 for d in spread)
+
+
+async def test_hostile_webhook_text_does_not_stop_the_outbox(
+    embedded_store: EmbeddedStore, tmp_path: Path
+) -> None:
+    """Control characters, bidi overrides, astral emoji and labels at the webhook's size limit
+    (16384 characters; NUL is refused with a 422) are rendered and sent by email and Slack,
+    and the next group's page follows."""
+    odd = "\x07\x1b[31m\u202eevil\u202c \u200b\U0001f4a5 <!channel> \ufeff\r\n"
+    hostile = alert("Odd" + odd, "node-x:9100" + odd, summary=odd * 300, huge="λ" * 16_384)
+    plain = alert("HighCPU", "node-1:9100")
+    with smtp_server() as smtp, fake_slack() as slack:
+        settings = notify_settings(
+            embedded_store.uri, tmp_path, smtp=smtp, slack=slack, notify_rca_wait_seconds=0
+        )
+        async with serve(settings) as service:
+            assert (await service.post_alerts(webhook([hostile], group="odd"))).status_code == 200
+            assert (await service.post_alerts(webhook([plain], group="plain"))).status_code == 200
+            found = await rows_where(
+                service,
+                lambda found: len(found) == 4 and {r["status"] for r in found} == {"sent"},
+                event="firing",
+            )
+            text = await metrics(service)
+
+    assert len(found) == 4
+    assert len(smtp.messages) == 2
+    assert len(slack.accepted) >= 2
+    assert any("HighCPU" in p["text"] for p in slack.accepted)
+    assert counter(text, "pipeline_item_errors_total", stage="outbox") == 0
