@@ -2,8 +2,11 @@
 
 What may go is decided here, per collection: never a firing (open) incident or episode, never
 an incident still waiting for its notification, never an unsent notification, never an
-unprocessed delivery. Configuration collections (targets, settings, leases, ...) are not
-touched.
+unprocessed delivery. Notification rows also stay while their incident is open (or its resolve
+is not planned yet) and while the digest that lists them is unsent: the outbox plans a page per
+(incident, channel, event) key, so a deleted `sent` row of an open incident would page again on
+resolve, and a digest renders its suppressed members when it is sent. Configuration collections
+(targets, settings, leases, ...) are not touched.
 
 Age is insertion time, read from the ObjectId `_id`: on the embedded server a datetime written
 by `$set` (`updated_at`, `last_seen`, ...) is stored as a string and no longer compares as a
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,10 +33,35 @@ from receiver.store.repo import StoreError
 log = logging.getLogger(__name__)
 
 
+# Protection that depends on other documents, read once per pass: extra filter terms.
+Guard = Callable[[Collections], Awaitable[Mapping[str, Any]]]
+
+UNFINISHED = ["pending", "sending", "waiting"]
+
+
 @dataclass(frozen=True)
 class Rule:
     collection: str
     deletable: Mapping[str, Any] = field(default_factory=dict)
+    guard: Guard | None = None
+
+
+async def _notification_guard(collections: Collections) -> Mapping[str, Any]:
+    """Rows of open (or not yet re-planned) incidents, and members of unsent digests, stay."""
+    open_ids = await collections.values(
+        "incidents",
+        "_id",
+        {"$or": [{"status": {"$ne": "resolved"}}, {"needs_notification": True}]},
+    )
+    unsent = await collections.values(
+        "notifications", "key", {"event": "digest", "status": {"$in": UNFINISHED}}
+    )
+    guard: dict[str, Any] = {}
+    if open_ids:
+        guard["incident_id"] = {"$nin": sorted(str(i) for i in open_ids)}
+    if unsent:
+        guard["digest_key"] = {"$nin": sorted(str(k) for k in unsent)}
+    return guard
 
 
 RULES: tuple[Rule, ...] = (
@@ -41,7 +69,7 @@ RULES: tuple[Rule, ...] = (
     Rule("anomalies", {"status": {"$ne": "firing"}}),
     Rule("incidents", {"status": {"$ne": "firing"}, "needs_notification": {"$ne": True}}),
     Rule("rca"),
-    Rule("notifications", {"status": {"$in": ["sent", "suppressed"]}}),
+    Rule("notifications", {"status": {"$in": ["sent", "suppressed"]}}, _notification_guard),
     Rule("chat_sessions"),
     Rule("metrics"),
 )
@@ -109,11 +137,14 @@ class Retention:
             if rule.collection not in present:
                 continue
             removed = 0
+            deletable = rule.deletable
+            if rule.guard is not None:
+                deletable = {**deletable, **await rule.guard(self.collections)}
             days = self.limits.ttl_days.get(rule.collection)
             if days:
                 cutoff = ObjectId.from_datetime(now - timedelta(days=days))
                 n = await self.collections.delete_older_than(
-                    rule.collection, "_id", cutoff, rule.deletable
+                    rule.collection, "_id", cutoff, deletable
                 )
                 self.metrics.deleted.labels(rule.collection, "ttl").inc(n)
                 removed += n
@@ -122,7 +153,7 @@ class Retention:
                 excess = await self.collections.count(rule.collection) - cap
                 if excess > 0:
                     n = await self.collections.delete_oldest(
-                        rule.collection, excess, "_id", rule.deletable
+                        rule.collection, excess, "_id", deletable
                     )
                     self.metrics.deleted.labels(rule.collection, "max_docs").inc(n)
                     removed += n

@@ -113,3 +113,44 @@ def test_bad_retention_settings_name_the_variable() -> None:
         load_settings(_env_file=None, retention_days="anomalies=thirty")
     with pytest.raises(SettingsError, match="MAX_DOCS_PER_COLLECTION"):
         load_settings(_env_file=None, max_docs_per_collection="metrics=0")
+
+
+async def test_notification_rows_of_open_incidents_and_unsent_digests_stay(store: Store) -> None:
+    """Sent rows of an open (or unplanned resolved) incident and members of an unsent digest
+    survive TTL and cap; rows of a finished incident and of a sent digest go."""
+    open_id, unplanned_id, done_id = _old(50), _old(50), _old(50)
+    await _insert(
+        store,
+        "incidents",
+        [
+            {"_id": open_id, "status": "firing", "needs_notification": False},
+            {"_id": unplanned_id, "status": "resolved", "needs_notification": True},
+            {"_id": done_id, "status": "resolved", "needs_notification": False},
+        ],
+    )
+
+    def row(n: str, incident: ObjectId | None, status: str, **extra: Any) -> dict[str, Any]:
+        iid = str(incident) if incident is not None else ""
+        return {"_id": _old(40), "n": n, "incident_id": iid, "status": status, **extra}
+
+    await _insert(
+        store,
+        "notifications",
+        [
+            row("open-firing", open_id, "sent", event="firing"),
+            row("unplanned-firing", unplanned_id, "sent", event="firing"),
+            row("done-firing", done_id, "sent", event="firing"),
+            row("done-resolved", done_id, "sent", event="resolved"),
+            row("in-unsent-digest", done_id, "suppressed", event="firing", digest_key="d:1"),
+            row("unsent-digest", None, "pending", event="digest", key="d:1"),
+            row("in-sent-digest", done_id, "suppressed", event="firing", digest_key="d:2"),
+            row("sent-digest", None, "sent", event="digest", key="d:2"),
+        ],
+    )
+    kept = ["open-firing", "unplanned-firing", "in-unsent-digest", "unsent-digest"]
+    retention = _retention(store, retention_days="notifications=30", max_docs_per_collection="")
+    assert await retention.run_once() == {"notifications": 4}
+    assert sorted(await _left(store, "notifications", "n")) == sorted(kept)
+    # the cap cannot take them either, even when it wants every row gone
+    assert "notifications" not in await _retention(store, max_docs=1).run_once()
+    assert sorted(await _left(store, "notifications", "n")) == sorted(kept)

@@ -18,9 +18,19 @@ Row life (status):
   an `analysis` follow-up row waits for the analysis and is sent when it lands.
 - Resolved and follow-up messages wait until the first message of their channel is final, so
   a thread never starts with its end.
-- Rate limit: `rate_limit` messages per channel per window (anchored at the first message of a
-  burst); beyond it rows are `suppressed` and one digest row per (channel, window), due when
-  the window ends, lists them. Nothing is dropped without a row and a counter saying so.
+- Poison isolation: an exception while planning one incident or rendering/sending one row is
+  caught there, masked and written to the row (`last_error`, `attempts`; the row is retried
+  with exponential backoff and jitter and ends `failed`/`poison` after `max_attempts`),
+  counted in `pipeline_item_errors_total{stage="outbox"}`, and the worker goes on with the next
+  row. A stored row or incident that does not fit its model is skipped by the read and set
+  aside at once (`failed`/`unreadable`; an incident gets a failed `plan` row and its flag
+  cleared): reading the same bytes again cannot succeed. Nothing in a webhook can stop the loop.
+- Rate limit: `rate_limit` messages of high, medium and low incidents per channel per window
+  (anchored at the first message of a burst); beyond it rows are `suppressed` and one digest
+  row per (channel, window), due when the window ends, lists them. Nothing is dropped without a
+  row and a counter saying so. Critical incidents have no budget: their messages are always
+  sent on their own and take no slot, so a storm of lesser alerts never folds a page into a
+  digest (and a critical storm does not use up the others' budget).
 """
 
 from __future__ import annotations
@@ -30,23 +40,28 @@ import base64
 import contextlib
 import dataclasses
 import logging
+import random
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from receiver.domain import IncidentView, Severity, Signal, Status
 from receiver.notify.channels import Channel, ChannelError, ChannelKind, Routing
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.render import Attachment, Event, Message, RenderOptions, render
-from receiver.notify.send import Notifier, SendResult
+from receiver.notify.render import Attachment, Event, Message, RenderOptions, one_line, render
+from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
 from receiver.settings import Settings
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
 from receiver.store.documents import Anomaly, Incident, Notification, Rca, utcnow
-from receiver.store.notify import OutboxStore
+from receiver.store.notify import OutboxStore, Unreadable, validation_summary
 from receiver.store.repo import StoreError
 
 log = logging.getLogger(__name__)
@@ -56,6 +71,7 @@ EPISODES_PER_INCIDENT = 500
 DIGEST_GRACE = timedelta(seconds=1)
 REFRESH_SECONDS = 1.0
 CHART_TIMEOUT = 10.0  # a chart that takes longer is left out; the email goes without it
+STAGE = "outbox"  # label of pipeline_item_errors_total
 
 # The main evidence chart of an incident as PNG, None when there is nothing to draw.
 ChartSource = Callable[[Incident, Sequence[Anomaly], Rca | None], Awaitable[bytes | None]]
@@ -85,6 +101,7 @@ class OutboxOptions:
     poll: float = 1.0
     followup_max: timedelta = timedelta(hours=1)
     batch: int = 200
+    jitter: float = 0.5  # a retry waits between (1 - jitter) and 1 x the backoff
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxOptions:
@@ -100,17 +117,36 @@ class OutboxOptions:
             followup_max=timedelta(seconds=settings.notify_followup_max_seconds),
         )
 
-    def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Seconds before attempt `attempts + 1`: base x 2^(n-1), capped; Retry-After wins."""
+    def backoff(
+        self,
+        attempts: int,
+        retry_after: float | None,
+        rand: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds before attempt `attempts + 1`: base x 2^(n-1), capped, minus up to `jitter`
+        of it at random (replicas and rows that failed together do not retry together);
+        Retry-After is a floor."""
         delay: float = min(self.retry_max, self.retry_base * 2.0 ** max(0, attempts - 1))
+        delay *= 1.0 - self.jitter * rand()
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_max))
         return delay
 
 
+def _rate_limited(row: Notification) -> bool:
+    """Messages below critical count against the budget (and may be digested); digests and
+    every message of a critical incident do not."""
+    return row.event != Event.DIGEST.value and row.severity != Severity.CRITICAL.value
+
+
 def _suppressible(row: Notification) -> bool:
-    """A first message that has not taken a rate-limit slot yet."""
-    return row.event == Event.FIRING.value and row.status == "pending" and not row.admitted
+    """A rate-limited first message that has not taken a rate-limit slot yet."""
+    return (
+        _rate_limited(row)
+        and row.event == Event.FIRING.value
+        and row.status == "pending"
+        and not row.admitted
+    )
 
 
 def _common_labels(label_sets: list[dict[str, str]]) -> dict[str, str]:
@@ -240,7 +276,8 @@ class OutboxWorker:
         planned = await self.plan()
         assert self._current is not None
         handled = await self.send_due(self._current[0])
-        return planned + handled > 0
+        aside = await self._set_aside(self.outbox.take_unreadable())
+        return planned + handled + aside > 0
 
     async def _read_config(self) -> tuple[list[Channel], Routing]:
         self._reload = False
@@ -260,48 +297,67 @@ class OutboxWorker:
         assert self._current is not None
         channels, routing = self._current
         now = utcnow()
-        wait = self.options.rca_wait
         rows: list[Notification] = []
         unrouted: set[str] = set()
+        planned: list[Incident] = []
         for incident in incidents:
-            iid = str(incident.id)
-            severity = Severity.parse(incident.severity)
-            common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
-            firing = routing.select(channels, severity, Event.FIRING)
-            if not firing and incident.status == Status.FIRING.value:
-                unrouted.add(iid)
-            for channel in firing:
-                rows.append(
-                    Notification(
-                        key=row_key(iid, channel.name, Event.FIRING),
-                        channel=channel.name,
-                        event=Event.FIRING.value,
-                        next_attempt_at=now + wait,
-                        hold_until=now + wait if wait > timedelta(0) else None,
-                        **common,
-                    )
-                )
-            if incident.status != Status.RESOLVED.value:
+            try:
+                mine, routed = self._plan_incident(incident, channels, routing, now)
+            except Exception as err:
+                # Nothing stored for this incident yet: record why, and plan the others.
+                await self._plan_failed(incident.id, incident.status, err)
                 continue
-            resolved = routing.select(channels, severity, Event.RESOLVED)
-            if not resolved and routing.resolved:
-                unrouted.add(iid)
-            for channel in resolved:
-                rows.append(
-                    Notification(
-                        key=row_key(iid, channel.name, Event.RESOLVED),
-                        channel=channel.name,
-                        event=Event.RESOLVED.value,
-                        next_attempt_at=now,
-                        **common,
-                    )
-                )
+            rows += mine
+            planned.append(incident)
+            if not routed:
+                unrouted.add(str(incident.id))
         await self.outbox.insert_rows(rows)
-        for incident in incidents:
+        for incident in planned:
             cleared = await self.outbox.clear_needs_notification(incident.id, incident.status)
             if cleared and str(incident.id) in unrouted:
                 self.metrics.suppressed.labels("unrouted").inc()
         return len(incidents)
+
+    def _plan_incident(
+        self, incident: Incident, channels: list[Channel], routing: Routing, now: datetime
+    ) -> tuple[list[Notification], bool]:
+        """The rows of one flagged incident, and whether a channel takes its current event."""
+        iid = str(incident.id)
+        wait = self.options.rca_wait
+        severity = Severity.parse(incident.severity)
+        common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
+        rows: list[Notification] = []
+        routed = True
+        firing = routing.select(channels, severity, Event.FIRING)
+        if not firing and incident.status == Status.FIRING.value:
+            routed = False
+        for channel in firing:
+            rows.append(
+                Notification(
+                    key=row_key(iid, channel.name, Event.FIRING),
+                    channel=channel.name,
+                    event=Event.FIRING.value,
+                    next_attempt_at=now + wait,
+                    hold_until=now + wait if wait > timedelta(0) else None,
+                    **common,
+                )
+            )
+        if incident.status != Status.RESOLVED.value:
+            return rows, routed
+        resolved = routing.select(channels, severity, Event.RESOLVED)
+        if not resolved and routing.resolved:
+            routed = False
+        for channel in resolved:
+            rows.append(
+                Notification(
+                    key=row_key(iid, channel.name, Event.RESOLVED),
+                    channel=channel.name,
+                    event=Event.RESOLVED.value,
+                    next_attempt_at=now,
+                    **common,
+                )
+            )
+        return rows, routed
 
     async def release(self) -> int:
         """Held first messages and waiting follow-ups whose analysis has landed become due."""
@@ -373,11 +429,11 @@ class OutboxWorker:
             except StoreError as err:
                 log.warning("outbox: %s while handling %s", err, row.key)
                 return handled
-            except Exception:
-                # A bug must not stop the other channels; the row's lease expires and it is
-                # tried again (and, failing for good, ends `failed` after max attempts).
-                log.exception("outbox: unexpected error while handling %s", row.key)
-                return handled
+            except Exception as err:
+                # Before the claim (after it `_deliver` records the error on the row): the row
+                # stays due and is looked at again next cycle; the others go on now.
+                self._count_poison(row.key, "schedule", err)
+                continue
             if outcome is None:
                 continue
             handled += 1
@@ -401,7 +457,7 @@ class OutboxWorker:
             return None
         claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
         if claimed is None:
-            return None  # another worker took it
+            return None  # another worker took it (or it is unreadable: set aside this cycle)
         row = claimed
         if channel is None:
             error = f"channel {row.channel!r} is no longer configured"
@@ -414,12 +470,22 @@ class OutboxWorker:
             return SendResult(ok=True)
         if not await self._admit(row, channel, now):
             return SendResult(ok=True)
-        message = await self._message(row, channel)
+        # Whatever a row carries (a stored message of the wrong shape, fields that break the
+        # renderer, text the notifier chokes on) fails this row only.
+        try:
+            message = await self._message(row, channel)
+        except StoreError:
+            raise
+        except Exception as err:
+            return await self._poisoned(row, "render", err)
         if message is None:
             await self._finish(row, "failed", "missing", "incident or analysis not found")
             self.metrics.failed.labels(row.channel, "missing").inc()
             return SendResult(ok=False, error="missing")
-        result = await self.notifier.send(channel, message, first_part=row.parts_sent)
+        try:
+            result = await self.notifier.send(channel, message, first_part=row.parts_sent)
+        except Exception as err:
+            return await self._poisoned(row, "send", err)
         if result.ok:
             await self._sent(row, result)
         else:
@@ -472,7 +538,7 @@ class OutboxWorker:
     async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
         """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
         limit = self.options.rate_limit
-        if row.event == Event.DIGEST.value or row.admitted or limit <= 0:
+        if not _rate_limited(row) or row.admitted or limit <= 0:
             return True
         window = self.options.rate_window
         full = self._full_window(channel.name, now)
@@ -654,3 +720,89 @@ class OutboxWorker:
         if parts_sent:
             fields["parts_sent"] = parts_sent
         await self.outbox.update_claimed(row.id, self.owner, fields)
+
+    # poison isolation -------------------------------------------------------------------------
+
+    def _masked(self, text: str) -> str:
+        """`text` on one capped line with every configured channel's URL and secrets masked."""
+        for channel in self._current[0] if self._current is not None else []:
+            text = channel.redact(text)
+        return one_line(text, ERROR_LIMIT)
+
+    def _count_poison(self, what: str, step: str, err: BaseException) -> str:
+        """Count and log an exception that one item raised; its masked description."""
+        frames = traceback.extract_tb(err.__traceback__)
+        where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        detail = validation_summary(err) if isinstance(err, ValidationError) else str(err)
+        error = self._masked(f"{step}: {type(err).__name__}: {detail}{where}")
+        self.metrics.poison.labels(STAGE).inc()
+        # no traceback: its last line repeats the message, which may hold what we just masked
+        log.error("outbox: %s failed: %s", what, error)
+        return error
+
+    async def _poisoned(self, row: Notification, step: str, err: BaseException) -> SendResult:
+        """Record an exception on the claimed row: retried with backoff, `failed` at the max."""
+        error = self._count_poison(row.key, step, err)
+        if row.attempts >= self.options.max_attempts:
+            await self._finish(row, "failed", "poison", error)
+            self.metrics.failed.labels(row.channel, "poison").inc()
+        else:
+            delay = self.options.backoff(row.attempts, None)
+            await self.outbox.update_claimed(
+                row.id,
+                self.owner,
+                {
+                    "status": "pending",
+                    "next_attempt_at": utcnow() + timedelta(seconds=delay),
+                    "last_error": error,
+                    "lease_until": None,
+                },
+            )
+        return SendResult(ok=False, error=error)
+
+    async def _plan_failed(self, incident_id: Any, status: Any, err: BaseException) -> None:
+        error = self._count_poison(f"planning incident {incident_id}", "plan", err)
+        await self._record_plan_failure(incident_id, status, "poison", error)
+
+    async def _record_plan_failure(
+        self, incident_id: Any, status: Any, reason: str, error: str
+    ) -> None:
+        """A failed `plan:` row says why an incident got no rows; its flag is cleared, so it is
+        planned again only when its status changes (the same data would fail the same way)."""
+        resolved = status == Status.RESOLVED.value
+        iid = str(incident_id)
+        await self.outbox.insert_row(
+            Notification(
+                key=f"plan:{iid}:{'resolved' if resolved else 'firing'}",
+                incident_id=iid,
+                channel="",
+                event=(Event.RESOLVED if resolved else Event.FIRING).value,
+                status="failed",
+                reason=reason,
+                attempts=1,
+                last_error=error,
+            )
+        )
+        await self.outbox.clear_needs_notification(incident_id, status)
+
+    async def _set_aside(self, items: list[Unreadable]) -> int:
+        """Fail unreadable rows and incidents at once; how many there were."""
+        seen: set[tuple[str, str]] = set()
+        for item in items:
+            if (item.collection, str(item.id)) in seen:
+                continue  # read twice in one cycle
+            seen.add((item.collection, str(item.id)))
+            error = self._masked(item.error)
+            self.metrics.poison.labels(STAGE).inc()
+            log.error("outbox: set aside %s %s: %s", item.collection, item.id, error)
+            if item.collection == Incident.get_pymongo_collection().name:
+                await self._record_plan_failure(
+                    item.id, item.raw.get("status"), "unreadable", error
+                )
+                continue
+            await self.outbox.set_aside(item, error)
+            channel = item.raw.get("channel")
+            self.metrics.failed.labels(
+                channel if isinstance(channel, str) else "", "unreadable"
+            ).inc()
+        return len(seen)

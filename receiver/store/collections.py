@@ -35,6 +35,16 @@ class Collections:
         return await self.store.count_in(self._collection(name), query or {})
 
     @translated
+    async def values(self, name: str, field: str, query: Mapping[str, Any]) -> set[Any]:
+        """The values of `field` among documents matching `query`.
+
+        A projected find, not `distinct`: the embedded server answers `distinct` on `_id` with
+        "JSON path error near '_id'".
+        """
+        docs = await self._collection(name).find(dict(query), {field: 1}).to_list()
+        return {d[field] for d in docs if field in d}
+
+    @translated
     async def find_one(self, name: str, query: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self._collection(name).find_one(dict(query))
 

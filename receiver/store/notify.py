@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from beanie import PydanticObjectId
+from beanie import Document, PydanticObjectId
+from pydantic import ValidationError
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -25,6 +27,35 @@ from receiver.store.documents import (
 from receiver.store.repo import Store, object_id, translated
 
 ACTIVE = ("pending", "sending", "waiting")
+# Fields a row cannot be read without; the others fall back to their defaults when unset.
+ROW_REQUIRED = ("key", "channel", "event")
+
+D = TypeVar("D", bound=Document)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored document that does not fit its model: which fields, and why (values left out:
+    they may be huge or carry secrets)."""
+
+    collection: str
+    id: Any
+    fields: tuple[str, ...]
+    error: str
+    raw: Mapping[str, Any]
+
+
+def validation_summary(err: ValidationError) -> str:
+    """`field: problem; ...` without the offending values (huge, or secrets) or doc links."""
+    problems = err.errors(include_url=False, include_input=False, include_context=False)
+    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:5])
+
+
+def _unreadable(collection: str, doc: Mapping[str, Any], err: ValidationError) -> Unreadable:
+    problems = err.errors(include_url=False, include_input=False, include_context=False)
+    fields = tuple(dict.fromkeys(str(p["loc"][0]) for p in problems if p["loc"]))
+    error = f"unreadable {collection}: {validation_summary(err)}"
+    return Unreadable(collection, doc.get("_id"), fields, error, doc)
 
 
 def _from_ts(value: float) -> datetime:
@@ -49,17 +80,48 @@ async def _each(
 class OutboxStore:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # documents the worker's reads skipped because they do not fit their model; the worker
+        # takes them (`take_unreadable`) and sets them aside, so one bad document never fails
+        # a whole read
+        self._unreadable: list[Unreadable] = []
+
+    def take_unreadable(self) -> list[Unreadable]:
+        found, self._unreadable = self._unreadable, []
+        return found
+
+    def _valid(self, model: type[D], docs: Sequence[Mapping[str, Any]]) -> list[D]:
+        out: list[D] = []
+        for doc in docs:
+            try:
+                out.append(model.model_validate(doc))
+            except ValidationError as err:
+                name = model.get_pymongo_collection().name
+                self._unreadable.append(_unreadable(name, doc, err))
+        return out
+
+    async def _rows(
+        self, query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = (), limit: int = 0
+    ) -> list[Notification]:
+        """Rows matching `query`, each validated alone (see `_unreadable`)."""
+        cursor = Notification.get_pymongo_collection().find(dict(query))
+        if sort:
+            cursor = cursor.sort(list(sort))
+        if limit:
+            cursor = cursor.limit(limit)
+        return self._valid(Notification, await cursor.to_list())
 
     # incidents, episodes, analyses ----------------------------------------------------------
 
     @translated
     async def incidents_to_notify(self, limit: int) -> list[Incident]:
-        return (
-            await Incident.find({"needs_notification": True})
-            .sort("+updated_at")
+        docs = (
+            await Incident.get_pymongo_collection()
+            .find({"needs_notification": True})
+            .sort([("updated_at", 1)])
             .limit(limit)
             .to_list()
         )
+        return self._valid(Incident, docs)
 
     @translated
     async def clear_needs_notification(self, incident_id: Any, status: str) -> bool:
@@ -151,13 +213,12 @@ class OutboxStore:
                 {"status": "sending", "lease_until": {"$lt": now}},
             ]
         }
-        return await Notification.find(query).sort("+next_attempt_at").limit(limit).to_list()
+        return await self._rows(query, [("next_attempt_at", 1)], limit)
 
     @translated
     async def held(self, now: datetime, limit: int) -> list[Notification]:
         """Pending first messages still inside their wait for the analysis."""
-        query = {"status": "pending", "hold_until": {"$gt": now}}
-        return await Notification.find(query).limit(limit).to_list()
+        return await self._rows({"status": "pending", "hold_until": {"$gt": now}}, limit=limit)
 
     @translated
     async def release(self, ids: Sequence[PydanticObjectId | None], now: datetime) -> int:
@@ -181,12 +242,7 @@ class OutboxStore:
 
     @translated
     async def waiting(self, limit: int) -> list[Notification]:
-        return (
-            await Notification.find({"status": "waiting"})
-            .sort("+created_at")
-            .limit(limit)
-            .to_list()
-        )
+        return await self._rows({"status": "waiting"}, [("created_at", 1)], limit)
 
     @translated
     async def suppress_waiting(self, ids: Sequence[PydanticObjectId | None], reason: str) -> int:
@@ -238,8 +294,8 @@ class OutboxStore:
         )
         if doc is None:
             return None
-        row: Notification = Notification.model_validate(doc)
-        return row
+        found = self._valid(Notification, [doc])
+        return found[0] if found else None
 
     @translated
     async def update_claimed(self, row_id: Any, owner: str, fields: Mapping[str, Any]) -> bool:
@@ -251,29 +307,65 @@ class OutboxStore:
         return res.modified_count == 1
 
     @translated
+    async def set_aside(self, item: Unreadable, error: str) -> bool:
+        """Fail an unreadable row for good and make it readable again: the fields that did
+        not fit are unset (defaults apply), required ones replaced. False if it is gone."""
+        fields: dict[str, Any] = {
+            "status": "failed",
+            "reason": "unreadable",
+            "last_error": error,
+            "lease_until": None,
+            "updated_at": utcnow(),
+        }
+        for name in ROW_REQUIRED:
+            value = item.raw.get(name)
+            if name in item.fields or not isinstance(value, str):
+                fields[name] = f"unreadable:{item.id}" if name == "key" else ""
+        unset = {
+            name: ""
+            for name in item.fields
+            if name in Notification.model_fields and name not in fields and name != "id"
+        }
+        update: dict[str, Any] = {"$set": fields}
+        if unset:
+            update["$unset"] = unset
+        res = await Notification.get_pymongo_collection().update_one({"_id": item.id}, update)
+        return res.matched_count == 1
+
+    @translated
     async def statuses(self, keys: Collection[str]) -> dict[str, Notification]:
         if not keys:
             return {}
-        found = await Notification.find({"key": {"$in": sorted(keys)}}).to_list()
+        found = await self._rows({"key": {"$in": sorted(keys)}})
         return {r.key: r for r in found}
 
     @translated
     async def digest_members(self, digest_key: str) -> list[Notification]:
-        return await Notification.find({"digest_key": digest_key}).to_list()
+        return await self._rows({"digest_key": digest_key})
 
     @translated
     async def list_rows(
         self, filters: Mapping[str, Any], skip: int, limit: int
     ) -> tuple[list[Notification], int]:
-        return await self.store.page(Notification, filters, "created_at", skip, limit)
+        """A page of rows, newest first, and the total; an unreadable row is left out of the
+        page (the worker sets it aside) rather than failing the listing."""
+        total = await self.store.count(Notification, filters)
+        docs = (
+            await Notification.get_pymongo_collection()
+            .find(dict(filters))
+            .sort([("created_at", -1), ("_id", -1)])
+            .skip(skip)
+            .limit(limit)
+            .to_list()
+        )
+        return self._valid(Notification, docs), total
 
     @translated
     async def last_row(self, channel: str, statuses: Sequence[str]) -> Notification | None:
-        found = (
-            await Notification.find({"channel": channel, "status": {"$in": list(statuses)}})
-            .sort("-updated_at", "-_id")
-            .limit(1)
-            .to_list()
+        found = await self._rows(
+            {"channel": channel, "status": {"$in": list(statuses)}},
+            [("updated_at", -1), ("_id", -1)],
+            1,
         )
         return found[0] if found else None
 

@@ -1,5 +1,6 @@
 """Storm control: a burst of 500 alert groups gives a bounded number of messages per channel and
-a digest per rate window that accounts for every suppressed one."""
+a digest per rate window that accounts for every suppressed one; critical pages are never
+suppressed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.notify.outbox_helpers import (
     metrics,
     notify_settings,
     rows,
+    rows_where,
     total,
 )
 from tests.support.fake_slack import fake_slack
@@ -29,6 +31,12 @@ from tests.support.smtp import smtp_server
 STORM = 500
 LIMIT = 10
 WINDOW = 12.0
+CRITICAL_EVERY = 50
+
+
+def _severity(n: int) -> str:
+    """One group in CRITICAL_EVERY is critical: pages that must never be digested."""
+    return "low" if n % CRITICAL_EVERY else "critical"
 
 
 async def _post_storm(service: Running) -> None:
@@ -37,7 +45,7 @@ async def _post_storm(service: Running) -> None:
 
     async def post(n: int) -> None:
         payload = webhook(
-            [alert("DiskFull", f"node-{n:03d}:9100", severity="critical" if n % 7 else "low")],
+            [alert("DiskFull", f"node-{n:03d}:9100", severity=_severity(n))],
             group=f"disk-{n:03d}",
         )
         async with gate:
@@ -56,8 +64,9 @@ async def _post_storm(service: Running) -> None:
 
 
 async def test_storm_is_bounded_and_digested(embedded_store: EmbeddedStore, tmp_path: Path) -> None:
-    """500 groups → at most LIMIT messages per channel per window plus one digest per window;
-    sent + suppressed add up to 500 per channel, and the digests list every suppressed one."""
+    """500 groups → at most LIMIT non-critical messages per channel per window plus one digest
+    per window, every critical page sent; sent + suppressed add up to 500 per channel, and the
+    digests list every suppressed one."""
     with smtp_server() as smtp, fake_slack() as slack:
         settings = notify_settings(
             embedded_store.uri,
@@ -100,18 +109,24 @@ async def test_storm_is_bounded_and_digested(embedded_store: EmbeddedStore, tmp_
     firing = [r for r in found if r["event"] == "firing"]
     for channel in ("email", "slack"):
         mine = [r for r in firing if r["channel"] == channel]
-        sent = [r for r in mine if r["status"] == "sent"]
-        suppressed = [r for r in mine if r["status"] == "suppressed"]
-        windows = {r["window_start"] for r in mine}
+        # critical pages all go out, outside the budget, however full the window is
+        pages = [r for r in mine if r["severity"] == "critical"]
+        assert len(pages) == STORM // CRITICAL_EVERY
+        assert {r["status"] for r in pages} == {"sent"}
+        assert {r["window_start"] for r in pages} == {None}
+        limited = [r for r in mine if r["severity"] != "critical"]
+        sent = [r for r in limited if r["status"] == "sent"]
+        suppressed = [r for r in limited if r["status"] == "suppressed"]
+        windows = {r["window_start"] for r in limited}
         channel_digests = [d for d in digests if d["channel"] == channel]
-        assert len(sent) + len(suppressed) == STORM
+        assert len(sent) + len(suppressed) == len(limited)
         assert len(sent) <= LIMIT * len(windows)
         assert len(windows) <= storm_seconds // WINDOW + 2
         assert {r["reason"] for r in suppressed} == {"rate_limit"}
         # one digest per window that had suppressions, counting exactly those alerts
         assert {d["key"] for d in channel_digests} == {r["digest_key"] for r in suppressed}
         assert sum(d["digest_count"] for d in channel_digests) == len(suppressed)
-        assert counter(text, "alerts_sent_total", channel=channel) == len(sent)
+        assert counter(text, "alerts_sent_total", channel=channel) == len(sent) + len(pages)
         assert counter(text, "notification_digests_sent_total", channel=channel) == len(
             channel_digests
         )
@@ -135,3 +150,49 @@ async def test_storm_is_bounded_and_digested(embedded_store: EmbeddedStore, tmp_
     [listing] = [p for p in slack_digests if phrase in p["text"]]
     assert str(listing).count("• [") == 10  # the top 10
     assert f"{PUBLIC_URL}/api/v1/incidents?since=" in str(listing)
+
+
+async def test_critical_pages_pass_a_full_window(
+    embedded_store: EmbeddedStore, tmp_path: Path
+) -> None:
+    """With the channel's budget spent, low alerts are digested but critical ones, alone or
+    mixed into the same burst, are each sent and take no slot."""
+    with fake_slack() as slack:
+        settings = notify_settings(
+            embedded_store.uri,
+            tmp_path,
+            slack=slack,
+            notify_rca_wait_seconds=0,
+            notify_rate_limit=1,
+            notify_rate_window_seconds=600,
+        )
+
+        def group(n: int, severity: str) -> dict[str, Any]:
+            return webhook([alert("DiskFull", f"node-{n}:9100", severity=severity)], group=f"g{n}")
+
+        async with serve(settings) as service:
+            for n in range(3):
+                assert (await service.post_alerts(group(n, "low"))).status_code == 200
+            await rows_where(
+                service,
+                lambda found: (
+                    sorted(r["status"] for r in found) == ["sent", "suppressed", "suppressed"]
+                ),
+                event="firing",
+            )
+            burst = [group(n, "low") for n in (3, 4)] + [group(n, "critical") for n in (5, 6, 7)]
+            answers = await asyncio.gather(*(service.post_alerts(p) for p in burst))
+            assert all(a.status_code == 200 for a in answers)
+            found = await rows_where(
+                service,
+                lambda found: len(found) == 8 and "pending" not in {r["status"] for r in found},
+                event="firing",
+            )
+            text = await metrics(service)
+
+    outcome = sorted((r["severity"], r["status"]) for r in found)
+    assert outcome == [("critical", "sent")] * 3 + [("low", "sent")] + [("low", "suppressed")] * 4
+    assert {r["window_start"] for r in found if r["severity"] == "critical"} == {None}
+    assert sum("[CRITICAL]" in p["text"] for p in slack.accepted) == 3
+    assert len(slack.accepted) == 4  # the digest is due when the 600 s window ends
+    assert counter(text, "notifications_suppressed_total", reason="rate_limit") == 4
