@@ -127,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
                 failures=failures,
                 policy=policy,
             )
-            notify = build_notify(settings, store, http, registry)
+            notify = build_notify(settings, store, http, registry, failures)
             poller = OutlierPoller.from_settings(
                 settings, store, processor, http, DetectorMetrics(registry)
             )

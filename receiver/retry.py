@@ -41,11 +41,11 @@ def describe(err: BaseException, limit: int = 500) -> str:
 
 
 class StageFailures:
-    """`pipeline_item_failures_total{stage, outcome}`: outcome retry | quarantined."""
+    """`pipeline_item_errors_total{stage, outcome}`: outcome retry | quarantined."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.counter = Counter(
-            "pipeline_item_failures_total",
+            "pipeline_item_errors_total",
             "Items a background stage failed on, by stage and what happens next",
             ["stage", "outcome"],
             registry=registry,

@@ -21,10 +21,11 @@ Row life (status):
 - Poison isolation: an exception while planning one incident or rendering/sending one row is
   caught there, masked and written to the row (`last_error`, `attempts`; the row is retried
   with exponential backoff and jitter and ends `failed`/`poison` after `max_attempts`),
-  counted in `pipeline_item_errors_total{stage="outbox"}`, and the worker goes on with the next
-  row. A stored row or incident that does not fit its model is skipped by the read and set
-  aside at once (`failed`/`unreadable`; an incident gets a failed `plan` row and its flag
-  cleared): reading the same bytes again cannot succeed. Nothing in a webhook can stop the loop.
+  counted in `pipeline_item_errors_total{stage="outbox",outcome}`, and the worker goes on
+  with the next row. A stored row or incident that does not fit its model is skipped by the
+  read and set aside at once (`failed`/`unreadable`; an incident gets a failed `plan` row and
+  its flag cleared): reading the same bytes again cannot succeed. Nothing in a webhook can
+  stop the loop.
 - Rate limit: `rate_limit` messages of high, medium and low incidents per channel per window
   (anchored at the first message of a burst); beyond it rows are `suppressed` and one digest
   row per (channel, window), due when the window ends, lists them. Nothing is dropped without a
@@ -729,21 +730,24 @@ class OutboxWorker:
             text = channel.redact(text)
         return one_line(text, ERROR_LIMIT)
 
-    def _count_poison(self, what: str, step: str, err: BaseException) -> str:
+    def _count_poison(
+        self, what: str, step: str, err: BaseException, quarantined: bool = True
+    ) -> str:
         """Count and log an exception that one item raised; its masked description."""
         frames = traceback.extract_tb(err.__traceback__)
         where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
         detail = validation_summary(err) if isinstance(err, ValidationError) else str(err)
         error = self._masked(f"{step}: {type(err).__name__}: {detail}{where}")
-        self.metrics.poison.labels(STAGE).inc()
+        self.metrics.failures.failed(STAGE, quarantined)
         # no traceback: its last line repeats the message, which may hold what we just masked
         log.error("outbox: %s failed: %s", what, error)
         return error
 
     async def _poisoned(self, row: Notification, step: str, err: BaseException) -> SendResult:
         """Record an exception on the claimed row: retried with backoff, `failed` at the max."""
-        error = self._count_poison(row.key, step, err)
-        if row.attempts >= self.options.max_attempts:
+        last = row.attempts >= self.options.max_attempts
+        error = self._count_poison(row.key, step, err, quarantined=last)
+        if last:
             await self._finish(row, "failed", "poison", error)
             self.metrics.failed.labels(row.channel, "poison").inc()
         else:
@@ -793,7 +797,7 @@ class OutboxWorker:
                 continue  # read twice in one cycle
             seen.add((item.collection, str(item.id)))
             error = self._masked(item.error)
-            self.metrics.poison.labels(STAGE).inc()
+            self.metrics.failures.failed(STAGE, quarantined=True)
             log.error("outbox: set aside %s %s: %s", item.collection, item.id, error)
             if item.collection == Incident.get_pymongo_collection().name:
                 await self._record_plan_failure(

@@ -13,6 +13,7 @@ from receiver.notify.metrics import NotifyMetrics
 from receiver.notify.outbox import ChartSource, OutboxOptions, OutboxWorker
 from receiver.notify.render import RenderOptions
 from receiver.notify.send import AppriseNotifier
+from receiver.retry import StageFailures
 from receiver.settings import Settings
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.notify import OutboxStore
@@ -31,7 +32,11 @@ class NotifyServices:
 
 
 def build_notify(
-    settings: Settings, store: Store, http: httpx.AsyncClient, registry: CollectorRegistry
+    settings: Settings,
+    store: Store,
+    http: httpx.AsyncClient,
+    registry: CollectorRegistry,
+    failures: StageFailures | None = None,
 ) -> NotifyServices:
     """Build and validate: a bad SLACK_WEBHOOK_URL, APPRISE_URLS, SMTP_TO or NOTIFY_ROUTES
     raises `ChannelError` naming the variable (without its secret)."""
@@ -39,7 +44,7 @@ def build_notify(
     config = NotifyConfig(settings, outbox)
     config.validate_settings()
     notifier = AppriseNotifier(http, timeout=settings.notify_send_timeout_seconds)
-    metrics = NotifyMetrics(registry)
+    metrics = NotifyMetrics(registry, failures)
     render_options = RenderOptions(public_url=settings.links_url)
     worker = OutboxWorker(
         outbox,

@@ -69,7 +69,7 @@ def harness(
 # -- strategies ------------------------------------------------------------------------------
 
 _odd_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40
 ) | st.sampled_from(["", "\x00", "\u202e", "\ufeff", "a\nb", "\U0001f525" * 30, "x" * 20_000])
 
 _dates = st.one_of(
@@ -124,7 +124,7 @@ _valid_dates = st.datetimes(
     min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
 ).map(lambda d: d.isoformat())
 _valid_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=60
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=60
 ) | st.sampled_from(["\u202e", "\ufeff", "a\nb", "\U0001f525" * 30, "<script>", "x" * 16_000])
 _valid_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True)
 _valid_labels = st.dictionaries(_valid_names, _valid_text, max_size=6)

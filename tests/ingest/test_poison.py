@@ -100,8 +100,8 @@ async def test_poison_delivery_is_quarantined_and_later_alerts_still_become_inci
     stats = await svc.get("/stats")
     assert stats["quarantined"]["deliveries"] == 1
     metrics = (await svc.client.get(f"{svc.url}/metrics")).text
-    assert 'pipeline_item_failures_total{outcome="quarantined",stage="delivery"} 1.0' in metrics
-    assert 'pipeline_item_failures_total{outcome="retry",stage="delivery"} 2.0' in metrics
+    assert 'pipeline_item_errors_total{outcome="quarantined",stage="delivery"} 1.0' in metrics
+    assert 'pipeline_item_errors_total{outcome="retry",stage="delivery"} 2.0' in metrics
 
 
 async def test_operator_retries_a_quarantined_delivery(svc: Running) -> None:

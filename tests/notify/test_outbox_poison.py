@@ -150,7 +150,9 @@ async def test_poisoned_rows_fail_alone_and_the_next_row_is_sent(
     assert "/services/****/****/****" in found[planted["bad_message"]]["last_error"]
     assert SECRET not in str(everything)
     assert SECRET not in caplog.text
-    assert counter(text, "pipeline_item_errors_total", stage="outbox") == 2 * ATTEMPTS + 2
+    retried = counter(text, "pipeline_item_errors_total", stage="outbox", outcome="retry")
+    quarantined = counter(text, "pipeline_item_errors_total", stage="outbox", outcome="quarantined")
+    assert (retried, quarantined) == (2 * (ATTEMPTS - 1), 4)
     assert counter(text, "notifications_failed_total", channel="slack", reason="poison") == 2
     assert counter(text, "notifications_failed_total", channel="slack", reason="unreadable") == 1
 
@@ -202,4 +204,5 @@ async def test_hostile_webhook_text_does_not_stop_the_outbox(
     assert len(smtp.messages) == 2
     assert len(slack.accepted) >= 2
     assert any("HighCPU" in p["text"] for p in slack.accepted)
-    assert counter(text, "pipeline_item_errors_total", stage="outbox") == 0
+    for outcome in ("retry", "quarantined"):
+        assert counter(text, "pipeline_item_errors_total", stage="outbox", outcome=outcome) == 0
