@@ -161,18 +161,23 @@ def _increments(values: FloatArray) -> FloatArray:
     return out
 
 
+def _trailing(csum: FloatArray, k: int) -> FloatArray:
+    """Sums over the last k points from a cumulative sum."""
+    shifted = np.zeros_like(csum)
+    if k < csum.shape[-1]:
+        shifted[..., k:] = csum[..., :-k]
+    out: FloatArray = csum - shifted
+    return out
+
+
 def rate(values: FloatArray, step: float) -> FloatArray:
     """Per-second rate over RATE_WINDOW (trailing), NaN where samples are missing."""
     inc = _increments(values)
     k = max(1, round(RATE_WINDOW / step))
     filled = np.where(np.isfinite(inc), inc, 0.0)
     counts = np.isfinite(inc).astype(np.float64)
-    csum = np.cumsum(filled, axis=-1)
-    ccount = np.cumsum(counts, axis=-1)
-    window_sum = csum - np.concatenate([np.zeros((*csum.shape[:-1], k)), csum[..., :-k]], axis=-1)
-    window_count = ccount - np.concatenate(
-        [np.zeros((*ccount.shape[:-1], k)), ccount[..., :-k]], axis=-1
-    )
+    window_sum = _trailing(np.cumsum(filled, axis=-1), k)
+    window_count = _trailing(np.cumsum(counts, axis=-1), k)
     with np.errstate(invalid="ignore", divide="ignore"):
         result: FloatArray = np.where(
             window_count >= max(1, k // 2), window_sum / (window_count * step), np.nan

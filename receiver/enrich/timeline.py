@@ -109,36 +109,39 @@ def baseline(values: FloatArray) -> tuple[float, float] | None:
     return med, max(mad, floor)
 
 
-def _trend(ts: FloatArray, values: FloatArray, scale: float) -> float:
-    """Slope per second of the baseline, only when it rises/falls clearly beyond its noise."""
-    n = values.size
-    lag = n // 2
+def _trend(ts: FloatArray, values: FloatArray) -> float:
+    """Slope per second of the baseline (median of half-window differences)."""
+    lag = values.size // 2
     if lag < 4:
         return 0.0
     diffs = (values[lag:] - values[:-lag]) / (ts[lag:] - ts[:-lag])
     diffs = diffs[np.isfinite(diffs)]
-    if diffs.size < 4:
-        return 0.0
-    slope = float(np.median(diffs))
-    span = float(ts[-1] - ts[0])
-    return slope if abs(slope) * span > 3 * scale else 0.0
+    return float(np.median(diffs)) if diffs.size >= 4 else 0.0
 
 
 def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: float) -> Departure:
     """The departure under way at `alert_at` (see the module doc), or one with onset None."""
     none = Departure(None, "", 0.0, 0.0, None, None, None)
     in_base = ts < base_end
-    fit = baseline(values[in_base])
     at_idx = int(np.searchsorted(ts, alert_at, side="right")) - 1
-    if fit is None or at_idx < 0:
+    ok = in_base & np.isfinite(values)
+    if int(ok.sum()) < MIN_BASELINE or at_idx < 0:
+        return none
+    base_ts, base_vals = ts[ok], values[ok]
+    mid = float(np.median(base_ts))
+    slope = _trend(base_ts, base_vals)
+    fit = baseline(base_vals - slope * (base_ts - mid))
+    if fit is None:
         return none
     med, scale = fit
+    if abs(slope) * float(base_ts[-1] - base_ts[0]) <= 3 * scale:
+        # no clear trend: extrapolating noise would only widen errors
+        slope = 0.0
+        fit = baseline(base_vals)
+        assert fit is not None
+        med, scale = fit
     value = _finite_last(values, at_idx)
     none.baseline, none.scale, none.value = med, scale, value
-    base_ts, base_vals = ts[in_base], values[in_base]
-    ok = np.isfinite(base_vals)
-    slope = _trend(base_ts[ok], base_vals[ok], scale)
-    mid = float(np.median(base_ts[ok]))
     z = (values - (med + slope * (ts - mid))) / scale
     # the alert's own point may be missing (a dead process stops reporting): use the last one
     finite_idx = np.nonzero(np.isfinite(z[: at_idx + 1]))[0]
