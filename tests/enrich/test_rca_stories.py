@@ -171,7 +171,8 @@ def test_verdict_reads_data_metric_and_labels() -> None:
 
 def test_verdict_accepts_a_query_or_the_text_when_data_is_missing() -> None:
     """`data.query` containing the metric counts (labels from data.labels); without data, the
-    item's text must name the metric and every cause label value."""
+    item's text must name the metric and every cause label value; the alert's own expression
+    item never counts."""
     story = build("memory_leak", 1, now=NOW)
     instance = story.cause.labels["instance"]
     query = {
@@ -187,6 +188,8 @@ def test_verdict_accepts_a_query_or_the_text_when_data_is_missing() -> None:
     vague = {"id": "E4", "title": f"{story.cause.metric} rose", "text": "somewhere"}
     assert not verdict(_analysis(["E4"], [vague]), story).hit
     assert not verdict({"hypotheses": [], "evidence": [text]}, story).hit
+    quoted = {**text, "kind": "expression"}
+    assert not verdict(_analysis(["E3"], [quoted]), story).hit
 
 
 def test_verdict_strips_histogram_suffixes() -> None:

@@ -1200,7 +1200,15 @@ def _base(metric: str) -> str:
     return metric
 
 
+# The alert's own items (its labels, its expression, its group) restate the symptom; an
+# expression such as `rate(http_requests_total{job="api",code=~"5.."}[5m])` would otherwise
+# "name" a request-rate cause just by quoting the alert.
+SYMPTOM_KINDS = frozenset({"alert", "expression", "group"})
+
+
 def _names(item: Mapping[str, Any], cause: CauseRef) -> bool:
+    if item.get("kind") in SYMPTOM_KINDS:
+        return False
     data = item.get("data")
     if isinstance(data, Mapping):
         metric = str(data.get("metric") or "")
@@ -1227,6 +1235,8 @@ class Verdict:
 
 def verdict(analysis: Mapping[str, Any], story: Story) -> Verdict:
     """HIT when an evidence item cited by the top hypothesis names the cause (or an equivalent).
+
+    Items of the alert itself (kinds alert, expression, group) never count.
 
     An item names it when `data.metric` (base name; `_bucket/_sum/_count` stripped) equals the
     cause's metric, or the cause's metric occurs in `data.query`, and the cause's labels are a
