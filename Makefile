@@ -44,6 +44,7 @@ bench: system-deps venv
 	$(PY) bench/nab.py
 	$(PY) bench/poller.py
 	$(PY) bench/enrich.py
+	$(PY) bench/rca.py
 
 demo: system-deps venv
 	$(PY) -m receiver.demo $(DEMO_ARGS)

@@ -58,6 +58,8 @@ def rca_view(rca: Rca) -> dict[str, Any]:
         "latency_ms": rca.latency_ms,
         "cost_estimate": rca.cost_estimate,
         "dropped_hypotheses": rca.dropped_hypotheses,
+        "evidence_queries": rca.evidence_queries,
+        "evidence_seconds": rca.evidence_seconds,
         "trace_id": rca.trace_id or None,
         "timestamp": _ts(rca.created_at),
         "created_at": _ts(rca.created_at),
@@ -65,7 +67,7 @@ def rca_view(rca: Rca) -> dict[str, Any]:
 
 
 def _evidence_item(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: raw.get(k) for k in ("id", "kind", "title", "text")}
+    return {k: raw.get(k) for k in ("id", "kind", "title", "text", "data")}
 
 
 def analysis_detail(rca: Rca, incident: Incident) -> dict[str, Any]:

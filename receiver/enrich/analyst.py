@@ -135,11 +135,30 @@ def ground(
     return kept[:MAX_HYPOTHESES], dropped
 
 
-def quality_score(analysis: Analysis) -> float:
-    """0 to 1: half completeness of the answer's fields, half grounding of its claims.
+def causal_grounding(analysis: Analysis, evidence: EvidenceBundle | None) -> float:
+    """1 when the top hypothesis cites a ranked cause candidate; 0.5 when it honestly says
+    nothing stood out (cites the search summary, no strong candidate existed); else 0 (a
+    restatement of the alert, or a strong candidate ignored)."""
+    if evidence is None or not analysis.hypotheses:
+        return 0.0
+    top = set(analysis.hypotheses[0].evidence_ids)
+    candidates = {i.id for i in evidence.of_kind("candidate")}
+    strong = {i.id for i in evidence.of_kind("candidate") if (i.data or {}).get("strong")}
+    if top & candidates:
+        return 1.0
+    searched = {i.id for i in evidence.of_kind("timeline")}
+    if not strong and top & searched:
+        return 0.5
+    return 0.0
 
-    Grounding = claims citing existing evidence / all claims the model made (dropped ones
-    included); no claims at all scores 0 grounding.
+
+def quality_score(analysis: Analysis, evidence: EvidenceBundle | None = None) -> float:
+    """0 to 1: (0.5 completeness + 0.5 grounding) * (0.3 + 0.7 causal grounding).
+
+    Completeness = share of the answer's fields filled; grounding = claims citing existing
+    evidence / all claims the model made (dropped ones included; no claims = 0); causal
+    grounding see `causal_grounding`. Without `evidence` only the first factor is scored, so
+    a restatement that names no cause scores at most 0.3.
     """
     filled = [
         bool(analysis.summary.strip()),
@@ -153,11 +172,44 @@ def quality_score(analysis: Analysis) -> float:
     claims = len(analysis.hypotheses) + analysis.dropped_hypotheses
     grounded = sum(1 for h in analysis.hypotheses if h.evidence_ids)
     grounding = grounded / claims if claims else 0.0
-    return round(0.5 * completeness + 0.5 * grounding, 3)
+    base = 0.5 * completeness + 0.5 * grounding
+    if evidence is None:
+        return round(base, 3)
+    return round(base * (0.3 + 0.7 * causal_grounding(analysis, evidence)), 3)
+
+
+def check_citations(analysis: Analysis, evidence: EvidenceBundle) -> Analysis:
+    """A model whose top hypothesis cites no candidate while a strong one exists is flagged:
+    the ranked candidate is kept as a hypothesis and an unknown says so (quality drops via
+    `causal_grounding`)."""
+    strong = [i for i in evidence.of_kind("candidate") if (i.data or {}).get("strong")]
+    candidates = {i.id for i in evidence.of_kind("candidate")}
+    if not strong or analysis.offline:
+        return analysis
+    top = analysis.hypotheses[0] if analysis.hypotheses else None
+    if top is not None and set(top.evidence_ids) & candidates:
+        return analysis
+    best = strong[0]
+    ranked = Hypothesis(
+        claim=f"Ranked cause candidate (statistical): {best.text.splitlines()[0]}",
+        evidence_ids=[best.id],
+        confidence=0.3,
+    )
+    flag = (
+        f"The model's top hypothesis cites no ranked cause candidate although {best.id} stood "
+        "out; the ranked candidate is kept as a hypothesis."
+    )
+    return analysis.model_copy(
+        update={
+            "hypotheses": [*analysis.hypotheses[:1], ranked, *analysis.hypotheses[1:]],
+            "unknowns": [flag, *analysis.unknowns],
+        }
+    )
 
 
 def finalise(analysis: Analysis, evidence: EvidenceBundle) -> Analysis:
     """Sanitise every text field, drop ungrounded-by-invention claims, attach the score."""
+    analysis = check_citations(analysis, evidence)
     kept, dropped = ground(analysis.hypotheses, evidence.ids)
     safe = analysis.model_copy(
         update={
@@ -171,7 +223,7 @@ def finalise(analysis: Analysis, evidence: EvidenceBundle) -> Analysis:
             "confidence": _unit(analysis.confidence),
         }
     )
-    return safe.model_copy(update={"quality": quality_score(safe)})
+    return safe.model_copy(update={"quality": quality_score(safe, evidence)})
 
 
 # --- parsing -------------------------------------------------------------------------------

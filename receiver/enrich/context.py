@@ -32,7 +32,8 @@ from receiver.detect.prometheus import (
     Series,
 )
 from receiver.detect.promql import generator_expression, promql_string, scoped
-from receiver.domain import IncidentView, Signal
+from receiver.domain import IncidentView, Signal, Status
+from receiver.enrich.causes import QUERY_BUDGET, add_candidates, find_causes
 from receiver.enrich.evidence import (
     EvidenceBundle,
     clean_text,
@@ -369,15 +370,36 @@ class ContextGatherer:
         self._down_until = 0.0  # monotonic; Prometheus is not asked again before then
 
     async def gather(self, incident: IncidentView) -> EvidenceBundle:
+        started = time.perf_counter()
         bundle = evidence_from_incident(incident, max_group_items=MAX_GROUP_ITEMS)
         primary = primary_signal(incident)
         if primary is None:
             return bundle
         if self.prometheus is not None:
-            await self._metrics(bundle, primary)
+            expr = await self._metrics(bundle, primary)
+            if expr is not None:
+                await self._causes(bundle, incident, primary, expr)
         if self.history is not None:
             await self._history(bundle, incident, primary)
+        bundle.seconds = round(time.perf_counter() - started, 4)
         return bundle
+
+    async def _causes(
+        self, bundle: EvidenceBundle, incident: IncidentView, primary: Signal, expr: str
+    ) -> None:
+        assert self.prometheus is not None
+        firing = [s for s in incident.signals if s.status == Status.FIRING] or [primary]
+        report = await find_causes(
+            self.prometheus,
+            [s.labels for s in firing],
+            _aware(primary.starts_at).timestamp(),
+            expr,
+            now=self.now().timestamp(),
+            query_timeout=self.query_timeout,
+            budget=QUERY_BUDGET - bundle.queries,
+        )
+        bundle.queries += report.queries
+        add_candidates(bundle, report, primary)
 
     # -- prometheus -------------------------------------------------------------------------
 
@@ -413,7 +435,9 @@ class ContextGatherer:
             promql, start, end, step, query_timeout=self.query_timeout
         )
 
-    async def _metrics(self, bundle: EvidenceBundle, primary: Signal) -> None:
+    async def _metrics(self, bundle: EvidenceBundle, primary: Signal) -> str | None:
+        """The alert's expression and sibling series; returns the alert's expression ("" when
+        unknown), or None when Prometheus did not answer."""
         at, start, end, step = self._window(primary)
         expr = self._expression(bundle, primary)
         value_expr, threshold = split_threshold(expr) if expr else ("", None)
@@ -427,13 +451,14 @@ class ContextGatherer:
             queries.append(scoped(value_expr, primary.labels))
         for metric, label, _ in siblings:
             queries.append(f"{metric}{{{label}={promql_string(primary.labels[label])}}}")
-        if not queries:
-            return
         if time.monotonic() < self._down_until:
             # it just failed for another incident: a storm while Prometheus is down (a common
             # pairing) should not wait for connection retries once per incident
             self._unreachable(bundle, f"did not answer in the last {DOWN_SECONDS:g}s")
-            return
+            return None
+        if not queries:
+            return expr or ""
+        bundle.queries += len(queries)
         answers = await asyncio.gather(
             *(self._range(q, start, end, step) for q in queries), return_exceptions=True
         )
@@ -441,7 +466,7 @@ class ContextGatherer:
         if unavailable and len(unavailable) == len(answers):
             self._down_until = time.monotonic() + DOWN_SECONDS
             self._unreachable(bundle, f"did not answer ({type(unavailable[0]).__name__})")
-            return
+            return None
         for answer in answers:
             if isinstance(answer, BaseException) and not isinstance(answer, PrometheusError):
                 raise answer
@@ -449,6 +474,7 @@ class ContextGatherer:
             first = answers[0]
             if isinstance(first, RangeResult) and not first.series:
                 # the scoped query found nothing: the series may lack instance/job
+                bundle.queries += 1
                 try:
                     first = await self._range(value_expr, start, end, step)
                 except PrometheusError as err:
@@ -458,6 +484,7 @@ class ContextGatherer:
         for (metric, label, what), answer in zip(siblings, answers, strict=True):
             if isinstance(answer, RangeResult) and answer.series:
                 self._add_sibling(bundle, primary, metric, label, what, answer, at)
+        return expr or ""
 
     def _unreachable(self, bundle: EvidenceBundle, why: str) -> None:
         # the text is the same whether asked or skipped, so the evidence (and its cache key)

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from receiver.detect.promql import generator_expression
 from receiver.domain import IncidentView, Signal, Status
 
-EvidenceKind = Literal["alert", "expression", "sibling", "group", "detector", "history", "note"]
+EvidenceKind = Literal[
+    "alert",
+    "expression",
+    "sibling",
+    "group",
+    "detector",
+    "history",
+    "note",
+    "candidate",  # a ranked series that could explain the alert (enrich/timeline.py)
+    "timeline",  # what the candidate search covered and how the candidates were ranked
+]
 
 TITLE_LIMIT = 200
 TEXT_LIMIT = 2_000
@@ -124,6 +134,8 @@ class EvidenceBundle(BaseModel):
     max_chars: int = Field(default=BUNDLE_LIMIT, gt=0)
     items: list[EvidenceItem] = Field(default_factory=list)
     omitted: int = 0  # items that did not fit the budget
+    queries: int = 0  # Prometheus requests made to gather it
+    seconds: float = 0.0  # time spent gathering it
 
     @property
     def size(self) -> int:

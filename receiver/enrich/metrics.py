@@ -26,6 +26,12 @@ class EnrichMetrics:
             registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.evidence_queries = Histogram(
+            "rca_evidence_queries",
+            "Prometheus requests made to gather the evidence of one incident (budget 40)",
+            registry=registry,
+            buckets=(0, 1, 2, 5, 10, 15, 20, 25, 30, 40, 60),
+        )
         self.tokens = Counter(
             "llm_tokens_total", "LLM tokens spent", ["direction"], registry=registry
         )

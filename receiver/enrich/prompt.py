@@ -24,7 +24,7 @@ from receiver.enrich.evidence import (
 )
 from receiver.enrich.llm import ChatMessage
 
-PROMPT_VERSION = "rca-2026-11.1"
+PROMPT_VERSION = "rca-2026-12.1"
 
 BEGIN_MARKER = f"{DELIMITER_OPEN}INCIDENT_DATA"
 END_MARKER = f"INCIDENT_DATA{DELIMITER_CLOSE}"
@@ -121,6 +121,12 @@ Rules:
 confidence, hypotheses, unknowns, and nothing else.
 - Every hypothesis cites, in evidence_ids, the ids of the evidence items that support it. Cite \
 only ids that appear in the evidence. Do not invent metric values, hosts or events.
+- Evidence of kind "candidate" is a ranked timeline of series that left their normal before \
+the alert, best first (rank, score, onset time, direction, size in noise units, role). Name ONE \
+cause in the first hypothesis and cite its candidate id; tell its timeline with times and \
+values. If you rank another candidate first, say why. Candidates marked as symptoms or \
+recurring are rarely the cause. If the "timeline" item says nothing stood out, say so.
+- Later hypotheses are the runners-up, each citing its id and why it ranks lower.
 - fix is an ordered list of concrete steps an on-call engineer can take now; prefer the \
 runbook if the evidence has one.
 - simplified is one or two sentences a non-engineer understands.

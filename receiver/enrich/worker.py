@@ -144,6 +144,8 @@ def _rca(
         offline=analysis.offline,
         trace_id=result.trace_id,
         evidence_hash=result.evidence_hash,
+        evidence_queries=evidence.queries,
+        evidence_seconds=evidence.seconds,
     )
 
 
@@ -324,6 +326,7 @@ class EnrichmentWorker:
                 t0 = time.perf_counter()
                 evidence = await self.gatherer.gather(view)
                 self.metrics.evidence_latency.observe(time.perf_counter() - t0)
+                self.metrics.evidence_queries.observe(evidence.queries)
                 result = await self._decide(incident, view, sig, evidence)
         except TimeoutError:
             log.warning("analysis of incident %s timed out", incident.id)

@@ -167,6 +167,8 @@ class Rca(Document):
     trace_id: str = ""
     # sha256 of the evidence the model saw; (incident, signature, hash) is the cache key
     evidence_hash: str = ""
+    evidence_queries: int = 0  # Prometheus requests made to gather the evidence
+    evidence_seconds: float = 0.0  # time spent gathering it
 
     class Settings:
         name = "rca"

@@ -83,6 +83,40 @@ def render_chart(
     `marks` dashed vertical lines (e.g. the incident's start and end). With no finite value
     at all the chart says NO DATA.
     """
+    return _draw(lines, threshold, band, marks, title, width, height).png()
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One chart of a stacked image (`render_panels`)."""
+
+    lines: Sequence[Line]
+    threshold: float | None = None
+    band: Band | None = None
+    marks: Sequence[float] = ()
+    title: str = ""
+
+
+def render_panels(panels: Sequence[Panel], *, width: int = WIDTH, height: int = HEIGHT) -> bytes:
+    """Charts stacked top to bottom in one PNG, each `height` tall (an email shows the alert's
+    series above its top cause candidate)."""
+    if not panels or len(panels) * height > MAX_SIDE:
+        raise ValueError(f"1..{MAX_SIDE // height} panels of height {height}")
+    drawn = [
+        _draw(p.lines, p.threshold, p.band, p.marks, p.title, width, height).pixels for p in panels
+    ]
+    return encode_png(np.concatenate(drawn, axis=0))
+
+
+def _draw(
+    lines: Sequence[Line],
+    threshold: float | None,
+    band: Band | None,
+    marks: Sequence[float],
+    title: str,
+    width: int,
+    height: int,
+) -> _Canvas:
     if not (120 <= width <= MAX_SIDE and 80 <= height <= MAX_SIDE):
         raise ValueError(f"chart size {width}x{height} outside 120x80..{MAX_SIDE}x{MAX_SIDE}")
     canvas = _Canvas(width, height)
@@ -111,7 +145,7 @@ def render_chart(
         canvas.text(
             box.left + (plot_w - font.text_width(msg)) // 2, box.top + plot_h // 2 - 3, msg, TEXT
         )
-        return canvas.png()
+        return canvas
 
     x0, x1 = float(x_all.min()), float(x_all.max())
     if x1 - x0 < 1e-9:
@@ -161,7 +195,7 @@ def render_chart(
     for i, (t, v) in enumerate(series):
         canvas.polyline(px(t), py(v), PALETTE[i % len(PALETTE)])
     canvas.rect(box.left, box.top, plot_w, plot_h, FRAME)
-    return canvas.png()
+    return canvas
 
 
 # --- layout helpers ------------------------------------------------------------------------

@@ -30,9 +30,10 @@ from receiver.detect.prometheus import (
 from receiver.detect.promql import generator_expression, promql_string, scoped
 from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
-from receiver.ui.chart import Band, Line, render_chart
+from receiver.ui.chart import Band, Line, Panel, render_chart, render_panels
 
 MAX_CHARTS = 6
+MAX_CANDIDATE_CHARTS = 2
 MAX_LINES = 5
 POINTS = 240
 QUERY_TIMEOUT = 5.0
@@ -51,7 +52,7 @@ class ChartSpec:
     threshold_text: str = ""  # e.g. "> 80"
     band: tuple[float, float] | None = None
     evidence_id: str = ""  # the analysis' evidence item this chart shows, if any
-    kind: str = "alert"  # alert | detector | sibling
+    kind: str = "alert"  # alert | detector | candidate | sibling
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ def chart_specs(
                 kind="detector" if is_detector else "alert",
             )
         )
+    specs.extend(_candidate_specs(rca, seen))
     for item in rca.evidence if rca is not None else []:
         data = item.get("data")
         if item.get("kind") != "sibling" or not isinstance(data, dict):
@@ -196,6 +198,31 @@ def chart_specs(
             )
         )
     return specs[:limit]
+
+
+def _candidate_specs(rca: Rca | None, seen: set[str]) -> list[ChartSpec]:
+    """The analysis' top cause candidates (their own fully-labelled query), best first."""
+    specs: list[ChartSpec] = []
+    for item in rca.evidence if rca is not None else []:
+        data = item.get("data")
+        if item.get("kind") != "candidate" or not isinstance(data, dict):
+            continue
+        query = data.get("query")
+        if not isinstance(query, str) or not query or query in seen:
+            continue
+        seen.add(query)
+        rank = data.get("rank")
+        specs.append(
+            ChartSpec(
+                title=f"cause #{rank}: {data.get('metric', '')}"[:120],
+                expr=query[:MAX_EXPR],
+                evidence_id=str(item.get("id", "")),
+                kind="candidate",
+            )
+        )
+        if len(specs) >= MAX_CANDIDATE_CHARTS:
+            break
+    return specs
 
 
 def chart_window(incident: Incident, now: datetime | None = None) -> Window:
@@ -296,13 +323,29 @@ async def main_chart_png(
     rules: RuleIndex | None = None,
     query_timeout: float = QUERY_TIMEOUT,
 ) -> bytes | None:
-    """The incident's main evidence chart as PNG (for an email attachment); None when there is
-    no expression to draw or Prometheus has no data for it (unreachable included)."""
-    specs = chart_specs(incident, episodes, rca, rules, limit=1)
-    if not specs:
+    """The incident's main evidence chart as PNG (for an email attachment), with the analysis'
+    top cause candidate as a second panel below it when it has data; None when there is no
+    expression to draw or Prometheus has no data for it (unreachable included)."""
+    specs = chart_specs(incident, episodes, rca, rules)
+    main = [s for s in specs if s.kind != "candidate"][:1]
+    if not main:
         return None
     window = chart_window(incident)
-    data = await fetch_chart(http, prom_url, specs[0], window, query_timeout=query_timeout)
+    data = await fetch_chart(http, prom_url, main[0], window, query_timeout=query_timeout)
     if not data.lines:
         return None
-    return chart_png(specs[0], data, window, title=True)
+    cause = [s for s in specs if s.kind == "candidate"][:1]
+    extra = (
+        await fetch_chart(http, prom_url, cause[0], window, query_timeout=query_timeout)
+        if cause
+        else ChartData()
+    )
+    if not extra.lines:
+        return chart_png(main[0], data, window, title=True)
+    panels = [_panel(spec, chart, window) for spec, chart in ((main[0], data), (cause[0], extra))]
+    return render_panels(panels, height=180)
+
+
+def _panel(spec: ChartSpec, data: ChartData, window: Window) -> Panel:
+    band = Band(spec.band[0], spec.band[1]) if spec.band is not None else None
+    return Panel(list(data.lines), spec.threshold, band, window.marks, spec.title)

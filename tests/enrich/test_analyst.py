@@ -36,7 +36,8 @@ async def _run(fake_llm: FakeLLM, http: httpx.AsyncClient, tracer: Tracer) -> An
 async def test_ollama_answer_becomes_a_grounded_scored_analysis(
     fake_llm: FakeLLM, http: httpx.AsyncClient, noop_tracer: Tracer
 ) -> None:
-    """A valid answer is returned with provider, model, prompt version, tokens and quality 1."""
+    """A valid answer is returned with provider, model, prompt version, tokens and a quality
+    that is complete and grounded but, citing only the alert, scores as a restatement (0.3)."""
     fake_llm.script(ollama_chat(answer_json(), prompt_tokens=400, eval_tokens=90))
     analysis = await _run(fake_llm, http, noop_tracer)
     assert analysis.offline is False
@@ -49,7 +50,7 @@ async def test_ollama_answer_becomes_a_grounded_scored_analysis(
     assert analysis.fix == answer()["fix"]
     assert [h.evidence_ids for h in analysis.hypotheses] == [["E1"], ["E2"]]
     assert analysis.dropped_hypotheses == 0
-    assert analysis.quality == 1.0
+    assert analysis.quality == 0.3
 
 
 async def test_openai_answer_records_cost_from_the_price_table(
@@ -166,8 +167,8 @@ async def test_hallucinated_evidence_ids_are_dropped_and_counted(
     assert analysis.hypotheses[0].evidence_ids == ["E1", "E2"]
     assert analysis.hypotheses[1].confidence == 1.0
     assert analysis.dropped_hypotheses == 2
-    # completeness 1; grounding = 1 cited-and-real claim of 4 made
-    assert analysis.quality == pytest.approx(0.5 + 0.5 * 0.25)
+    # completeness 1; grounding = 1 cited-and-real claim of 4 made; no cause candidate cited
+    assert analysis.quality == pytest.approx((0.5 + 0.5 * 0.25) * 0.3, abs=1e-3)
 
 
 def test_quality_score_is_completeness_plus_grounding() -> None:
@@ -228,7 +229,8 @@ async def test_no_provider_gives_the_offline_analysis(noop_tracer: Tracer) -> No
     assert analysis.prompt_version == PROMPT_VERSION
     assert analysis.tokens_in == 0
     assert analysis.dropped_hypotheses == 0
-    assert 0.9 <= analysis.quality <= 1.0
+    # without metric history no cause can be named: complete and grounded, but a restatement
+    assert analysis.quality == 0.3
 
 
 async def test_label_injection_cannot_ping_through_the_offline_analysis(

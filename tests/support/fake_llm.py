@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -114,10 +115,15 @@ class FakeLLM:
     """Use as a context manager; `script(...)` queues replies, `requests` records calls.
 
     `port` reuses a known port (a model server that comes back where the service expects it).
+    `responder` answers every chat request the script does not cover (a model that reads the
+    prompt, e.g. one that trusts the evidence ranking).
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, responder: Callable[[Recorded], Reply] | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.responder = responder
         self.requests: list[Recorded] = []
         self._replies: list[Reply] = []
         self._lock = threading.Lock()
@@ -176,6 +182,8 @@ class FakeLLM:
             self.requests.append(request)
             if self._replies:
                 return self._replies.pop(0)
+        if self.responder is not None:
+            return self.responder(request)
         return error(418, "unscripted request")
 
     def __enter__(self) -> FakeLLM:

@@ -1,0 +1,377 @@
+"""When did each candidate series leave its normal, and which departure most plausibly caused
+the alert? Pure numpy on series aligned to one step grid; no I/O.
+
+Per series: a robust baseline (median and MAD of the first part of the window, a floor on the
+scale so flat series do not explode, a linear trend only when the baseline itself clearly
+slopes), then the departure that is still under way at the alert: walk back from the alert's
+time while the series stays out of the band (short gaps allowed), require a few consecutive
+points, and move the onset back to where the excursion began. Size is in baseline-noise units.
+
+Ranking (RCA.md): before or at the alert's own onset, strong, persistent, scope match (one
+instance alerting → a cause on that host; the whole job → a shared cause), changes, restarts
+and dependencies high, recurring patterns and the alert's own symptoms low, and the earliest
+element of a chain (a leak before the restart it causes) first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+K = 4.0  # band half-width in noise units
+SUSTAIN = 4  # consecutive out-of-band points that make an onset
+GAP = 2  # in-band points tolerated inside a departure
+BACK = 1.5  # the onset moves back while the series is still this far out
+MIN_BASELINE = 8  # finite baseline points needed
+MAX_SIZE = 200.0  # a departure from a flat zero series is "huge", not infinite
+REL_FLOOR = 0.02  # scale floor relative to the baseline level
+CHANGE_SIZE = 20.0  # a new version or a restart counts as this many noise units
+STRONG = 1.0  # a ranked score at or above this is a candidate worth naming
+
+Role = str  # resource | saturation | change | restart | load | dependency | symptom | other
+
+_SHARED_ROLE = {
+    "change": 1.6,
+    "dependency": 1.5,
+    "load": 1.4,
+    "restart": 1.1,
+    "saturation": 1.0,
+    "resource": 0.9,
+    "other": 0.8,
+    "symptom": 0.3,
+}
+_SINGLE_ROLE = {
+    "change": 1.5,
+    "restart": 1.3,
+    "resource": 1.2,
+    "saturation": 1.2,
+    "dependency": 1.2,
+    "load": 0.8,
+    "other": 0.8,
+    "symptom": 0.3,
+}
+
+
+@dataclass
+class Departure:
+    """How one series left its normal (or None fields when it did not)."""
+
+    onset: float | None
+    direction: str  # up | down | step | changed | ""
+    size: float  # noise units at the alert
+    persistence: float  # share of points out of band from onset to the alert
+    baseline: float | None
+    scale: float | None
+    value: float | None  # at the alert (last finite point at or before it)
+
+
+@dataclass
+class Candidate:
+    """A series that could explain the alert, its departure and its rank."""
+
+    metric: str  # base metric name as in Prometheus
+    labels: dict[str, str]  # without __name__
+    query: str  # PromQL that draws it
+    role: Role
+    timestamps: FloatArray
+    values: FloatArray
+    kind: str = "gauge"  # gauge | counter | mean | info | start
+    host: str = ""
+    dependency: bool = False
+    departure: Departure | None = None
+    recurring: bool = False
+    score: float = 0.0
+    rank: int = 0
+    why: list[str] = field(default_factory=list)  # reasons the score was raised or lowered
+    change: dict[str, str] = field(default_factory=dict)  # info metrics: label → "old → new"
+
+
+def _finite_last(values: FloatArray, upto: int) -> float | None:
+    head = values[: upto + 1]
+    idx = np.nonzero(np.isfinite(head))[0]
+    return float(head[idx[-1]]) if idx.size else None
+
+
+def baseline(values: FloatArray) -> tuple[float, float] | None:
+    """(median, scale) of the finite values: scale = 1.4826·MAD with a floor."""
+    finite = values[np.isfinite(values)]
+    if finite.size < MIN_BASELINE:
+        return None
+    med = float(np.median(finite))
+    mad = 1.4826 * float(np.median(np.abs(finite - med)))
+    floor = max(REL_FLOOR * abs(med), 0.1 * float(np.std(finite)), 1e-9)
+    return med, max(mad, floor)
+
+
+def _trend(ts: FloatArray, values: FloatArray) -> float:
+    """Slope per second of the baseline (median of half-window differences)."""
+    lag = values.size // 2
+    if lag < 4:
+        return 0.0
+    diffs = (values[lag:] - values[:-lag]) / (ts[lag:] - ts[:-lag])
+    diffs = diffs[np.isfinite(diffs)]
+    return float(np.median(diffs)) if diffs.size >= 4 else 0.0
+
+
+def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: float) -> Departure:
+    """The departure under way at `alert_at` (see the module doc), or one with onset None."""
+    none = Departure(None, "", 0.0, 0.0, None, None, None)
+    in_base = ts < base_end
+    at_idx = int(np.searchsorted(ts, alert_at, side="right")) - 1
+    ok = in_base & np.isfinite(values)
+    if int(ok.sum()) < MIN_BASELINE or at_idx < 0:
+        return none
+    base_ts, base_vals = ts[ok], values[ok]
+    mid = float(np.median(base_ts))
+    slope = _trend(base_ts, base_vals)
+    fit = baseline(base_vals - slope * (base_ts - mid))
+    if fit is None:
+        return none
+    med, scale = fit
+    if abs(slope) * float(base_ts[-1] - base_ts[0]) <= 3 * scale:
+        # no clear trend: extrapolating noise would only widen errors
+        slope = 0.0
+        fit = baseline(base_vals)
+        assert fit is not None
+        med, scale = fit
+    value = _finite_last(values, at_idx)
+    none.baseline, none.scale, none.value = med, scale, value
+    z = (values - (med + slope * (ts - mid))) / scale
+    # the alert's own point may be missing (a dead process stops reporting): use the last one
+    finite_idx = np.nonzero(np.isfinite(z[: at_idx + 1]))[0]
+    if finite_idx.size == 0:
+        return none
+    last = int(finite_idx[-1])
+    tail = z[finite_idx[-3:]]
+    sign = float(np.sign(np.median(tail)))
+    if sign == 0 or abs(float(np.median(tail))) < K:
+        return none
+    out = (z * sign) > K
+    start, gap, i = last, 0, last
+    while i >= 0 and ts[i] >= base_end:
+        if out[i]:
+            start, gap = i, 0
+        elif np.isfinite(z[i]):
+            gap += 1
+            if gap > GAP:
+                break
+        i -= 1
+    run = out[start : last + 1]
+    if int(run.sum()) < SUSTAIN:
+        return none
+    onset_idx = start
+    while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > BACK:
+        onset_idx -= 1
+    span = z[onset_idx : last + 1]
+    span = span[np.isfinite(span)]
+    size = min(float(np.percentile(np.abs(span), 75)), MAX_SIZE) if span.size else 0.0
+    persistence = float((span * sign > K).mean()) if span.size else 0.0
+    return Departure(
+        onset=float(ts[onset_idx]),
+        direction="up" if sign > 0 else "down",
+        size=size,
+        persistence=persistence,
+        baseline=med,
+        scale=scale,
+        value=value,
+    )
+
+
+def restart_departure(
+    ts: FloatArray, values: FloatArray, since: float, alert_at: float
+) -> Departure | None:
+    """A process start time that jumped after `since` (the value is the new start time)."""
+    upto = int(np.searchsorted(ts, alert_at, side="right"))
+    vals = values[:upto]
+    ok = np.nonzero(np.isfinite(vals))[0]
+    if ok.size < 2:
+        return None
+    seen = vals[ok]
+    jumps = np.nonzero(np.diff(seen) > 1.0)[0]
+    starts = [float(seen[j + 1]) for j in jumps if ts[ok[j + 1]] >= since]
+    if not starts:
+        return None
+    first = starts[0]
+    return Departure(
+        onset=min(first, float(ts[ok[jumps[0] + 1]])),
+        direction="step",
+        size=CHANGE_SIZE * min(len(starts), 3) / (3 if len(starts) > 1 else 1),
+        persistence=1.0,
+        baseline=float(seen[0]),
+        scale=None,
+        value=float(seen[-1]),
+    )
+
+
+def host_of(instance: str) -> str:
+    """`api-1:8080` → `api-1`; `[::1]:9100` → `[::1]`; a bare host stays as it is."""
+    if instance.startswith("["):
+        return instance.split("]", 1)[0] + "]"
+    head, sep, tail = instance.rpartition(":")
+    return head if sep and tail.isdigit() else instance
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What is alerting: hosts and jobs, and whether the whole job alerts (shared cause)."""
+
+    alert_at: float
+    step: float
+    hosts: frozenset[str]
+    jobs: frozenset[str]
+    shared: bool
+    symptoms: frozenset[str]  # base metric names of the alert's expression
+
+
+def symptom_onset(candidates: Iterable[Candidate], scope: Scope) -> float:
+    """The alert's own onset: its symptom series' earliest recent departure, else startsAt."""
+    onsets = [
+        c.departure.onset
+        for c in candidates
+        if c.role == "symptom"
+        and c.departure is not None
+        and c.departure.onset is not None
+        and c.departure.onset >= scope.alert_at - 1800
+    ]
+    return min([*onsets, scope.alert_at])
+
+
+def _spread(candidates: Sequence[Candidate]) -> dict[tuple[str, str], set[str]]:
+    """(metric, direction) → hosts on which it departed: a shared move shows on several."""
+    moved: dict[tuple[str, str], set[str]] = {}
+    for c in candidates:
+        d = c.departure
+        if d is not None and d.onset is not None and c.host:
+            moved.setdefault((c.metric, d.direction), set()).add(c.host)
+    return moved
+
+
+def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list[Candidate]:
+    """Score every candidate with an onset, best first (rank 1…); the rest are dropped."""
+    live = [c for c in candidates if c.departure is not None and c.departure.onset is not None]
+    alert_onset = symptom_onset(live, scope)
+    moved = _spread(live)
+    weights = _SHARED_ROLE if scope.shared else _SINGLE_ROLE
+    for c in live:
+        d = c.departure
+        assert d is not None
+        assert d.onset is not None
+        why: list[str] = []
+        score = math.log1p(min(d.size, MAX_SIZE)) * max(d.persistence, 0.1)
+        score *= weights.get(c.role, 0.8)
+        if d.onset > scope.alert_at + scope.step:
+            score *= 0.1
+            why.append("began after the alert fired")
+        elif d.onset > alert_onset + 2 * scope.step:
+            score *= 0.5
+            why.append("began after the alert's own series moved")
+        else:
+            lead = alert_onset - d.onset
+            score *= 1.0 + 0.4 * min(max(lead, 0.0) / 1800.0, 1.0)
+        if c.dependency:
+            why.append("a dependency of the alerting job")
+        elif scope.shared:
+            hosts = moved.get((c.metric, d.direction), set())
+            if job_hosts and len(hosts & job_hosts) >= max(2, math.ceil(2 * len(job_hosts) / 3)):
+                score *= 1.3
+                why.append(f"moved on {len(hosts & job_hosts)} of {len(job_hosts)} instances")
+            elif c.host and c.role not in ("change", "load"):
+                score *= 0.6
+                why.append("only one instance moved while the whole job alerts")
+        elif c.host:
+            if c.host in scope.hosts:
+                score *= 1.3
+                why.append("on the alerting instance")
+            else:
+                score *= 0.4
+                why.append("on another instance than the alerting one")
+        if c.recurring:
+            score *= 0.2
+            why.append("the same departure happened at this time on an earlier day")
+        if c.role == "symptom":
+            why.append("part of the alert's own expression (a symptom)")
+        c.score, c.why = score, why
+    _chain(live, scope)
+    live.sort(key=lambda c: (-c.score, c.departure.onset if c.departure else 0.0, c.query))
+    for i, c in enumerate(live, 1):
+        c.rank = i
+    return live
+
+
+def _chain(live: Sequence[Candidate], scope: Scope) -> None:
+    """A restart or an outage that follows an earlier departure on the same host is its
+    consequence (leak → memory at limit → restart): the earlier element ranks first."""
+    for c in live:
+        d = c.departure
+        if d is None or d.onset is None or c.role not in ("restart", "symptom"):
+            continue
+        for earlier in live:
+            e = earlier.departure
+            if (
+                earlier is c
+                or e is None
+                or e.onset is None
+                or earlier.role not in ("resource", "saturation", "change", "dependency")
+                or earlier.host != c.host
+                or e.onset > d.onset - 3 * scope.step
+                or e.size < K
+            ):
+                continue
+            c.score *= 0.5
+            c.why.append(f"follows {earlier.metric}, which moved first")
+            break
+
+
+def recurring(
+    today: Departure,
+    ts_before: FloatArray,
+    values_before: FloatArray,
+    tolerance: float,
+) -> bool:
+    """Did the series, on an earlier day, leave today's band the same way at the same clock
+    time (`ts_before` already shifted to today's clock), while being normal just before?"""
+    if today.onset is None or today.baseline is None or today.scale is None:
+        return False
+    sign = 1.0 if today.direction in ("up", "step", "changed") else -1.0
+    z = (values_before - today.baseline) / today.scale * sign
+    around = (ts_before >= today.onset - tolerance) & (ts_before <= today.onset + 3 * tolerance)
+    before = (ts_before < today.onset - tolerance) & (ts_before >= today.onset - 6 * tolerance)
+    near, prior = z[around & np.isfinite(z)], z[before & np.isfinite(z)]
+    if near.size < SUSTAIN or prior.size < SUSTAIN:
+        return False
+    return bool((near > K).mean() >= 0.5 and (prior > K).mean() < 0.5)
+
+
+def as_data(c: Candidate) -> dict[str, object]:
+    """The evidence `data` of a candidate (the convention the scenario suite reads)."""
+    d = c.departure or Departure(None, "", 0.0, 0.0, None, None, None)
+    return {
+        "metric": c.metric,
+        "labels": dict(c.labels),
+        "query": c.query,
+        "onset": d.onset,
+        "direction": d.direction,
+        "size": round(d.size, 2),
+        "recurring": c.recurring,
+        "score": round(c.score, 3),
+        "rank": c.rank,
+        "role": c.role,
+        "strong": c.score >= STRONG,
+        "baseline": d.baseline,
+        "value": d.value,
+        "persistence": round(d.persistence, 2),
+        "host": c.host,
+        "dependency": c.dependency,
+        "change": dict(c.change),
+        "why": list(c.why),
+    }
+
+
+def hosts_of(labels: Iterable[Mapping[str, str]]) -> set[str]:
+    return {host_of(lab["instance"]) for lab in labels if lab.get("instance")}
