@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.api import schemas
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.openapi import RouteDoc, documented
 from receiver.api.params import BadParam, page, since
@@ -87,9 +88,10 @@ def _validation_error(err: ValidationError) -> Response:
 )
 async def chat(request: Request) -> Response:
     svc = services(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, "payload_too_large", f"body exceeds {MAX_BODY} bytes")
+    try:
+        raw = await read_limited(request, MAX_BODY)
+    except BodyTooLarge as err:
+        return too_large(err)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -89,7 +89,9 @@ class AnomalyQuery(PageQuery):
 
 class DeliveryQuery(PageQuery):
     raw: Literal["1", "0", "true", "false", "yes", "no"] | None = Field(
-        default=None, description="`1` adds the payload as received"
+        default=None,
+        description="`1` adds the payload as received (at most 50 per page, 256 KB each, "
+        "4 MB a page; follow `next_offset`)",
     )
 
 
@@ -125,8 +127,10 @@ class Incident(BaseModel):
     severity: str
     title: str
     receiver: str
-    alertnames: list[str]
-    instances: list[str]
+    alertnames: list[str] = Field(description="the first 100 distinct alertnames")
+    instances: list[str] = Field(description="the first 100 distinct instances")
+    alertname_count: int = Field(description="distinct alertnames, exact")
+    instance_count: int = Field(description="distinct instances, exact")
     group_labels: dict[str, str]
     common_labels: dict[str, str]
     external_url: str
@@ -173,11 +177,19 @@ class Delivery(BaseModel):
     attempts: int
     last_error: str | None
     payload: dict[str, Any] | None = None
+    payload_truncated: bool = Field(
+        default=False, description="the body was over 256 KB: `raw_json` holds its head"
+    )
+    payload_bytes: int | None = None
+    raw_json: str | None = None
 
 
 class DeliveryList(BaseModel):
     deliveries: list[Delivery]
     total: int
+    limit: int
+    offset: int
+    next_offset: int | None
 
 
 # --- stats and langfuse --------------------------------------------------------------------

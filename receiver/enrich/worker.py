@@ -62,6 +62,10 @@ def signature(incident: Incident) -> str:
     `needs_analysis` when either list grows), never for Alertmanager's repeat notifications.
     """
     text = "\n".join(sorted(incident.alertnames)) + "\n--\n" + "\n".join(sorted(incident.instances))
+    if incident.alertname_count > len(incident.alertnames) or incident.instance_count > len(
+        incident.instances
+    ):  # the lists are capped: growth past the cap shows only in the counts
+        text += f"\n--\n{incident.alertname_count}/{incident.instance_count}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -8,7 +8,7 @@ incident moves out of the way; no `$addToSet` on missing fields, so arrays are c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from beanie import Document, Indexed
 from pydantic import Field
@@ -92,8 +92,13 @@ class Incident(Document):
     severity: str = "medium"
     title: str = ""
     receiver: str = ""
+    # the first MAX_NAMES distinct values; the counts are exact (a storm of thousands of
+    # instances must not grow one document without bound)
+    MAX_NAMES: ClassVar[int] = 100
     alertnames: list[str] = Field(default_factory=list)
     instances: list[str] = Field(default_factory=list)
+    alertname_count: int = 0
+    instance_count: int = 0
     group_labels: dict[str, str] = Field(default_factory=dict)
     common_labels: dict[str, str] = Field(default_factory=dict)
     external_url: str = ""

@@ -227,8 +227,37 @@ class Store:
         await Delivery.get_pymongo_collection().update_one({"_id": delivery.id}, update)
 
     @translated
+    async def distinct_in_incident(self, incident_id: str, field: str) -> list[str]:
+        """The distinct non-empty values of an episode field (`instance`, `alertname`)."""
+        found = await Anomaly.get_pymongo_collection().distinct(field, {"incident_id": incident_id})
+        return [v for v in found if isinstance(v, str) and v]
+
+    @translated
     async def list_deliveries(self, skip: int, limit: int) -> tuple[list[Delivery], int]:
-        return await self.page(Delivery, {}, "received_at", skip, limit)
+        """One page of deliveries, newest first, WITHOUT their bodies (`raw_json` is "").
+
+        A body can be MAX_BODY_BYTES; a page of 500 must not pull them all into memory. Ask
+        for a body with `delivery_raw`, one at a time.
+        """
+        total = await self.count(Delivery, {})
+        cursor = (
+            Delivery.get_pymongo_collection()
+            .find({}, {"raw_json": 0})
+            .sort([("received_at", -1), ("_id", -1)])
+            .skip(skip)
+            .limit(limit)
+        )
+        docs = await cursor.to_list()
+        return [Delivery.model_validate(doc) for doc in docs], total
+
+    @translated
+    async def delivery_raw(self, delivery: Delivery) -> str:
+        """The body of one delivery as received ("" when it has gone meanwhile)."""
+        doc = await Delivery.get_pymongo_collection().find_one(
+            {"_id": delivery.id}, {"raw_json": 1}
+        )
+        raw = doc.get("raw_json") if doc else None
+        return raw if isinstance(raw, str) else ""
 
     # heartbeats ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.api.access import ApiTokens, bearer
+from receiver.api.body import BodyTooLarge, read_limited
 from receiver.settings import Settings
 from receiver.ui.templating import TEMPLATES
 
@@ -132,11 +133,12 @@ class ConsoleGate:
         await response(scope, receive, _with_headers(send, LOGIN_CSP))
 
     async def _check(self, request: Request, root: str) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return Response("form too large", status_code=413, media_type="text/plain")
+        try:
+            body = await read_limited(request, MAX_FORM)
+        except BodyTooLarge as err:
+            return Response(
+                f"login form too large: {err}", status_code=413, media_type="text/plain"
+            )
         form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
         token = (form.get("token") or [""])[0].strip()
         target = safe_next(form.get("next", [""])[0])
