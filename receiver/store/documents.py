@@ -293,6 +293,8 @@ class ChatSession(Document):
     """A conversation with the assistant: its history and what it cost (`chat_sessions`)."""
 
     session_id: Annotated[str, Indexed(unique=True)]
+    # receiver.api.access.principal of the API token that created it ("" with auth off)
+    owner: str = ""
     title: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     last_activity: datetime = Field(default_factory=utcnow)
