@@ -22,17 +22,20 @@ from receiver.api import health, query, webhook
 from receiver.api import notify as notify_api
 from receiver.api import rca as rca_api
 from receiver.api import stats as stats_api
+from receiver.api.hosts import HostGuard, allowed_hosts
 from receiver.api.middleware import api_middleware
 from receiver.api.telemetry import HttpMetrics
+from receiver.api.throttle import SlidingLimit
 from receiver.chat.assistant import ChatAssistant
 from receiver.detect.metrics import DetectorMetrics
 from receiver.detect.poller import OutlierPoller
 from receiver.detect.prometheus import PrometheusClient
+from receiver.enrich.budget import Budget
 from receiver.enrich.context import RuleIndex
 from receiver.enrich.llm import build_provider
 from receiver.enrich.metrics import EnrichMetrics
 from receiver.enrich.tracing import build_tracer
-from receiver.enrich.worker import Budget, EnrichmentWorker
+from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
@@ -43,10 +46,11 @@ from receiver.notify.wiring import build_notify
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.retry import RetryPolicy, StageFailures
 from receiver.services import Services
-from receiver.settings import Settings
+from receiver.settings import Settings, check_startup
 from receiver.store.chat import ChatStore
 from receiver.store.collections import Collections
 from receiver.store.embedded import EmbeddedStore
+from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store
 from receiver.ui import console
 from receiver.ui.gate import ConsoleGate
@@ -84,6 +88,8 @@ async def _background(coro_name: str, task: asyncio.Task[None]) -> AsyncIterator
 
 
 def create_app(settings: Settings) -> Starlette:
+    check_startup(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with contextlib.AsyncExitStack() as stack:
@@ -132,6 +138,13 @@ def create_app(settings: Settings) -> Starlette:
                 settings, store, processor, http, DetectorMetrics(registry)
             )
             tracer = build_tracer(settings, release=__version__)
+            chat_store = ChatStore(store)
+            # one budget: analyses and chat turns count against the same hourly cap
+            budget = Budget(
+                settings.llm_max_tokens_per_incident,
+                settings.llm_max_tokens_per_hour,
+                usage=(AnalysisStore(store).tokens_since, chat_store.tokens_since),
+            )
             stack.push_async_callback(asyncio.to_thread, tracer.shutdown)
             enrichment = EnrichmentWorker(
                 store,
@@ -148,19 +161,18 @@ def create_app(settings: Settings) -> Starlette:
                 lease_margin=settings.enrich_lease_margin_seconds,
                 poll_seconds=settings.enrich_poll_seconds,
                 settle_seconds=settings.enrich_settle_seconds,
-                budget=Budget(
-                    settings.llm_max_tokens_per_incident, settings.llm_max_tokens_per_hour
-                ),
+                budget=budget,
                 failures=failures,
                 policy=policy,
             )
             processor.analysis_listeners.append(enrichment.wake)
             chat = ChatAssistant(
-                ChatStore(store),
+                chat_store,
                 build_provider(settings, http),
                 tracer,
                 history_messages=settings.chat_history_messages,
                 max_incidents=settings.chat_max_incidents,
+                budget=budget,
             )
             retention = Retention(
                 Collections(store),
@@ -185,6 +197,8 @@ def create_app(settings: Settings) -> Starlette:
                 chat=chat,
                 retention=retention,
                 enrichment=enrichment,
+                budget=budget,
+                chat_limit=SlidingLimit(settings.chat_rate_per_minute),
             )
             if not settings.webhook_auth_configured:
                 log.warning(
@@ -275,6 +289,12 @@ def create_app(settings: Settings) -> Starlette:
         *rca_api.ROUTES,
         *console.ROUTES,
     ]
-    # the console's login cookie becomes a bearer header before access control sees it
-    middleware = [Middleware(ConsoleGate, settings=settings), *api_middleware(settings)]
+    # the Host check runs first; the console's login cookie becomes a bearer header before
+    # access control sees it; both count failed logins in one throttle
+    throttle = SlidingLimit(settings.login_failures_per_minute)
+    middleware = [
+        Middleware(HostGuard, allowed=allowed_hosts(settings)),
+        Middleware(ConsoleGate, settings=settings, throttle=throttle),
+        *api_middleware(settings, throttle),
+    ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

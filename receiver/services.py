@@ -9,8 +9,10 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from receiver.api.telemetry import HttpMetrics
+from receiver.api.throttle import SlidingLimit
 from receiver.chat.assistant import ChatAssistant
 from receiver.detect.poller import OutlierPoller
+from receiver.enrich.budget import Budget
 from receiver.enrich.tracing import Tracer
 from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
@@ -42,6 +44,8 @@ class Services:
     chat: ChatAssistant
     retention: Retention
     enrichment: EnrichmentWorker
+    budget: Budget  # the LLM token budget enrichment and chat share
+    chat_limit: SlidingLimit  # chat turns per token (or address) per minute
 
 
 def services(request: Request) -> Services:

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None  # read scope
     admin_token: SecretStr | None = None  # admin scope (config changes, deletes, re-analysis)
     cors_origins: str = ""  # comma-separated origins allowed by CORS; none by default
+    # Host headers answered; empty = localhost, 127.0.0.1, ::1, the bind address and PUBLIC_URL's
+    # host while no API token is set (stops DNS rebinding), any host once tokens are set
+    receiver_allowed_hosts: str = ""
+    login_failures_per_minute: int = Field(default=5, ge=0)  # per client address; 0 = off
+    chat_rate_per_minute: int = Field(default=20, ge=0)  # per API token (or address); 0 = off
 
     # logs: app.log (info+), debug.log, error.log, rotated
     log_dir: Path | None = None  # default DATA_DIR/logs
@@ -259,10 +264,26 @@ class Settings(BaseSettings):
         return f"http://{f'[{host}]' if ':' in host else host}:{self.receiver_port}"
 
 
+def check_startup(settings: Settings) -> None:
+    """Refuse combinations that would leave a door open; `SettingsError` names the variable."""
+    if settings.webhook_user is not None and settings.webhook_password is None:
+        raise SettingsError(
+            "invalid setting WEBHOOK_PASSWORD: must not be empty when WEBHOOK_USER is set "
+            "(basic auth with an empty password is no protection)"
+        )
+    if settings.webhook_password is not None and settings.webhook_user is None:
+        raise SettingsError(
+            "invalid setting WEBHOOK_USER: must be set when WEBHOOK_PASSWORD is "
+            "(a password without a user is never checked)"
+        )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings; raise `SettingsError` with one line naming the first bad variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        check_startup(settings)
+        return settings
     except ValidationError as err:
         first = err.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"

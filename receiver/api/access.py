@@ -20,6 +20,7 @@ from enum import StrEnum
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.api.throttle import SlidingLimit, client_address
 from receiver.settings import Settings
 
 
@@ -67,6 +68,11 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def principal(token: str) -> str:
+    """Who a token is, safe to store: a salted digest prefix, never the token itself."""
+    return hashlib.sha256(b"receiver-principal:" + token.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class ApiTokens:
     """Configured tokens, kept as SHA-256 digests so comparisons take the same time."""
@@ -110,7 +116,7 @@ def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _deny(send: Send, status: int, code: str, detail: str) -> None:
+async def _deny(send: Send, status: int, code: str, detail: str, retry_after: int = 0) -> None:
     body = json.dumps({"error": code, "detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -118,6 +124,8 @@ async def _deny(send: Send, status: int, code: str, detail: str) -> None:
     ]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="api"'))
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -125,9 +133,12 @@ async def _deny(send: Send, status: int, code: str, detail: str) -> None:
 class AccessControl:
     """Refuses requests without the token scope `required_access` asks for (401 / 403)."""
 
-    def __init__(self, app: ASGIApp, tokens: ApiTokens) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: ApiTokens, throttle: SlidingLimit | None = None
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.throttle = throttle or SlidingLimit(0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.tokens.configured:
@@ -138,8 +149,20 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         presented = bearer(scope["headers"])
+        address = client_address(scope)
+        if presented and (wait := self.throttle.retry_after(address)):
+            await _deny(
+                send,
+                429,
+                "too_many_failures",
+                f"too many wrong tokens from this address; try again in {wait} s",
+                retry_after=wait,
+            )
+            return
         granted = self.tokens.scope_of(presented) if presented else None
         if granted is None:
+            if presented:
+                self.throttle.record(address)
             await _deny(
                 send, 401, "unauthorised", "an API token is required (Authorization: Bearer)"
             )
@@ -147,7 +170,9 @@ class AccessControl:
         if needed is Access.ADMIN and granted is not Access.ADMIN:
             await _deny(send, 403, "forbidden", "this operation needs an admin token")
             return
-        scope.setdefault("state", {})["api_access"] = granted.value
+        state = scope.setdefault("state", {})
+        state["api_access"] = granted.value
+        state["api_principal"] = principal(presented) if presented else ""
         await self.app(scope, receive, send)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 
 from starlette.requests import Request
@@ -12,7 +13,10 @@ from receiver.settings import Settings
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant time, also in the lengths: digests of equal size are compared."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
 
 
 def webhook_authorised(request: Request, settings: Settings) -> bool:
@@ -32,5 +36,9 @@ def webhook_authorised(request: Request, settings: Settings) -> bool:
             return False
         user, sep, password = decoded.partition(":")
         expected = settings.webhook_password.get_secret_value() if settings.webhook_password else ""
-        return bool(sep) and _same(user, settings.webhook_user) and _same(password, expected)
+        # both compared every time, joined without short-circuit: the time taken must not
+        # tell which of the two was wrong
+        user_ok = _same(user, settings.webhook_user)
+        password_ok = _same(password, expected)
+        return bool(sep) & user_ok & password_ok & bool(expected)
     return False

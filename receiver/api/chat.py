@@ -12,10 +12,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.api import schemas
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.openapi import RouteDoc, documented
 from receiver.api.params import BadParam, page, since
-from receiver.chat.assistant import ChatError, valid_session_id
+from receiver.api.throttle import client_address
+from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
 from receiver.services import services
 from receiver.store.documents import ChatSession
 from receiver.store.repo import StoreError
@@ -61,6 +63,19 @@ def _active_after(request: Request) -> datetime:
     return datetime.now(UTC) - timedelta(minutes=minutes)
 
 
+def _owner(request: Request) -> str | None:
+    """Whose sessions this request may see: the token's principal; None (all) with auth off."""
+    if not services(request).settings.api_auth_configured:
+        return None
+    return str(getattr(request.state, "api_principal", "")) or None
+
+
+def _visible(session: ChatSession | None, owner: str | None) -> ChatSession | None:
+    if session is None or (owner is not None and session.owner != owner):
+        return None
+    return session
+
+
 def _validation_error(err: ValidationError) -> Response:
     problems = [
         {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
@@ -75,7 +90,7 @@ def _validation_error(err: ValidationError) -> Response:
         "Ask the assistant about incidents; continues a session",
         schemas.ChatResponse,
         body=schemas.ChatRequest,
-        errors=(400, 413, 422, 503),
+        errors=(400, 404, 413, 422, 429, 503),
         tags=("chat",),
         description=(
             "Grounded in the store: instances, alertnames and times named in the message "
@@ -87,9 +102,22 @@ def _validation_error(err: ValidationError) -> Response:
 )
 async def chat(request: Request) -> Response:
     svc = services(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, "payload_too_large", f"body exceeds {MAX_BODY} bytes")
+    owner = _owner(request)
+    # per token; with auth off every caller of an address shares its allowance
+    key = owner or f"address:{client_address(request.scope)}"
+    if wait := svc.chat_limit.retry_after(key):
+        return error(
+            429,
+            "rate_limited",
+            f"at most {svc.settings.chat_rate_per_minute} chat requests a minute "
+            f"(CHAT_RATE_PER_MINUTE); try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    svc.chat_limit.record(key)
+    try:
+        raw = await read_limited(request, MAX_BODY)
+    except BodyTooLarge as err:
+        return too_large(err)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -101,7 +129,11 @@ async def chat(request: Request) -> Response:
     if body.context is not None and len(json.dumps(body.context, default=str)) > MAX_CONTEXT:
         return error(422, "invalid_body", f"context: larger than {MAX_CONTEXT} characters")
     try:
-        reply = await svc.chat.ask(body.message, context=body.context, session_id=body.session_id)
+        reply = await svc.chat.ask(
+            body.message, context=body.context, session_id=body.session_id, owner=owner
+        )
+    except SessionNotFound as err:
+        return error(404, "not_found", str(err))
     except ChatError as err:
         return error(422, "invalid_body", str(err))
     except StoreError as err:
@@ -138,6 +170,8 @@ async def list_sessions(request: Request) -> Response:
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     filters: dict[str, Any] = {}
+    if (owner := _owner(request)) is not None:
+        filters["owner"] = owner
     if after is not None:
         filters["last_activity"] = {"$gte": after}
     try:
@@ -186,11 +220,11 @@ async def session(request: Request) -> Response:
         return error(404, "not_found", "no such session")
     chats = services(request).chat.chats
     try:
-        if request.method == "DELETE":
+        found = _visible(await chats.get_session(session_id), _owner(request))
+        if found is not None and request.method == "DELETE":
             if not await chats.delete_session(session_id):
                 return error(404, "not_found", f"no session {session_id!r}")
             return JSONResponse({"deleted": True, "session_id": session_id})
-        found = await chats.get_session(session_id)
     except StoreError as err:
         return _store_error(err)
     if found is None:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.params import BadParam, page, text
 from receiver.detect.poller import LEASE_PREFIX
@@ -45,9 +46,10 @@ class _BadBody(Exception):
 
 
 async def _parse(request: Request, model: type[M]) -> M:
-    body = await request.body()
-    if len(body) > MAX_TARGET_BODY:
-        raise _BadBody(error(413, "too_large", f"body over {MAX_TARGET_BODY} bytes"))
+    try:
+        body = await read_limited(request, MAX_TARGET_BODY)
+    except BodyTooLarge as err:
+        raise _BadBody(too_large(err)) from err
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

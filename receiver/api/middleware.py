@@ -1,5 +1,5 @@
 """The middleware every request passes, outermost first: CORS (only when CORS_ORIGINS is set),
-security headers, request metrics, access control."""
+security headers, request metrics, access control (with the failed-login throttle)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from receiver.api.access import AccessControl, ApiTokens, SecurityHeaders, split_tokens
 from receiver.api.telemetry import RequestMetrics
+from receiver.api.throttle import SlidingLimit
 from receiver.settings import Settings
 
 
-def api_middleware(settings: Settings) -> list[Middleware]:
+def api_middleware(settings: Settings, throttle: SlidingLimit) -> list[Middleware]:
     stack: list[Middleware] = []
     origins = split_tokens(settings.cors_origins)
     if origins:
@@ -26,5 +27,7 @@ def api_middleware(settings: Settings) -> list[Middleware]:
         )
     stack.append(Middleware(SecurityHeaders))
     stack.append(Middleware(RequestMetrics))
-    stack.append(Middleware(AccessControl, tokens=ApiTokens.from_settings(settings)))
+    stack.append(
+        Middleware(AccessControl, tokens=ApiTokens.from_settings(settings), throttle=throttle)
+    )
     return stack

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.params import BadParam, choice, page, text
 from receiver.domain import IncidentView, Severity, Signal, Source, Status
@@ -52,9 +53,7 @@ def _store_error(err: StoreError) -> Response:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ChannelError(f"body: larger than {MAX_BODY} bytes")
+    raw = await read_limited(request, MAX_BODY)
     try:
         return json.loads(raw or b"{}")
     except ValueError as err:
@@ -110,6 +109,8 @@ async def put_email_config(request: Request) -> Response:
         await config.set_email(enabled, recipients)
         services(request).notify.worker.reload()
         return JSONResponse(await _email_view(request))
+    except BodyTooLarge as err:
+        return too_large(err)
     except ChannelError as err:
         return error(422, "invalid_config", str(err))
     except StoreError as err:
@@ -241,6 +242,8 @@ async def put_routing(request: Request) -> Response:
         await config.set_routing(parse_routing_body(body, current))
         services(request).notify.worker.reload()
         return JSONResponse(await _routing_view(request))
+    except BodyTooLarge as err:
+        return too_large(err)
     except ChannelError as err:
         return error(422, "invalid_config", str(err))
     except StoreError as err:

@@ -34,7 +34,9 @@ ERROR_TEXT = {
     403: "The token's scope does not allow this",
     404: "Not found",
     413: "Body too large",
+    421: "The Host header is not one this service answers (RECEIVER_ALLOWED_HOSTS)",
     422: "The body does not match the schema",
+    429: "Too many requests (see Retry-After)",
     503: "Store unavailable (retry later)",
 }
 

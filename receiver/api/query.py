@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.api.errors import error
 from receiver.api.params import BadParam, filters, page
-from receiver.api.views import delivery_view, episode_view, incident_view
+from receiver.api.views import RAW_ITEM_BYTES, delivery_view, episode_view, incident_view
 from receiver.services import services
 from receiver.store.repo import StoreError
+
+RAW_PAGE_LIMIT = 50  # deliveries per page when their bodies are included
+RAW_PAGE_BYTES = 4 * 1024 * 1024  # of bodies in one `raw=1` answer
 
 # query parameter → document field
 _INCIDENT_FIELDS = {"alertname": "alertnames", "instance": "instances", "source": "source"}
@@ -78,20 +83,48 @@ DELIVERY_STATES = ("pending", "processed", "failed")
 
 async def list_deliveries(request: Request) -> Response:
     """Webhook deliveries as received, newest first; `raw=1` includes the payload;
-    `status=failed` lists the quarantined ones (also pending, processed)."""
-    try:
-        p = page(request)
-    except BadParam as err:
-        return error(400, "bad_parameter", str(err))
+    `status=failed` lists the quarantined ones (also `pending`, `processed`).
+
+    With `raw=1` a page holds at most RAW_PAGE_LIMIT deliveries, each body is cut at
+    RAW_ITEM_BYTES and the page stops before RAW_PAGE_BYTES of bodies (`next_offset` says
+    where to go on); bodies are read one at a time, so an answer never holds more than that.
+    """
     raw = request.query_params.get("raw", "") in {"1", "true", "yes"}
     state = request.query_params.get("status", "")
     if state and state not in DELIVERY_STATES:
         return error(400, "bad_parameter", f"status: must be one of {', '.join(DELIVERY_STATES)}")
     try:
-        items, total = await services(request).store.list_deliveries(p.offset, p.limit, state)
+        p = page(request, default=RAW_PAGE_LIMIT) if raw else page(request)
+    except BadParam as err:
+        return error(400, "bad_parameter", str(err))
+    limit = min(p.limit, RAW_PAGE_LIMIT) if raw else p.limit
+    store = services(request).store
+    try:
+        items, total = await store.list_deliveries(p.offset, limit, state)
+        views: list[dict[str, Any]] = []
+        body_bytes = 0
+        for delivery in items:
+            if not raw:
+                views.append(delivery_view(delivery))
+                continue
+            body = await store.delivery_raw(delivery)
+            size = min(len(body.encode()), RAW_ITEM_BYTES)
+            if views and body_bytes + size > RAW_PAGE_BYTES:
+                break
+            body_bytes += size
+            views.append(delivery_view(delivery, body))
     except StoreError as err:
         return _store_error(err)
-    return JSONResponse({"deliveries": [delivery_view(d, raw) for d in items], "total": total})
+    nxt = p.offset + len(views)
+    return JSONResponse(
+        {
+            "deliveries": views,
+            "total": total,
+            "limit": limit,
+            "offset": p.offset,
+            "next_offset": nxt if nxt < total else None,
+        }
+    )
 
 
 async def retry_delivery(request: Request) -> Response:
@@ -105,4 +138,4 @@ async def retry_delivery(request: Request) -> Response:
     if delivery is None:
         return error(404, "not_found", f"no delivery {delivery_id[:40]!r}")
     svc.deliveries.wake()
-    return JSONResponse({"status": "queued", **delivery_view(delivery, raw=False)}, status_code=202)
+    return JSONResponse({"status": "queued", **delivery_view(delivery)}, status_code=202)

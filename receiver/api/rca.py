@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.params import BadParam, page, severity, since, text
 from receiver.enrich.evidence import clean_text
@@ -170,9 +171,10 @@ async def post_feedback(request: Request) -> Response:
     """POST /api/v1/incidents/{id}/feedback: {helpful, actual_cause, comment} on the analysis."""
     svc = services(request)
     incident_id = request.path_params["incident_id"]
-    raw = await request.body()
-    if len(raw) > MAX_FEEDBACK_BODY:
-        return error(413, "too_large", f"feedback is limited to {MAX_FEEDBACK_BODY} bytes")
+    try:
+        raw = await read_limited(request, MAX_FEEDBACK_BODY)
+    except BodyTooLarge as err:
+        return too_large(err)
     try:
         body = json.loads(raw or b"null")
     except ValueError:

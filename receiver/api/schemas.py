@@ -89,7 +89,9 @@ class AnomalyQuery(PageQuery):
 
 class DeliveryQuery(PageQuery):
     raw: Literal["1", "0", "true", "false", "yes", "no"] | None = Field(
-        default=None, description="`1` adds the payload as received"
+        default=None,
+        description="`1` adds the payload as received (at most 50 per page, 256 KB each, "
+        "4 MB a page; follow `next_offset`)",
     )
     status: Literal["pending", "processed", "failed"] | None = Field(
         default=None, description="`failed` lists the quarantined deliveries"
@@ -128,8 +130,10 @@ class Incident(BaseModel):
     severity: str
     title: str
     receiver: str
-    alertnames: list[str]
-    instances: list[str]
+    alertnames: list[str] = Field(description="the first 100 distinct alertnames")
+    instances: list[str] = Field(description="the first 100 distinct instances")
+    alertname_count: int = Field(description="distinct alertnames, exact")
+    instance_count: int = Field(description="distinct instances, exact")
     group_labels: dict[str, str]
     common_labels: dict[str, str]
     external_url: str
@@ -181,7 +185,11 @@ class Delivery(BaseModel):
     last_error: str | None
     next_attempt_at: str | None
     payload: dict[str, Any] | None = None
-    raw: str | None = Field(default=None, description="a quarantined body that is not JSON")
+    payload_truncated: bool = Field(
+        default=False, description="the body was over 256 KB: `raw_json` holds its head"
+    )
+    payload_bytes: int | None = None
+    raw_json: str | None = None
 
 
 class DeliveryRetry(Delivery):
@@ -191,6 +199,9 @@ class DeliveryRetry(Delivery):
 class DeliveryList(BaseModel):
     deliveries: list[Delivery]
     total: int
+    limit: int
+    offset: int
+    next_offset: int | None
 
 
 # --- stats and langfuse --------------------------------------------------------------------

@@ -54,6 +54,8 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "receiver": i.receiver,
         "alertnames": i.alertnames,
         "instances": i.instances,
+        "alertname_count": max(i.alertname_count, len(i.alertnames)),
+        "instance_count": max(i.instance_count, len(i.instances)),
         "group_labels": i.group_labels,
         "common_labels": i.common_labels,
         "external_url": i.external_url,
@@ -78,7 +80,28 @@ def delivery_state(d: Delivery) -> str:
     return "retrying" if d.attempts else "pending"
 
 
-def delivery_view(d: Delivery, raw: bool) -> dict[str, Any]:
+RAW_ITEM_BYTES = 256 * 1024  # of one delivery's body in `raw=1` answers; the rest is cut
+
+
+def raw_payload(raw_json: str) -> dict[str, Any]:
+    """A delivery body for the API: parsed when small, else its head with a marker."""
+    size = len(raw_json.encode())
+    if size <= RAW_ITEM_BYTES:
+        try:
+            return {"payload": json.loads(raw_json) if raw_json else None}
+        except ValueError:  # a quarantined body is kept as text
+            return {"payload": None, "raw_json": raw_json}
+    head = raw_json.encode()[:RAW_ITEM_BYTES].decode("utf-8", "ignore")
+    return {
+        "payload": None,
+        "payload_truncated": True,
+        "payload_bytes": size,
+        "raw_json": f"{head}...[truncated: {size} bytes, first {RAW_ITEM_BYTES} shown]",
+    }
+
+
+def delivery_view(d: Delivery, raw_json: str | None = None) -> dict[str, Any]:
+    """The delivery's fields; with `raw_json` also its body (see `raw_payload`)."""
     view: dict[str, Any] = {
         "id": str(d.id),
         "delivery_key": d.delivery_key,
@@ -97,10 +120,6 @@ def delivery_view(d: Delivery, raw: bool) -> dict[str, Any]:
         if d.next_attempt_ts and not d.processed
         else None,
     }
-    if raw:
-        try:
-            view["payload"] = json.loads(d.raw_json) if d.raw_json else None
-        except ValueError:  # a quarantined body is kept as text
-            view["payload"] = None
-            view["raw"] = d.raw_json
+    if raw_json is not None:
+        view.update(raw_payload(raw_json))
     return view

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.api.auth import webhook_authorised
+from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY, WebhookPayload
 from receiver.ingest.normalise import delivery_key
@@ -34,28 +35,12 @@ from receiver.store.repo import StoreError
 log = logging.getLogger(__name__)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _NonStandardJSON(ValueError):
     pass
 
 
 def _reject_constant(name: str) -> Any:
     raise _NonStandardJSON(f"{name} is not a JSON value")
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
 
 
 def _json_content_type(request: Request) -> bool:
@@ -143,12 +128,10 @@ async def _receive(request: Request) -> Response:
             f"{request.headers.get('content-type', 'none')[:100]!r}",
         )
     try:
-        body = await _read_limited(request, settings.max_body_bytes)
-    except _TooLarge:
+        body = await read_limited(request, settings.max_body_bytes, "MAX_BODY_BYTES")
+    except BodyTooLarge as err:
         metrics.requests.labels("too_large").inc()
-        return error(
-            413, "payload_too_large", f"body exceeds MAX_BODY_BYTES={settings.max_body_bytes}"
-        )
+        return too_large(err)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -21,6 +21,7 @@ from typing import Any
 from receiver.chat.grounding import Window, match_names, time_window, tokens
 from receiver.chat.tracing import ChatTrace, chat_trace
 from receiver.enrich.analyst import sanitise_output
+from receiver.enrich.budget import Budget
 from receiver.enrich.evidence import (
     DELIMITER_CLOSE,
     DELIMITER_OPEN,
@@ -39,6 +40,7 @@ QUESTION_LIMIT = 4_000
 MAX_CONTEXT_ITEMS = 20
 CONTEXT_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 ANSWER_LIMIT = 6_000
+OUTPUT_TOKENS = 1_000  # what an answer may cost on top of the prompt, for the budget
 OFFLINE_LABEL = "[offline answer]"
 BEGIN_MARKER = f"{DELIMITER_OPEN}STORE_DATA"
 END_MARKER = f"STORE_DATA{DELIMITER_CLOSE}"
@@ -71,6 +73,10 @@ say so and say what to check; never invent hosts, values, times or causes.
 
 class ChatError(Exception):
     """The request cannot be answered as asked (bad session id, empty message)."""
+
+
+class SessionNotFound(ChatError):
+    """The session belongs to another token (answered as if it did not exist)."""
 
 
 @dataclass(frozen=True)
@@ -263,10 +269,12 @@ class ChatAssistant:
         *,
         history_messages: int = 20,
         max_incidents: int = 8,
+        budget: Budget | None = None,
     ) -> None:
         self.chats = chats
         self.provider = provider
         self.tracer = tracer
+        self.budget = budget or Budget()
         self.history_messages = history_messages
         self.max_incidents = max_incidents
 
@@ -339,22 +347,32 @@ class ChatAssistant:
             ]
         return found[: self.max_incidents]
 
-    async def _session(self, session_id: str | None, question: str) -> tuple[ChatSession, bool]:
+    async def _session(
+        self, session_id: str | None, question: str, owner: str | None
+    ) -> tuple[ChatSession, bool]:
+        """The session to continue, or a new one; `owner` None = sessions are shared."""
         if session_id is not None:
             if not valid_session_id(session_id):
                 raise ChatError("session_id: 1-64 characters of letters, digits, _ . : -")
             existing = await self.chats.get_session(session_id)
             if existing is not None:
-                return existing, False
+                return self._owned(existing, owner), False
         session = ChatSession(
             session_id=session_id or uuid.uuid4().hex,
+            owner=owner or "",
             title=clean_text(question, 80, multiline=False),
         )
         if not await self.chats.create_session(session):
             raced = await self.chats.get_session(session.session_id)
             if raced is not None:
-                return raced, False
+                return self._owned(raced, owner), False
         return session, True
+
+    @staticmethod
+    def _owned(session: ChatSession, owner: str | None) -> ChatSession:
+        if owner is not None and session.owner != owner:
+            raise SessionNotFound(f"no session {session.session_id!r}")
+        return session
 
     async def ask(
         self,
@@ -362,12 +380,14 @@ class ChatAssistant:
         *,
         context: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        owner: str | None = None,
     ) -> Reply:
+        """One turn; with `owner` set only that owner's session can be continued."""
         question = clean_text(message, QUESTION_LIMIT)
         if not question:
             raise ChatError("message: must not be empty")
         context = clean_context(context)
-        session, new = await self._session(session_id, question)
+        session, new = await self._session(session_id, question, owner)
         now = utcnow()
         previous: list[str] = []
         for m in reversed(session.messages):
@@ -403,7 +423,9 @@ class ChatAssistant:
             session.session_id, turn_messages, tokens_in, tokens_out, at
         ):
             # deleted while we answered: keep the conversation rather than lose the answer
-            session = ChatSession(session_id=session.session_id, title=session.title)
+            session = ChatSession(
+                session_id=session.session_id, owner=session.owner, title=session.title
+            )
             await self.chats.create_session(session)
             await self.chats.append_turn(
                 session.session_id, turn_messages, tokens_in, tokens_out, at
@@ -445,6 +467,11 @@ class ChatAssistant:
         messages = build_messages(
             session.messages, question, data_document(grounding, now), self.history_messages
         )
+        estimate = sum(len(m["content"]) for m in messages) // 4 + OUTPUT_TOKENS
+        over = await self.budget.over_hour(estimate)
+        if over:
+            log.warning("chat: %s, answering offline", over)
+            return offline_answer(grounding, f"Not asking the model: {over}"), True, "", 0, 0
         with trace.generation(
             model=self.provider.model,
             messages=[{"role": m["role"], "content": m["content"]} for m in messages],

@@ -20,11 +20,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from receiver.detect.prometheus import PrometheusAPI
 from receiver.domain import Analysis, IncidentView
 from receiver.enrich.analyst import analyse
+from receiver.enrich.budget import Budget
 from receiver.enrich.context import ContextGatherer, PastIncident, RuleIndex
 from receiver.enrich.evidence import EvidenceBundle, evidence_from_incident, primary_signal
 from receiver.enrich.llm import LLMProvider
@@ -48,14 +48,6 @@ REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
 COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Token caps; 0 = no cap. Per hour counts what every replica stored in the last hour."""
-
-    per_incident: int = 0
-    per_hour: int = 0
-
-
 def signature(incident: Incident) -> str:
     """What an analysis covers: a digest of the sorted alertnames and instances.
 
@@ -63,6 +55,10 @@ def signature(incident: Incident) -> str:
     `needs_analysis` when either list grows), never for Alertmanager's repeat notifications.
     """
     text = "\n".join(sorted(incident.alertnames)) + "\n--\n" + "\n".join(sorted(incident.instances))
+    if incident.alertname_count > len(incident.alertnames) or incident.instance_count > len(
+        incident.instances
+    ):  # the lists are capped: growth past the cap shows only in the counts
+        text += f"\n--\n{incident.alertname_count}/{incident.instance_count}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -389,15 +385,10 @@ class EnrichmentWorker:
                 f"the prompt (~{estimate} tokens) is over the per-incident cap "
                 f"of {self.budget.per_incident} tokens"
             )
-        if self.budget.per_hour:
-            spent = await self.analyses.tokens_since(datetime.now(UTC) - timedelta(hours=1))
-            if spent + estimate > self.budget.per_hour:
-                self.metrics.budget_exceeded.labels("hour").inc()
-                return (
-                    f"the hourly LLM budget of {self.budget.per_hour} tokens is spent "
-                    f"({spent} used in the last hour)"
-                )
-        return ""
+        over = await self.budget.over_hour(estimate)
+        if over:
+            self.metrics.budget_exceeded.labels("hour").inc()
+        return over
 
     def _count(self, result: _Outcome, seconds: float) -> None:
         analysis = result.analysis

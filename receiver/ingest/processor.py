@@ -212,26 +212,62 @@ class SignalProcessor:
     async def _grow_incident(
         self, incident: Incident, signals: Sequence[Signal], added: int
     ) -> None:
-        names = {s.alertname for s in signals if s.alertname} - set(incident.alertnames)
-        instances = {s.instance for s in signals if s.instance} - set(incident.instances)
+        assert incident.id is not None
+        incident_id = str(incident.id)
+        names, name_count = await self._grown(
+            incident_id,
+            "alertname",
+            incident.alertnames,
+            incident.alertname_count,
+            {s.alertname for s in signals if s.alertname},
+        )
+        instances, instance_count = await self._grown(
+            incident_id,
+            "instance",
+            incident.instances,
+            incident.instance_count,
+            {s.instance for s in signals if s.instance},
+        )
         update: dict[str, Any] = {
             "$set": {
                 "updated_at": utcnow(),
                 "severity": _max_severity(signals, incident.severity),
             },
             "$inc": {"episode_count": added},
+            "$max": {"alertname_count": name_count, "instance_count": instance_count},
         }
         if names or instances:
             update["$addToSet"] = {
-                "alertnames": {"$each": sorted(names)},
-                "instances": {"$each": sorted(instances)},
+                "alertnames": {"$each": names},
+                "instances": {"$each": instances},
             }
+        grew = name_count > max(incident.alertname_count, len(incident.alertnames)) or (
+            instance_count > max(incident.instance_count, len(incident.instances))
+        )
+        if grew:
             # new alertnames or instances change the story: analyse again
             update["$set"]["needs_analysis"] = True
         await self.store.update_incident(incident.id, update)
-        if names or instances:
+        if grew:
             for listener in self.analysis_listeners:
                 listener()
+
+    async def _grown(
+        self, incident_id: str, field: str, kept: list[str], count: int, seen: set[str]
+    ) -> tuple[list[str], int]:
+        """(values to add to the capped array, the exact distinct count after this batch).
+
+        While the array holds every value it is the count; once it is full the count comes
+        from the episodes (already inserted), so it stays exact without storing every value.
+        """
+        new = sorted(seen - set(kept))
+        count = max(count, len(kept))  # incidents stored before the counts existed
+        if count == len(kept) and len(kept) + len(new) <= Incident.MAX_NAMES:
+            return new, len(kept) + len(new)
+        if not new:
+            return [], count
+        total = len(await self.store.distinct_in_incident(incident_id, field))
+        return new[: max(0, Incident.MAX_NAMES - len(kept))], max(count, total)
 
     async def _maybe_resolve(
         self, incident_id: str, batch: SignalBatch | None, resolved_by: str = ""

@@ -7,7 +7,7 @@ message count and token totals are not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -16,6 +16,12 @@ from receiver.store.documents import ChatSession, Incident, Rca
 from receiver.store.repo import Store, StoreError, object_id, translated
 
 MAX_STORED_MESSAGES = 400
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 CAS_ATTEMPTS = 8
 
 
@@ -73,6 +79,27 @@ class ChatStore:
             if result.matched_count == 1:
                 return True
         raise StoreError("chat session is being changed concurrently; try again")
+
+    @translated
+    async def tokens_since(self, since: datetime) -> int:
+        """Model tokens (in + out) of the chat turns answered since `since`, all replicas.
+
+        Read from the sessions active since then (a turn's tokens sit on its message); the
+        sum runs here because the embedded server's `$unwind` of these messages is untested.
+        """
+        cursor = ChatSession.get_pymongo_collection().find(
+            {"last_activity": {"$gte": since}}, {"messages": 1}
+        )
+        total = 0
+        for doc in await cursor.to_list():
+            for message in doc.get("messages") or []:
+                if not isinstance(message, dict) or message.get("role") != "assistant":
+                    continue
+                at = message.get("at")
+                if isinstance(at, datetime) and _aware(at) < since:
+                    continue
+                total += int(message.get("tokens_in") or 0) + int(message.get("tokens_out") or 0)
+        return total
 
     @translated
     async def list_sessions(

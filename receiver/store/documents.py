@@ -8,7 +8,7 @@ incident moves out of the way; no `$addToSet` on missing fields, so arrays are c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from beanie import Document, Indexed
 from pydantic import Field
@@ -99,8 +99,13 @@ class Incident(Document):
     severity: str = "medium"
     title: str = ""
     receiver: str = ""
+    # the first MAX_NAMES distinct values; the counts are exact (a storm of thousands of
+    # instances must not grow one document without bound)
+    MAX_NAMES: ClassVar[int] = 100
     alertnames: list[str] = Field(default_factory=list)
     instances: list[str] = Field(default_factory=list)
+    alertname_count: int = 0
+    instance_count: int = 0
     group_labels: dict[str, str] = Field(default_factory=dict)
     common_labels: dict[str, str] = Field(default_factory=dict)
     external_url: str = ""
@@ -302,6 +307,8 @@ class ChatSession(Document):
     """A conversation with the assistant: its history and what it cost (`chat_sessions`)."""
 
     session_id: Annotated[str, Indexed(unique=True)]
+    # receiver.api.access.principal of the API token that created it ("" with auth off)
+    owner: str = ""
     title: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     last_activity: datetime = Field(default_factory=utcnow)

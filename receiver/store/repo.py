@@ -303,9 +303,21 @@ class Store:
         return await Delivery.get(oid)
 
     @translated
+    async def distinct_in_incident(self, incident_id: str, field: str) -> list[str]:
+        """The distinct non-empty values of an episode field (`instance`, `alertname`)."""
+        found = await Anomaly.get_pymongo_collection().distinct(field, {"incident_id": incident_id})
+        return [v for v in found if isinstance(v, str) and v]
+
+    @translated
     async def list_deliveries(
         self, skip: int, limit: int, status: str = ""
     ) -> tuple[list[Delivery], int]:
+        """One page of deliveries, newest first, WITHOUT their bodies (`raw_json` is "").
+
+        A body can be MAX_BODY_BYTES; a page of 500 must not pull them all into memory. Ask
+        for a body with `delivery_raw`, one at a time. `status`: "", failed (quarantined),
+        pending, processed.
+        """
         queries: dict[str, dict[str, Any]] = {
             "": {},
             "failed": {"failed": True},
@@ -313,7 +325,30 @@ class Store:
             "processed": {"processed": True, "failed": {"$ne": True}},
         }
         query = queries[status]
-        return await self.page(Delivery, query, "received_at", skip, limit)
+        total = await self.count(Delivery, query)
+        cursor = (
+            Delivery.get_pymongo_collection()
+            .find(query, {"raw_json": 0})
+            .sort([("received_at", -1), ("_id", -1)])
+            .skip(skip)
+            .limit(limit)
+        )
+        found: list[Delivery] = []
+        async for doc in cursor:
+            try:
+                found.append(Delivery.model_validate(doc))
+            except ValidationError:  # a document that is no delivery: quarantined when read
+                continue
+        return found, total
+
+    @translated
+    async def delivery_raw(self, delivery: Delivery) -> str:
+        """The body of one delivery as received ("" when it has gone meanwhile)."""
+        doc = await Delivery.get_pymongo_collection().find_one(
+            {"_id": delivery.id}, {"raw_json": 1}
+        )
+        raw = doc.get("raw_json") if doc else None
+        return raw if isinstance(raw, str) else ""
 
     # heartbeats ---------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.api.access import ApiTokens, bearer
+from receiver.api.body import BodyTooLarge, read_limited
+from receiver.api.throttle import SlidingLimit, client_address
 from receiver.settings import Settings
 from receiver.ui.templating import TEMPLATES
 
@@ -78,10 +80,15 @@ def cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
 class ConsoleGate:
     """Login cookie → bearer header for console requests; login/logout/static served here."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, throttle: SlidingLimit | None = None
+    ) -> None:
         self.app = app
         self.tokens = ApiTokens.from_settings(settings)
         self.static = StaticFiles(directory=STATIC_DIR)
+        self.throttle = throttle or SlidingLimit(0)
+        # behind a TLS proxy the request says http: PUBLIC_URL tells the scheme browsers use
+        self.https = settings.public_url.lower().startswith("https://")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,7 +110,14 @@ class ConsoleGate:
             headers: list[tuple[bytes, bytes]] = list(scope["headers"])
             if bearer(headers) is None:
                 token = cookie_token(headers)
-                if token is not None and self.tokens.scope_of(token) is not None:
+                address = client_address(scope)
+                if token is not None and (wait := self.throttle.retry_after(address)):
+                    await _too_many(wait)(scope, receive, _with_headers(send, None))
+                    return
+                valid = token is not None and self.tokens.scope_of(token) is not None
+                if token is not None and not valid:
+                    self.throttle.record(address)
+                if token is not None and valid:
                     headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
                     headers.append((b"authorization", f"Bearer {token}".encode("latin-1")))
                     scope = {**scope, "headers": headers}
@@ -132,15 +146,20 @@ class ConsoleGate:
         await response(scope, receive, _with_headers(send, LOGIN_CSP))
 
     async def _check(self, request: Request, root: str) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return Response("form too large", status_code=413, media_type="text/plain")
+        try:
+            body = await read_limited(request, MAX_FORM)
+        except BodyTooLarge as err:
+            return Response(
+                f"login form too large: {err}", status_code=413, media_type="text/plain"
+            )
+        address = client_address(request.scope)
+        if wait := self.throttle.retry_after(address):
+            return _too_many(wait)
         form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
         token = (form.get("token") or [""])[0].strip()
         target = safe_next(form.get("next", [""])[0])
         if not token or self.tokens.scope_of(token) is None:
+            self.throttle.record(address)
             return _login_page(root, target, True, status_code=401)
         response = RedirectResponse(root + target, status_code=303)
         response.set_cookie(
@@ -150,7 +169,7 @@ class ConsoleGate:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self.https or request.url.scheme == "https",
         )
         return response
 
@@ -162,6 +181,15 @@ class ConsoleGate:
             response = RedirectResponse(f"{root}/ui/login", status_code=303)
             response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         await response(scope, receive, _with_headers(send, LOGIN_CSP))
+
+
+def _too_many(wait: int) -> Response:
+    return Response(
+        f"too many failed logins from this address; try again in {wait} s",
+        status_code=429,
+        media_type="text/plain",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _login_page(root: str, target: str, failed: bool, status_code: int = 200) -> Response:

@@ -184,3 +184,23 @@ def test_notification_links_use_public_url_else_a_single_bind_address(
     overrides: dict[str, object], expected: str
 ) -> None:
     assert Settings(_env_file=None, **overrides).links_url == expected  # type: ignore[arg-type]
+
+
+def test_serve_refuses_webhook_user_without_password(tmp_path: Path) -> None:
+    """WEBHOOK_USER with an empty WEBHOOK_PASSWORD stops `receiver serve` with one clear line."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", str(free_port())],
+        env={**clean, "WEBHOOK_USER": "am", "WEBHOOK_PASSWORD": "", "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("receiver: ")]
+    assert errors == [
+        "receiver: invalid setting WEBHOOK_PASSWORD: must not be empty when WEBHOOK_USER is set "
+        "(basic auth with an empty password is no protection)"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr
