@@ -77,10 +77,18 @@ class DetectorConfig:
     smoother: Literal["median", "mean"] = "median"
     # range: alarm when a value lies this fraction of the history's width beyond it.
     range_level: float = 0.1
-    # range: seasonal residual from the same phase on up to `season_days` periods (0 = off).
+    # range: seasonal residual from the same phase on up to `season_days` previous cycles
+    # (0 = off), for the candidate period in `periods` the history shows (`active_period`).
     season: float = DAY
     season_days: int = 7
     season_min_history: float = 3 * DAY
+    periods: tuple[float, ...] = (DAY, 7 * DAY)
+    season_cycles: int = 3  # a period is judged once the history holds this many cycles
+    season_acf: float = 0.4  # least autocorrelation at the period that counts as seasonal
+    season_margin: float = 0.1  # a longer period must beat a shorter one's by this much
+    season_refit: float = DAY  # how often the period is re-decided
+    season_fit_span: float = 8 * 7 * DAY  # history a period decision looks at
+    season_level: float = 2 * DAY  # residual minus its recent median over this span (0 = off)
     # robust: alarm at this robust z.
     robust_level: float = 6.0
     # minimum-variance floor for every scale.
@@ -88,7 +96,7 @@ class DetectorConfig:
     abs_floor: float = 1e-9
     # episodes: hold time before an alarm, quiet time after it, re-arm level (x threshold).
     min_duration: float = 0.0
-    suppress: float = 6 * HOUR
+    suppress: float = 3 * HOUR
     rearm: float = 0.0
     z_window: int = Z_WINDOW
     z_threshold: float = Z_THRESHOLD
@@ -204,6 +212,81 @@ def _enough(
     return res
 
 
+# --------------------------------------------------------------------------- seasonality
+
+
+def _regular(x: FloatArray, t: FloatArray) -> tuple[FloatArray, float]:
+    """x on a regular grid at its median spacing (bin means, gaps interpolated)."""
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return x, 0.0
+    idx = np.floor((t - t[0]) / step + 0.5).astype(np.intp)
+    n = int(idx[-1]) + 1
+    sums = np.bincount(idx, weights=np.nan_to_num(x), minlength=n)
+    cnt = np.bincount(idx, weights=(~np.isnan(x)).astype(np.float64), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = sums / cnt
+    ok = cnt > 0
+    if ok.sum() < 2:
+        return y, step
+    rows = np.arange(n)
+    return np.interp(rows, rows[ok], y[ok]), step
+
+
+def season_strength(x: FloatArray, t: FloatArray, period: float, cycles: int) -> float:
+    """Autocorrelation at one period of the ranks of x after removing a moving average one
+    period long (a slow drift or level shift is not seasonality); NaN when the history holds
+    fewer than `cycles` periods. Ranks keep a few spikes from hiding a daily pattern."""
+    from statsmodels.tsa.stattools import acf  # heavy import: only when a fit runs
+
+    keep = ~np.isnan(x)
+    x, t = x[keep], t[keep]
+    if t.size < 4 or t[-1] - t[0] < cycles * period:
+        return math.nan
+    y, step = _regular(x, t)
+    lag = round(period / step) if step > 0 else 0
+    if lag < 4 or y.size < 2 * lag + 4:
+        return math.nan
+    c = np.concatenate(([0.0], np.cumsum(y)))
+    trend = (c[lag:] - c[:-lag]) / lag  # mean of y[j : j + lag]
+    half = lag // 2
+    resid = y[half : half + trend.size] - trend
+    ranks = np.argsort(np.argsort(resid, kind="stable"), kind="stable").astype(np.float64)
+    if np.ptp(ranks) == 0:
+        return math.nan
+    slack = max(1, lag // 50)
+    r = acf(ranks, nlags=lag + slack, fft=True, adjusted=True)
+    return float(np.max(r[lag - slack : lag + slack + 1]))
+
+
+def active_period(x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> FloatArray:
+    """Per row, the season (seconds) its seasonal residual uses, 0 = none.
+
+    Decided once per `season_refit` from the rows BEFORE each refit time only (causal): the
+    candidate in `periods` with the strongest `season_strength`, if it reaches `season_acf`.
+    """
+    out = np.zeros(t.size)
+    if t.size < 2 or not cfg.periods:
+        return out
+    epoch = np.floor((t - t[0]) / cfg.season_refit)
+    for e in np.unique(epoch):
+        if e == 0:
+            continue
+        rows = np.flatnonzero(epoch == e)
+        cut = t[0] + e * cfg.season_refit
+        past = t < cut
+        since = np.searchsorted(t, cut - cfg.season_fit_span, side="left")
+        hx, ht = x[since:][past[since:]], t[since:][past[since:]]
+        best, strength = 0.0, cfg.season_acf
+        for p in cfg.periods:
+            s = season_strength(hx, ht, p, cfg.season_cycles)
+            # a longer period must beat a shorter one clearly: a daily pattern repeats weekly too
+            if not math.isnan(s) and s >= strength:
+                best, strength = p, s + (cfg.season_margin if best else 0.0)
+        out[rows] = best
+    return out
+
+
 # --------------------------------------------------------------------------- range
 
 
@@ -236,22 +319,63 @@ def _width(fmin: FloatArray, fmax: FloatArray, cfg: DetectorConfig) -> FloatArra
     return level
 
 
-def _seasonal_baseline(x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> FloatArray:
-    """Median of the samples at the same phase on up to `season_days` previous periods."""
+def _seasonal_baseline(x: FloatArray, t: FloatArray, period: float, cycles: int) -> FloatArray:
+    """Median of the samples at the same phase on up to `cycles` previous periods."""
     n = x.shape[0]
     rows = np.arange(n)
     # local spacing around each past sample (rows <= i only, so causal)
     gap = np.diff(t, prepend=t[:1])
     spacing = np.maximum(gap, np.r_[gap[1:], 0.0]) if n else gap
-    picks = np.full((*x.shape, cfg.season_days), np.nan)
-    for d in range(1, cfg.season_days + 1):
-        target = t - d * cfg.season
+    picks = np.full((*x.shape, cycles), np.nan)
+    for d in range(1, cycles + 1):
+        target = t - d * period
         j = np.clip(np.searchsorted(t, target), 0, n - 1)
         jm = np.clip(j - 1, 0, n - 1)
         j = np.where(np.abs(t[jm] - target) < np.abs(t[j] - target), jm, j)
         ok = (np.abs(t[j] - target) <= np.maximum(spacing[j] / 2, 1.0)) & (j < rows)
         picks[ok, ..., d - 1] = x[j[ok]]
     return nanmedian_last(picks)
+
+
+def _seasonal_expectation(x: FloatArray, t: FloatArray, period: float, cycles: int) -> FloatArray:
+    """Level + season: the mean of the last period before each row (rows < i) plus the median
+    of the same phase's deviation from its own such level on up to `cycles` previous periods.
+
+    Both terms lag a linear drift by the same amount, so a drift cancels out of the expectation
+    (a plain same-phase median lags it by half the cycles it spans)."""
+    n = t.size
+    level = PrefixSums(x).mean(window_start(t, period, closed=True), np.arange(n, dtype=np.intp))
+    return level + _seasonal_baseline(x - level, t, period, cycles)
+
+
+def _seasonal_excess(
+    x: FloatArray, t: FloatArray, start: IntArray, cfg: DetectorConfig
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Range excess of the residual from the seasonal baseline of each row's active period
+    (NaN where none is active): (excess, residual min, residual max, baseline)."""
+    shape = x.shape
+    cols = x.reshape(shape[0], -1)
+    out = [np.full(cols.shape, np.nan) for _ in range(4)]
+    for c in range(cols.shape[1]):
+        xc = cols[:, c]
+        period = active_period(xc, t, cfg) if cfg.periods else np.full(t.size, cfg.season)
+        for p in np.unique(period[period > 0]):
+            base = _seasonal_expectation(xc, t, float(p), cfg.season_days)
+            resid = xc - base
+            if cfg.season_level > 0:
+                lvl = rolling_median(resid, t, cfg.season_level)
+                resid = resid - np.r_[np.nan, lvl[:-1]]
+                base = xc - resid
+            e, fmin, fmax = _range_excess(resid, start, cfg, None)
+            # the residual's own range needs `season_min_history` of residuals before it judges one
+            valid = np.flatnonzero(~np.isnan(resid))
+            born = t[valid[0]] if valid.size else math.inf
+            rows = (period == p) & (t - t[0] >= cfg.season_min_history)
+            rows &= t - born >= cfg.season_min_history
+            for arr, val in zip(out, (e, fmin, fmax, base), strict=True):
+                arr[rows, c] = val[rows]
+    e, fmin, fmax, base = (a.reshape(shape) for a in out)
+    return e, fmin, fmax, base
 
 
 def _score_range(
@@ -276,9 +400,7 @@ def _score_range(
             np.copyto(lo, fmin, where=win)
             np.copyto(hi, fmax, where=win)
         if cfg.season_days > 0 and t.size and t[-1] - t[0] >= cfg.season_min_history:
-            base = _seasonal_baseline(x, t, cfg)
-            e, fmin, fmax = _range_excess(x - base, start, cfg, None)
-            e[t - t[0] < cfg.season_min_history] = np.nan
+            e, fmin, fmax, base = _seasonal_excess(x, t, start, cfg)
             win = e > best
             np.copyto(best, e, where=win)
             np.copyto(lo, fmin, where=win)

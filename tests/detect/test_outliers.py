@@ -18,6 +18,7 @@ from receiver.detect.outliers import (
     SEED_CONFIG,
     Z_THRESHOLD,
     DetectorConfig,
+    active_period,
     explain_last,
     score_batch,
     score_detail,
@@ -219,6 +220,61 @@ def test_batch_rejects_misshaped_input() -> None:
 def test_detector_config_constants_are_in_time() -> None:
     """The time-related defaults are seconds, so they mean the same at any scrape interval."""
     cfg = DetectorConfig()
-    assert cfg.suppress == 6 * HOUR
+    assert cfg.suppress == 3 * HOUR
+    assert cfg.season_level == 2 * DAY
+    assert cfg.season_refit == DAY
     assert cfg.min_history == DAY
     assert cfg.lookback == 14 * DAY
+
+
+def test_period_is_found_only_where_the_history_repeats() -> None:
+    """A noisy daily wave gets a daily period after three days; noise and a drift get none."""
+    t = grid(6)
+    wave = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0, sd=3.0)
+    periods = active_period(wave, t, DEFAULT_CONFIG)
+    assert set(periods[t - T0 < 3 * DAY].tolist()) == {0.0}
+    assert set(periods[t - T0 >= 4 * DAY].tolist()) == {DAY}
+    drift = noise(t.size, sd=3.0) + np.linspace(0.0, 100.0, t.size)
+    assert not active_period(drift, t, DEFAULT_CONFIG).any()
+    assert not active_period(noise(t.size), t, DEFAULT_CONFIG).any()
+
+
+def test_weekly_pattern_wins_over_daily_when_weekends_differ() -> None:
+    """Quiet weekends on a daily wave make the period weekly, and a weekend at weekday level
+    alarms while the ordinary weekdays and weekends before it do not."""
+    step = 15 * MINUTE
+    t = grid(30, step)
+    weekday = ((t - T0) // DAY) % 7 < 5
+    x = 10.0 + np.where(weekday, 40.0, 0.0) * (1 + np.sin(2 * np.pi * t / DAY)) / 2
+    x += noise(t.size, level=0.0, sd=1.0)
+    assert active_period(x, t, DEFAULT_CONFIG)[-1] == 7 * DAY
+    assert flagged(score_series(t, x)).size == 0
+    busy = x.copy()
+    last_weekend = np.flatnonzero(~weekday)[-int(DAY / step) :]
+    busy[last_weekend] += 40.0 * (1 + np.sin(2 * np.pi * t[last_weekend] / DAY)) / 2
+    hits = flagged(score_series(t, busy))
+    assert hits.size > 0
+    assert hits.min() >= last_weekend[0]
+
+
+def test_seasonal_series_with_slow_drift_stays_quiet() -> None:
+    """A daily wave whose level climbs 2 % a day raises no alarm; a night-time step still does."""
+    t = grid(14)
+    x = (50.0 + 20.0 * np.sin(2 * np.pi * t / DAY)) * (1 + 0.02 * (t - T0) / DAY)
+    x += noise(t.size, level=0.0, sd=1.0)
+    assert flagged(score_series(t, x)).size == 0
+    trough = int(np.argmin(x[-288:])) + t.size - 288
+    x[trough - 6 : trough + 6] += 30.0
+    hits = flagged(score_series(t, x))
+    assert hits.size == 1
+    assert trough - 6 <= hits[0] <= trough + 6
+
+
+def test_seasonal_scores_are_causal() -> None:
+    """With the seasonal residual active, scoring a prefix reproduces the full run's scores."""
+    t = grid(8)
+    x = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0, sd=2.0)
+    x[-200] += 40.0
+    full = score_series(t, x)
+    for cut in (int(3.5 * DAY / STEP), int(5.2 * DAY / STEP), t.size - 150):
+        np.testing.assert_array_equal(score_series(t[:cut], x[:cut]), full[:cut])
