@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -56,6 +57,7 @@ HOUR = 3600.0
 DAY = 86400.0
 
 DEFAULT_THRESHOLD = 0.5
+WARMUP = "warmup"  # Detection.method of a row scored by the warm-up method
 Z_THRESHOLD = 3.0
 Z_WINDOW = 10
 SUPPRESSED_FACTOR = 0.5
@@ -100,6 +102,10 @@ class DetectorConfig:
     rearm: float = 0.0
     z_window: int = Z_WINDOW
     z_threshold: float = Z_THRESHOLD
+    # warm-up: before `min_history`, a robust z over the (at least `warmup_points`) samples so
+    # far alarms at `warmup_factor` x z_threshold (stricter: little history, wide tails).
+    warmup_points: int = 30
+    warmup_factor: float = 3.0
 
 
 DEFAULT_CONFIG = DetectorConfig()
@@ -144,6 +150,7 @@ class BatchResult:
     baseline: FloatArray  # (series,), last point
     band_low: FloatArray
     band_high: FloatArray
+    warming: npt.NDArray[np.bool_]  # (series,), last point scored by the warm-up method
 
     def flagged_last(self) -> npt.NDArray[np.intp]:
         """Indices of the series whose last point is an outlier."""
@@ -153,7 +160,7 @@ class BatchResult:
     def detail(self, series: int) -> Detection:
         """The last point of one series, explained."""
         return Detection(
-            method=self.method,
+            method=WARMUP if self.warming[series] else self.method,
             score=float(self.scores[series, -1]),
             threshold=self.threshold,
             value=float(self.values[series, -1]),
@@ -171,16 +178,20 @@ def _opt(x: float | np.floating) -> float | None:
 
 @dataclass
 class _Scored:
-    """Time-major (points, series) score and alarm band."""
+    """Time-major (points, series) score and alarm band; `warm` marks warm-up rows."""
 
     score: FloatArray
     baseline: FloatArray
     band_low: FloatArray
     band_high: FloatArray
+    warm: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> _Scored:
         return cls(*(np.full(shape, np.nan) for _ in range(4)))
+
+    def is_warm(self, i: int) -> bool:
+        return self.warm is not None and bool(self.warm.reshape(self.warm.shape[0], -1)[i, 0])
 
 
 @dataclass(frozen=True)
@@ -450,6 +461,45 @@ def _score_zscore(x: FloatArray, cfg: DetectorConfig) -> _Scored:
     return out
 
 
+# --------------------------------------------------------------------------- warm-up
+
+
+def _warmup(res: _Scored, x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> None:
+    """In place: rows younger than `min_history` that the main method left unscored get a
+    robust z of the value against median / MAD of the series' samples so far (rows < i, at
+    least `warmup_points`), alarming at `warmup_factor` x `z_threshold`."""
+    if cfg.min_history <= 0 or cfg.warmup_points <= 0 or t.size == 0:
+        return
+    young = int(np.searchsorted(t, t[0] + cfg.min_history, side="left"))
+    if young <= cfg.warmup_points:
+        return
+    score = res.score.reshape(t.size, -1)
+    xs = x.reshape(t.size, -1)
+    warm = np.zeros(score.shape, dtype=bool)
+    count = np.cumsum(~np.isnan(xs), axis=0)
+    level = cfg.warmup_factor * cfg.z_threshold
+    outs = [a.reshape(t.size, -1) for a in (res.baseline, res.band_low, res.band_high)]
+    for i in range(cfg.warmup_points, young):
+        cols = np.flatnonzero(
+            np.isnan(score[i]) & ~np.isnan(xs[i]) & (count[i - 1] >= cfg.warmup_points)
+        )
+        if cols.size == 0:
+            continue
+        past = xs[:i, cols]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(past, axis=0)
+            mad = 1.4826 * np.nanmedian(np.abs(past - med), axis=0)
+        scale = _scale_floor(mad, med, cfg)
+        z = np.abs(xs[i, cols] - med) / scale
+        score[i, cols] = _ratio(z, level)
+        outs[0][i, cols] = med
+        outs[1][i, cols] = med - level * scale
+        outs[2][i, cols] = med + level * scale
+        warm[i, cols] = True
+    res.warm = warm.reshape(x.shape)
+
+
 # --------------------------------------------------------------------------- episodes
 
 
@@ -506,6 +556,7 @@ def _score_matrix(
         res = _score_robust(x, t, cfg)
     else:
         res = _score_zscore(x, cfg)
+    _warmup(res, x, t, cfg)
     _episodes(res.score, t, cfg)
     return res
 
@@ -541,7 +592,7 @@ def _detection(
     res: _Scored, i: int, t: FloatArray, x: FloatArray, cfg: DetectorConfig
 ) -> Detection:
     return Detection(
-        method=cfg.method,
+        method=WARMUP if res.is_warm(i) else cfg.method,
         score=float(res.score[i]),
         threshold=cfg.threshold,
         value=float(x[i]),
@@ -602,6 +653,7 @@ def score_batch(
     plo, phi = _prior(prior_low, n_series), _prior(prior_high, n_series)
     scores = np.full(x.shape, np.nan)
     last = np.full((3, n_series), np.nan)
+    warming = np.zeros(n_series, dtype=bool)
 
     def run(a: int) -> None:
         b = min(n_series, a + BATCH_CHUNK)
@@ -610,6 +662,8 @@ def score_batch(
         scores[a:b] = res.score.T
         if t.size:
             last[:, a:b] = (res.baseline[-1], res.band_low[-1], res.band_high[-1])
+            if res.warm is not None:
+                warming[a:b] = res.warm[-1]
 
     starts = range(0, n_series, BATCH_CHUNK)
     n_workers = min(len(starts), workers or min(os.cpu_count() or 1, 4))
@@ -628,6 +682,7 @@ def score_batch(
         baseline=last[0],
         band_low=last[1],
         band_high=last[2],
+        warming=warming,
     )
 
 

@@ -16,6 +16,7 @@ from receiver.detect.outliers import (
     HOUR,
     MINUTE,
     SEED_CONFIG,
+    WARMUP,
     Z_THRESHOLD,
     DetectorConfig,
     active_period,
@@ -99,14 +100,39 @@ def test_nan_gaps_get_no_score_and_do_not_alarm() -> None:
 
 
 def test_too_short_history_is_not_scored() -> None:
-    """Before `min_history` nothing is scored, even a huge jump."""
-    t = grid(0.5)
+    """Before `warmup_points` samples nothing is scored, even a huge jump."""
+    t = grid(0.5)[: DEFAULT_CONFIG.warmup_points]
     x = noise(t.size)
     x[-1] = 1000.0
     assert np.all(score_series(t, x) == 0.0)
     last = explain_last(t, x)
     assert np.isnan(last.score)
     assert not last.flagged
+
+
+def test_new_series_is_scored_by_the_warm_up_method_within_an_hour() -> None:
+    """At a 1-minute step a 40-minute-old series is scored by the warm-up robust z: a jump
+    far beyond its spread alarms, ordinary noise does not, and the detection says warm-up."""
+    t = grid(40 / (24 * 60), MINUTE)
+    x = noise(t.size)
+    assert flagged(score_series(t, x)).size == 0
+    x[-1] = 30.0
+    assert flagged(score_series(t, x)).tolist() == [t.size - 1]
+    last = explain_last(t, x)
+    assert last.method == WARMUP
+    assert last.band_high is not None
+    assert last.band_high < 30.0
+
+
+def test_z_threshold_sets_the_warm_up_cut_off() -> None:
+    """The warm-up alarms at robust |z| >= warmup_factor x z_threshold: raising Z_THRESHOLD
+    silences a jump the default flags."""
+    t = grid(0.5)
+    x = noise(t.size)
+    x[-1] = 10.0 + 12 * 1.0  # about 12 robust z: above 3 x 3, below 3 x 5
+    assert score_series(t, x)[-1] >= DEFAULT_THRESHOLD
+    strict = replace(DEFAULT_CONFIG, z_threshold=5.0)
+    assert score_series(t, x, strict)[-1] < DEFAULT_THRESHOLD
 
 
 def test_suppression_is_in_time_not_rows() -> None:
@@ -206,9 +232,12 @@ def test_batch_priors_count_as_history() -> None:
     x = np.vstack([noise(t.size, seed=s) for s in range(4)])
     x[0, -1] = 30.0
     x[1, -1] = 14.0  # beyond the window's range, inside the prior one
-    assert score_batch(t, x).flagged_last().size == 0  # not enough history
+    warm = score_batch(t, x)  # too young for the range: the warm-up judges it
+    assert warm.flagged_last().tolist() == [0]  # 4 sigma is within the stricter cut-off
+    assert warm.warming.all()
     res = score_batch(t, x, prior_low=np.full(4, 5.0), prior_high=np.full(4, 15.0))
     assert res.flagged_last().tolist() == [0]
+    assert not res.warming.any()
 
 
 def test_batch_rejects_misshaped_input() -> None:
