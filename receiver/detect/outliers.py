@@ -132,6 +132,9 @@ class Detection:
     band_low: float | None
     band_high: float | None
     timestamp: float
+    # the seasonal expectation of the value and its period (None: no season active)
+    expected: float | None = None
+    period: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -185,6 +188,8 @@ class _Scored:
     band_low: FloatArray
     band_high: FloatArray
     warm: npt.NDArray[np.bool_] | None = None
+    expected: FloatArray | None = None  # seasonal expectation (NaN: no season active)
+    period: FloatArray | None = None  # its period in seconds
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> _Scored:
@@ -361,12 +366,12 @@ def _seasonal_expectation(x: FloatArray, t: FloatArray, period: float, cycles: i
 
 def _seasonal_excess(
     x: FloatArray, t: FloatArray, start: IntArray, cfg: DetectorConfig
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Range excess of the residual from the seasonal baseline of each row's active period
-    (NaN where none is active): (excess, residual min, residual max, baseline)."""
+    (NaN where none is active): (excess, residual min, residual max, baseline, period)."""
     shape = x.shape
     cols = x.reshape(shape[0], -1)
-    out = [np.full(cols.shape, np.nan) for _ in range(4)]
+    out = [np.full(cols.shape, np.nan) for _ in range(5)]
     for c in range(cols.shape[1]):
         xc = cols[:, c]
         period = active_period(xc, t, cfg) if cfg.periods else np.full(t.size, cfg.season)
@@ -383,10 +388,10 @@ def _seasonal_excess(
             born = t[valid[0]] if valid.size else math.inf
             rows = (period == p) & (t - t[0] >= cfg.season_min_history)
             rows &= t - born >= cfg.season_min_history
-            for arr, val in zip(out, (e, fmin, fmax, base), strict=True):
+            for arr, val in zip(out, (e, fmin, fmax, base, period), strict=True):
                 arr[rows, c] = val[rows]
-    e, fmin, fmax, base = (a.reshape(shape) for a in out)
-    return e, fmin, fmax, base
+    e, fmin, fmax, base, period = (a.reshape(shape) for a in out)
+    return e, fmin, fmax, base, period
 
 
 def _score_range(
@@ -404,6 +409,7 @@ def _score_range(
         lo = np.full(x.shape, np.nan)
         hi = np.full(x.shape, np.nan)
         offset = np.zeros(x.shape)
+        expected = period = None
         for span in cfg.smooth:
             e, fmin, fmax = _range_excess(smooth(x, t, span, prefix), start, cfg, prior)
             win = e > best
@@ -411,7 +417,8 @@ def _score_range(
             np.copyto(lo, fmin, where=win)
             np.copyto(hi, fmax, where=win)
         if cfg.season_days > 0 and t.size and t[-1] - t[0] >= cfg.season_min_history:
-            e, fmin, fmax, base = _seasonal_excess(x, t, start, cfg)
+            e, fmin, fmax, base, period = _seasonal_excess(x, t, start, cfg)
+            expected = base
             win = e > best
             np.copyto(best, e, where=win)
             np.copyto(lo, fmin, where=win)
@@ -424,6 +431,8 @@ def _score_range(
             offset + 0.5 * (lo + hi),
             offset + lo - margin,
             offset + hi + margin,
+            expected=expected,
+            period=period,
         )
 
 
@@ -600,6 +609,8 @@ def _detection(
         band_low=_opt(res.band_low[i]),
         band_high=_opt(res.band_high[i]),
         timestamp=float(t[i]),
+        expected=None if res.expected is None else _opt(res.expected[i]),
+        period=None if res.period is None else _opt(res.period[i]),
     )
 
 

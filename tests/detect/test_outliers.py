@@ -307,3 +307,16 @@ def test_seasonal_scores_are_causal() -> None:
     full = score_series(t, x)
     for cut in (int(3.5 * DAY / STEP), int(5.2 * DAY / STEP), t.size - 150):
         np.testing.assert_array_equal(score_series(t[:cut], x[:cut]), full[:cut])
+
+
+def test_seasonal_detection_explains_its_expectation() -> None:
+    """A night-time step on a daily wave is explained with the value expected at that time of
+    day and the daily period, and that expectation lies near the wave, not the step."""
+    t = grid(10)
+    x = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0)
+    trough = int(np.argmin(x[-288:])) + t.size - 288
+    x[trough - 6 : trough + 6] += 30.0
+    hit = next(d for d in score_detail(t, x) if d.flagged)
+    assert hit.period == DAY
+    assert hit.expected is not None
+    assert abs(hit.expected - 30.0) < 5.0
