@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -58,6 +57,7 @@ DAY = 86400.0
 
 DEFAULT_THRESHOLD = 0.5
 WARMUP = "warmup"  # Detection.method of a row scored by the warm-up method
+WARMUP_REFRESH = 10  # rows between refreshes of the warm-up median / MAD
 Z_THRESHOLD = 3.0
 Z_WINDOW = 10
 SUPPRESSED_FACTOR = 0.5
@@ -488,25 +488,45 @@ def _warmup(res: _Scored, x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> 
     count = np.cumsum(~np.isnan(xs), axis=0)
     level = cfg.warmup_factor * cfg.z_threshold
     outs = [a.reshape(t.size, -1) for a in (res.baseline, res.band_low, res.band_high)]
+    ref_at, ref = -1, (np.empty(0), np.empty(0))
     for i in range(cfg.warmup_points, young):
         cols = np.flatnonzero(
             np.isnan(score[i]) & ~np.isnan(xs[i]) & (count[i - 1] >= cfg.warmup_points)
         )
         if cols.size == 0:
             continue
-        past = xs[:i, cols]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(past, axis=0)
-            mad = 1.4826 * np.nanmedian(np.abs(past - med), axis=0)
+        # median / MAD of the rows before the latest refresh point (every WARMUP_REFRESH rows):
+        # one per row and series would cost ~50 s for 100k new series
+        c = cfg.warmup_points + (i - cfg.warmup_points) // WARMUP_REFRESH * WARMUP_REFRESH
+        if c != ref_at:
+            ref_at, ref = c, _median_mad(xs[:c])
+        med, mad = ref[0][cols], ref[1][cols]
         scale = _scale_floor(mad, med, cfg)
-        z = np.abs(xs[i, cols] - med) / scale
+        with np.errstate(invalid="ignore"):
+            z = np.abs(xs[i, cols] - med) / scale
+        ok = ~np.isnan(z)
+        cols, z, med, scale = cols[ok], z[ok], med[ok], scale[ok]
         score[i, cols] = _ratio(z, level)
         outs[0][i, cols] = med
         outs[1][i, cols] = med - level * scale
         outs[2][i, cols] = med + level * scale
         warm[i, cols] = True
     res.warm = warm.reshape(x.shape)
+
+
+def _median_mad(past: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Column-wise median and 1.4826 x MAD ignoring NaN, by sorting (np.nanmedian loops)."""
+    med = _sorted_median(past)
+    return med, 1.4826 * _sorted_median(np.abs(past - med))
+
+
+def _sorted_median(a: FloatArray) -> FloatArray:
+    srt = np.sort(a, axis=0)  # NaN sorts last
+    n = (~np.isnan(a)).sum(axis=0)
+    lo = np.take_along_axis(srt, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]
+    hi = np.take_along_axis(srt, np.maximum(n // 2, 0)[None, :], axis=0)[0]
+    out: FloatArray = np.where(n > 0, 0.5 * (lo + hi), np.nan)
+    return out
 
 
 # --------------------------------------------------------------------------- episodes
