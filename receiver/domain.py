@@ -82,7 +82,7 @@ class DetectorInfo(BaseModel):
     expected: float | None = None
     period_seconds: float | None = None
     # first point of the flagged run (the episode's start)
-    onset: datetime | None = None
+    onset: str | None = None  # RFC 3339: stored detector evidence stays plain JSON
 
 
 class Signal(BaseModel):

@@ -287,7 +287,7 @@ class SignalBuilder:
                 target=self.target,
                 expected=d.expected,
                 period_seconds=d.period,
-                onset=starts,
+                onset=starts.isoformat(),
             ),
         )
 

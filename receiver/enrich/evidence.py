@@ -262,7 +262,7 @@ def _detector_text(signal: Signal) -> str:
         period = f" (period {det.period_seconds:g}s)" if det.period_seconds else ""
         lines.append(f"seasonal expectation: {det.expected:g}{period}")
     if det.onset is not None:
-        lines.append(f"onset: {det.onset.isoformat()}")
+        lines.append(f"onset: {clean_text(det.onset, 40, multiline=False)}")
     if det.query:
         lines.append(f"query: {clean_text(det.query, 500, multiline=False)}")
     if det.target:
