@@ -78,6 +78,11 @@ class DetectorInfo(BaseModel):
     band_high: float | None = None
     query: str | None = None
     target: str | None = None
+    # the value expected at this time of day/week and that period (seasonal series only)
+    expected: float | None = None
+    period_seconds: float | None = None
+    # first point of the flagged run (the episode's start)
+    onset: str | None = None  # RFC 3339: stored detector evidence stays plain JSON
 
 
 class Signal(BaseModel):

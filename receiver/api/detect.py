@@ -166,6 +166,8 @@ def snapshot_view(s: PollSnapshot) -> dict[str, Any]:
         "capped": s.capped,
         "error": s.error or None,
         "sample": s.sample,
+        "warming": s.warming,
+        "warming_series": s.warming_series,
     }
 
 

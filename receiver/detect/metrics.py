@@ -50,6 +50,13 @@ class DetectorMetrics:
             ["target"],
             registry=registry,
         )
+        self.warming = Gauge(
+            "detector_series_warming",
+            "Series of the last cycle judged by the warm-up method (younger than "
+            "DETECT_MIN_HISTORY)",
+            ["target"],
+            registry=registry,
+        )
         self.lease = Gauge(
             "detector_lease_held",
             "1 when this replica holds the target's poll lease",

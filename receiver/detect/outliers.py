@@ -56,6 +56,8 @@ HOUR = 3600.0
 DAY = 86400.0
 
 DEFAULT_THRESHOLD = 0.5
+WARMUP = "warmup"  # Detection.method of a row scored by the warm-up method
+WARMUP_REFRESH = 10  # rows between refreshes of the warm-up median / MAD
 Z_THRESHOLD = 3.0
 Z_WINDOW = 10
 SUPPRESSED_FACTOR = 0.5
@@ -77,10 +79,18 @@ class DetectorConfig:
     smoother: Literal["median", "mean"] = "median"
     # range: alarm when a value lies this fraction of the history's width beyond it.
     range_level: float = 0.1
-    # range: seasonal residual from the same phase on up to `season_days` periods (0 = off).
+    # range: seasonal residual from the same phase on up to `season_days` previous cycles
+    # (0 = off), for the candidate period in `periods` the history shows (`active_period`).
     season: float = DAY
     season_days: int = 7
     season_min_history: float = 3 * DAY
+    periods: tuple[float, ...] = (DAY, 7 * DAY)
+    season_cycles: int = 3  # a period is judged once the history holds this many cycles
+    season_acf: float = 0.4  # least autocorrelation at the period that counts as seasonal
+    season_margin: float = 0.1  # a longer period must beat a shorter one's by this much
+    season_refit: float = DAY  # how often the period is re-decided
+    season_fit_span: float = 8 * 7 * DAY  # history a period decision looks at
+    season_level: float = 2 * DAY  # residual minus its recent median over this span (0 = off)
     # robust: alarm at this robust z.
     robust_level: float = 6.0
     # minimum-variance floor for every scale.
@@ -88,10 +98,14 @@ class DetectorConfig:
     abs_floor: float = 1e-9
     # episodes: hold time before an alarm, quiet time after it, re-arm level (x threshold).
     min_duration: float = 0.0
-    suppress: float = 6 * HOUR
+    suppress: float = 3 * HOUR
     rearm: float = 0.0
     z_window: int = Z_WINDOW
     z_threshold: float = Z_THRESHOLD
+    # warm-up: before `min_history`, a robust z over the (at least `warmup_points`) samples so
+    # far alarms at `warmup_factor` x z_threshold (stricter: little history, wide tails).
+    warmup_points: int = 30
+    warmup_factor: float = 3.0
 
 
 DEFAULT_CONFIG = DetectorConfig()
@@ -118,6 +132,9 @@ class Detection:
     band_low: float | None
     band_high: float | None
     timestamp: float
+    # the seasonal expectation of the value and its period (None: no season active)
+    expected: float | None = None
+    period: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -136,6 +153,7 @@ class BatchResult:
     baseline: FloatArray  # (series,), last point
     band_low: FloatArray
     band_high: FloatArray
+    warming: npt.NDArray[np.bool_]  # (series,), last point scored by the warm-up method
 
     def flagged_last(self) -> npt.NDArray[np.intp]:
         """Indices of the series whose last point is an outlier."""
@@ -145,7 +163,7 @@ class BatchResult:
     def detail(self, series: int) -> Detection:
         """The last point of one series, explained."""
         return Detection(
-            method=self.method,
+            method=WARMUP if self.warming[series] else self.method,
             score=float(self.scores[series, -1]),
             threshold=self.threshold,
             value=float(self.values[series, -1]),
@@ -163,16 +181,22 @@ def _opt(x: float | np.floating) -> float | None:
 
 @dataclass
 class _Scored:
-    """Time-major (points, series) score and alarm band."""
+    """Time-major (points, series) score and alarm band; `warm` marks warm-up rows."""
 
     score: FloatArray
     baseline: FloatArray
     band_low: FloatArray
     band_high: FloatArray
+    warm: npt.NDArray[np.bool_] | None = None
+    expected: FloatArray | None = None  # seasonal expectation (NaN: no season active)
+    period: FloatArray | None = None  # its period in seconds
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> _Scored:
         return cls(*(np.full(shape, np.nan) for _ in range(4)))
+
+    def is_warm(self, i: int) -> bool:
+        return self.warm is not None and bool(self.warm.reshape(self.warm.shape[0], -1)[i, 0])
 
 
 @dataclass(frozen=True)
@@ -202,6 +226,81 @@ def _enough(
     old = (t - t[0] >= cfg.min_history).reshape(-1, *([1] * (count.ndim - 1)))
     res: npt.NDArray[np.bool_] = (count >= cfg.min_points) & old
     return res
+
+
+# --------------------------------------------------------------------------- seasonality
+
+
+def _regular(x: FloatArray, t: FloatArray) -> tuple[FloatArray, float]:
+    """x on a regular grid at its median spacing (bin means, gaps interpolated)."""
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return x, 0.0
+    idx = np.floor((t - t[0]) / step + 0.5).astype(np.intp)
+    n = int(idx[-1]) + 1
+    sums = np.bincount(idx, weights=np.nan_to_num(x), minlength=n)
+    cnt = np.bincount(idx, weights=(~np.isnan(x)).astype(np.float64), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = sums / cnt
+    ok = cnt > 0
+    if ok.sum() < 2:
+        return y, step
+    rows = np.arange(n)
+    return np.interp(rows, rows[ok], y[ok]), step
+
+
+def season_strength(x: FloatArray, t: FloatArray, period: float, cycles: int) -> float:
+    """Autocorrelation at one period of the ranks of x after removing a moving average one
+    period long (a slow drift or level shift is not seasonality); NaN when the history holds
+    fewer than `cycles` periods. Ranks keep a few spikes from hiding a daily pattern."""
+    from statsmodels.tsa.stattools import acf  # heavy import: only when a fit runs
+
+    keep = ~np.isnan(x)
+    x, t = x[keep], t[keep]
+    if t.size < 4 or t[-1] - t[0] < cycles * period:
+        return math.nan
+    y, step = _regular(x, t)
+    lag = round(period / step) if step > 0 else 0
+    if lag < 4 or y.size < 2 * lag + 4:
+        return math.nan
+    c = np.concatenate(([0.0], np.cumsum(y)))
+    trend = (c[lag:] - c[:-lag]) / lag  # mean of y[j : j + lag]
+    half = lag // 2
+    resid = y[half : half + trend.size] - trend
+    ranks = np.argsort(np.argsort(resid, kind="stable"), kind="stable").astype(np.float64)
+    if np.ptp(ranks) == 0:
+        return math.nan
+    slack = max(1, lag // 50)
+    r = acf(ranks, nlags=lag + slack, fft=True, adjusted=True)
+    return float(np.max(r[lag - slack : lag + slack + 1]))
+
+
+def active_period(x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> FloatArray:
+    """Per row, the season (seconds) its seasonal residual uses, 0 = none.
+
+    Decided once per `season_refit` from the rows BEFORE each refit time only (causal): the
+    candidate in `periods` with the strongest `season_strength`, if it reaches `season_acf`.
+    """
+    out = np.zeros(t.size)
+    if t.size < 2 or not cfg.periods:
+        return out
+    epoch = np.floor((t - t[0]) / cfg.season_refit)
+    for e in np.unique(epoch):
+        if e == 0:
+            continue
+        rows = np.flatnonzero(epoch == e)
+        cut = t[0] + e * cfg.season_refit
+        past = t < cut
+        since = np.searchsorted(t, cut - cfg.season_fit_span, side="left")
+        hx, ht = x[since:][past[since:]], t[since:][past[since:]]
+        best, strength = 0.0, cfg.season_acf
+        for p in cfg.periods:
+            s = season_strength(hx, ht, p, cfg.season_cycles)
+            # a longer period must beat a shorter one clearly: a daily pattern repeats weekly too
+            if not math.isnan(s) and s >= strength:
+                best, strength = p, s + (cfg.season_margin if best else 0.0)
+        out[rows] = best
+    return out
 
 
 # --------------------------------------------------------------------------- range
@@ -236,22 +335,63 @@ def _width(fmin: FloatArray, fmax: FloatArray, cfg: DetectorConfig) -> FloatArra
     return level
 
 
-def _seasonal_baseline(x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> FloatArray:
-    """Median of the samples at the same phase on up to `season_days` previous periods."""
+def _seasonal_baseline(x: FloatArray, t: FloatArray, period: float, cycles: int) -> FloatArray:
+    """Median of the samples at the same phase on up to `cycles` previous periods."""
     n = x.shape[0]
     rows = np.arange(n)
     # local spacing around each past sample (rows <= i only, so causal)
     gap = np.diff(t, prepend=t[:1])
     spacing = np.maximum(gap, np.r_[gap[1:], 0.0]) if n else gap
-    picks = np.full((*x.shape, cfg.season_days), np.nan)
-    for d in range(1, cfg.season_days + 1):
-        target = t - d * cfg.season
+    picks = np.full((*x.shape, cycles), np.nan)
+    for d in range(1, cycles + 1):
+        target = t - d * period
         j = np.clip(np.searchsorted(t, target), 0, n - 1)
         jm = np.clip(j - 1, 0, n - 1)
         j = np.where(np.abs(t[jm] - target) < np.abs(t[j] - target), jm, j)
         ok = (np.abs(t[j] - target) <= np.maximum(spacing[j] / 2, 1.0)) & (j < rows)
         picks[ok, ..., d - 1] = x[j[ok]]
     return nanmedian_last(picks)
+
+
+def _seasonal_expectation(x: FloatArray, t: FloatArray, period: float, cycles: int) -> FloatArray:
+    """Level + season: the mean of the last period before each row (rows < i) plus the median
+    of the same phase's deviation from its own such level on up to `cycles` previous periods.
+
+    Both terms lag a linear drift by the same amount, so a drift cancels out of the expectation
+    (a plain same-phase median lags it by half the cycles it spans)."""
+    n = t.size
+    level = PrefixSums(x).mean(window_start(t, period, closed=True), np.arange(n, dtype=np.intp))
+    return level + _seasonal_baseline(x - level, t, period, cycles)
+
+
+def _seasonal_excess(
+    x: FloatArray, t: FloatArray, start: IntArray, cfg: DetectorConfig
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Range excess of the residual from the seasonal baseline of each row's active period
+    (NaN where none is active): (excess, residual min, residual max, baseline, period)."""
+    shape = x.shape
+    cols = x.reshape(shape[0], -1)
+    out = [np.full(cols.shape, np.nan) for _ in range(5)]
+    for c in range(cols.shape[1]):
+        xc = cols[:, c]
+        period = active_period(xc, t, cfg) if cfg.periods else np.full(t.size, cfg.season)
+        for p in np.unique(period[period > 0]):
+            base = _seasonal_expectation(xc, t, float(p), cfg.season_days)
+            resid = xc - base
+            if cfg.season_level > 0:
+                lvl = rolling_median(resid, t, cfg.season_level)
+                resid = resid - np.r_[np.nan, lvl[:-1]]
+                base = xc - resid
+            e, fmin, fmax = _range_excess(resid, start, cfg, None)
+            # the residual's own range needs `season_min_history` of residuals before it judges one
+            valid = np.flatnonzero(~np.isnan(resid))
+            born = t[valid[0]] if valid.size else math.inf
+            rows = (period == p) & (t - t[0] >= cfg.season_min_history)
+            rows &= t - born >= cfg.season_min_history
+            for arr, val in zip(out, (e, fmin, fmax, base, period), strict=True):
+                arr[rows, c] = val[rows]
+    e, fmin, fmax, base, period = (a.reshape(shape) for a in out)
+    return e, fmin, fmax, base, period
 
 
 def _score_range(
@@ -269,6 +409,7 @@ def _score_range(
         lo = np.full(x.shape, np.nan)
         hi = np.full(x.shape, np.nan)
         offset = np.zeros(x.shape)
+        expected = period = None
         for span in cfg.smooth:
             e, fmin, fmax = _range_excess(smooth(x, t, span, prefix), start, cfg, prior)
             win = e > best
@@ -276,9 +417,8 @@ def _score_range(
             np.copyto(lo, fmin, where=win)
             np.copyto(hi, fmax, where=win)
         if cfg.season_days > 0 and t.size and t[-1] - t[0] >= cfg.season_min_history:
-            base = _seasonal_baseline(x, t, cfg)
-            e, fmin, fmax = _range_excess(x - base, start, cfg, None)
-            e[t - t[0] < cfg.season_min_history] = np.nan
+            e, fmin, fmax, base, period = _seasonal_excess(x, t, start, cfg)
+            expected = base
             win = e > best
             np.copyto(best, e, where=win)
             np.copyto(lo, fmin, where=win)
@@ -291,6 +431,8 @@ def _score_range(
             offset + 0.5 * (lo + hi),
             offset + lo - margin,
             offset + hi + margin,
+            expected=expected,
+            period=period,
         )
 
 
@@ -325,6 +467,65 @@ def _score_zscore(x: FloatArray, cfg: DetectorConfig) -> _Scored:
     out.baseline[w:] = mean
     out.band_low[w:] = mean - cfg.z_threshold * std
     out.band_high[w:] = mean + cfg.z_threshold * std
+    return out
+
+
+# --------------------------------------------------------------------------- warm-up
+
+
+def _warmup(res: _Scored, x: FloatArray, t: FloatArray, cfg: DetectorConfig) -> None:
+    """In place: rows younger than `min_history` that the main method left unscored get a
+    robust z of the value against median / MAD of the series' samples so far (rows < i, at
+    least `warmup_points`), alarming at `warmup_factor` x `z_threshold`."""
+    if cfg.min_history <= 0 or cfg.warmup_points <= 0 or t.size == 0:
+        return
+    young = int(np.searchsorted(t, t[0] + cfg.min_history, side="left"))
+    if young <= cfg.warmup_points:
+        return
+    score = res.score.reshape(t.size, -1)
+    xs = x.reshape(t.size, -1)
+    warm = np.zeros(score.shape, dtype=bool)
+    count = np.cumsum(~np.isnan(xs), axis=0)
+    level = cfg.warmup_factor * cfg.z_threshold
+    outs = [a.reshape(t.size, -1) for a in (res.baseline, res.band_low, res.band_high)]
+    ref_at, ref = -1, (np.empty(0), np.empty(0))
+    for i in range(cfg.warmup_points, young):
+        cols = np.flatnonzero(
+            np.isnan(score[i]) & ~np.isnan(xs[i]) & (count[i - 1] >= cfg.warmup_points)
+        )
+        if cols.size == 0:
+            continue
+        # median / MAD of the rows before the latest refresh point (every WARMUP_REFRESH rows):
+        # one per row and series would cost ~50 s for 100k new series
+        c = cfg.warmup_points + (i - cfg.warmup_points) // WARMUP_REFRESH * WARMUP_REFRESH
+        if c != ref_at:
+            ref_at, ref = c, _median_mad(xs[:c])
+        med, mad = ref[0][cols], ref[1][cols]
+        scale = _scale_floor(mad, med, cfg)
+        with np.errstate(invalid="ignore"):
+            z = np.abs(xs[i, cols] - med) / scale
+        ok = ~np.isnan(z)
+        cols, z, med, scale = cols[ok], z[ok], med[ok], scale[ok]
+        score[i, cols] = _ratio(z, level)
+        outs[0][i, cols] = med
+        outs[1][i, cols] = med - level * scale
+        outs[2][i, cols] = med + level * scale
+        warm[i, cols] = True
+    res.warm = warm.reshape(x.shape)
+
+
+def _median_mad(past: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Column-wise median and 1.4826 x MAD ignoring NaN, by sorting (np.nanmedian loops)."""
+    med = _sorted_median(past)
+    return med, 1.4826 * _sorted_median(np.abs(past - med))
+
+
+def _sorted_median(a: FloatArray) -> FloatArray:
+    srt = np.sort(a, axis=0)  # NaN sorts last
+    n = (~np.isnan(a)).sum(axis=0)
+    lo = np.take_along_axis(srt, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]
+    hi = np.take_along_axis(srt, np.maximum(n // 2, 0)[None, :], axis=0)[0]
+    out: FloatArray = np.where(n > 0, 0.5 * (lo + hi), np.nan)
     return out
 
 
@@ -384,6 +585,7 @@ def _score_matrix(
         res = _score_robust(x, t, cfg)
     else:
         res = _score_zscore(x, cfg)
+    _warmup(res, x, t, cfg)
     _episodes(res.score, t, cfg)
     return res
 
@@ -419,7 +621,7 @@ def _detection(
     res: _Scored, i: int, t: FloatArray, x: FloatArray, cfg: DetectorConfig
 ) -> Detection:
     return Detection(
-        method=cfg.method,
+        method=WARMUP if res.is_warm(i) else cfg.method,
         score=float(res.score[i]),
         threshold=cfg.threshold,
         value=float(x[i]),
@@ -427,6 +629,8 @@ def _detection(
         band_low=_opt(res.band_low[i]),
         band_high=_opt(res.band_high[i]),
         timestamp=float(t[i]),
+        expected=None if res.expected is None else _opt(res.expected[i]),
+        period=None if res.period is None else _opt(res.period[i]),
     )
 
 
@@ -480,6 +684,7 @@ def score_batch(
     plo, phi = _prior(prior_low, n_series), _prior(prior_high, n_series)
     scores = np.full(x.shape, np.nan)
     last = np.full((3, n_series), np.nan)
+    warming = np.zeros(n_series, dtype=bool)
 
     def run(a: int) -> None:
         b = min(n_series, a + BATCH_CHUNK)
@@ -488,6 +693,8 @@ def score_batch(
         scores[a:b] = res.score.T
         if t.size:
             last[:, a:b] = (res.baseline[-1], res.band_low[-1], res.band_high[-1])
+            if res.warm is not None:
+                warming[a:b] = res.warm[-1]
 
     starts = range(0, n_series, BATCH_CHUNK)
     n_workers = min(len(starts), workers or min(os.cpu_count() or 1, 4))
@@ -506,6 +713,7 @@ def score_batch(
         baseline=last[0],
         band_low=last[1],
         band_high=last[2],
+        warming=warming,
     )
 
 

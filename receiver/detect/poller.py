@@ -150,6 +150,8 @@ class CycleReport:
     error: str = ""
     duration: float = 0.0
     sample: list[dict[str, object]] = field(default_factory=list)
+    warming: int = 0
+    warming_series: list[str] = field(default_factory=list)
 
 
 def holder_id() -> str:
@@ -172,6 +174,12 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else round(x, 6)
 
 
+def _warming(fetched: Fetched, result: BatchResult) -> list[str]:
+    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle."""
+    rows = np.flatnonzero(result.warming)[:SAMPLE_SIZE]
+    return [fetched.refs[int(i)].selector.series_expr(fetched.refs[int(i)].labels) for i in rows]
+
+
 def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
     last = np.nan_to_num(result.scores[:, -1], nan=-1.0)
     top = np.argsort(-last, kind="stable")[:SAMPLE_SIZE]
@@ -187,6 +195,7 @@ def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
                 "value": _finite(float(result.values[int(i), -1])),
                 "score": _finite(score),
                 "flagged": bool(not math.isnan(score) and score >= result.threshold),
+                "warming": bool(result.warming[int(i)]),
             }
         )
     return out
@@ -361,6 +370,9 @@ class OutlierPoller:
         if result is not None:
             report.flagged = len(flags)
             report.sample = _sample(fetched, result)
+            report.warming = int(result.warming.sum())
+            report.warming_series = _warming(fetched, result)
+            self.metrics.warming.labels(target.name).set(report.warming)
             self.metrics.flagged.labels(target.name).inc(report.flagged)
         self.metrics.opened.labels(target.name).inc(report.opened)
         if report.opened or report.resolved:
@@ -458,6 +470,8 @@ class OutlierPoller:
             capped=report.capped,
             error=report.error,
             sample=report.sample,
+            warming=report.warming,
+            warming_series=report.warming_series,
         )
         try:
             await self.store.insert_snapshot(snapshot, self.config.max_docs)

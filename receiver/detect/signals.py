@@ -148,10 +148,18 @@ def _num(value: float | None) -> str:
 
 
 def _reason(metric: str, d: Detection) -> str:
+    season = ""
+    if d.expected is not None and d.period is not None:
+        season = f"expected {_num(d.expected)} at this time of {_period_name(d.period)}; "
     return (
         f"{metric} = {_num(d.value)} outside [{_num(d.band_low)}, {_num(d.band_high)}] "
-        f"(baseline {_num(d.baseline)}; {d.method} score {_num(d.score)} >= {d.threshold:g})"
+        f"({season}baseline {_num(d.baseline)}; {d.method} score {_num(d.score)} "
+        f">= {d.threshold:g})"
     )
+
+
+def _period_name(seconds: float) -> str:
+    return {86400.0: "day", 604800.0: "week"}.get(seconds, f"{seconds:g}s cycle")
 
 
 class SignalBuilder:
@@ -277,6 +285,9 @@ class SignalBuilder:
                 band_high=d.band_high,
                 query=query,
                 target=self.target,
+                expected=d.expected,
+                period_seconds=d.period,
+                onset=starts.isoformat(),
             ),
         )
 

@@ -255,6 +255,11 @@ def _detector_text(signal: Signal) -> str:
         lines.append(f"baseline: {det.baseline:g}")
     if det.band_low is not None or det.band_high is not None:
         lines.append(f"normal band: [{_value(det.band_low)}, {_value(det.band_high)}]")
+    if det.expected is not None:
+        period = f" (period {det.period_seconds:g}s)" if det.period_seconds else ""
+        lines.append(f"seasonal expectation: {det.expected:g}{period}")
+    if det.onset is not None:
+        lines.append(f"onset: {clean_text(det.onset, 40, multiline=False)}")
     if det.query:
         lines.append(f"query: {clean_text(det.query, 500, multiline=False)}")
     if det.target:

@@ -294,6 +294,9 @@ class PollSnapshot(Document):
     capped: bool = False
     error: str = ""
     sample: list[dict[str, Any]] = Field(default_factory=list)
+    # series judged by the warm-up method (younger than DETECT_MIN_HISTORY), first few by name
+    warming: int = 0
+    warming_series: list[str] = Field(default_factory=list)
 
     class Settings:
         name = "metrics"

@@ -16,8 +16,10 @@ from receiver.detect.outliers import (
     HOUR,
     MINUTE,
     SEED_CONFIG,
+    WARMUP,
     Z_THRESHOLD,
     DetectorConfig,
+    active_period,
     explain_last,
     score_batch,
     score_detail,
@@ -98,14 +100,39 @@ def test_nan_gaps_get_no_score_and_do_not_alarm() -> None:
 
 
 def test_too_short_history_is_not_scored() -> None:
-    """Before `min_history` nothing is scored, even a huge jump."""
-    t = grid(0.5)
+    """Before `warmup_points` samples nothing is scored, even a huge jump."""
+    t = grid(0.5)[: DEFAULT_CONFIG.warmup_points]
     x = noise(t.size)
     x[-1] = 1000.0
     assert np.all(score_series(t, x) == 0.0)
     last = explain_last(t, x)
     assert np.isnan(last.score)
     assert not last.flagged
+
+
+def test_new_series_is_scored_by_the_warm_up_method_within_an_hour() -> None:
+    """At a 1-minute step a 40-minute-old series is scored by the warm-up robust z: a jump
+    far beyond its spread alarms, ordinary noise does not, and the detection says warm-up."""
+    t = grid(40 / (24 * 60), MINUTE)
+    x = noise(t.size)
+    assert flagged(score_series(t, x)).size == 0
+    x[-1] = 30.0
+    assert flagged(score_series(t, x)).tolist() == [t.size - 1]
+    last = explain_last(t, x)
+    assert last.method == WARMUP
+    assert last.band_high is not None
+    assert last.band_high < 30.0
+
+
+def test_z_threshold_sets_the_warm_up_cut_off() -> None:
+    """The warm-up alarms at robust |z| >= warmup_factor x z_threshold: raising Z_THRESHOLD
+    silences a jump the default flags."""
+    t = grid(0.5)
+    x = noise(t.size)
+    x[-1] = 10.0 + 12 * 1.0  # about 12 robust z: above 3 x 3, below 3 x 5
+    assert score_series(t, x)[-1] >= DEFAULT_THRESHOLD
+    strict = replace(DEFAULT_CONFIG, z_threshold=5.0)
+    assert score_series(t, x, strict)[-1] < DEFAULT_THRESHOLD
 
 
 def test_suppression_is_in_time_not_rows() -> None:
@@ -205,9 +232,12 @@ def test_batch_priors_count_as_history() -> None:
     x = np.vstack([noise(t.size, seed=s) for s in range(4)])
     x[0, -1] = 30.0
     x[1, -1] = 14.0  # beyond the window's range, inside the prior one
-    assert score_batch(t, x).flagged_last().size == 0  # not enough history
+    warm = score_batch(t, x)  # too young for the range: the warm-up judges it
+    assert warm.flagged_last().tolist() == [0]  # 4 sigma is within the stricter cut-off
+    assert warm.warming.all()
     res = score_batch(t, x, prior_low=np.full(4, 5.0), prior_high=np.full(4, 15.0))
     assert res.flagged_last().tolist() == [0]
+    assert not res.warming.any()
 
 
 def test_batch_rejects_misshaped_input() -> None:
@@ -219,6 +249,74 @@ def test_batch_rejects_misshaped_input() -> None:
 def test_detector_config_constants_are_in_time() -> None:
     """The time-related defaults are seconds, so they mean the same at any scrape interval."""
     cfg = DetectorConfig()
-    assert cfg.suppress == 6 * HOUR
+    assert cfg.suppress == 3 * HOUR
+    assert cfg.season_level == 2 * DAY
+    assert cfg.season_refit == DAY
     assert cfg.min_history == DAY
     assert cfg.lookback == 14 * DAY
+
+
+def test_period_is_found_only_where_the_history_repeats() -> None:
+    """A noisy daily wave gets a daily period after three days; noise and a drift get none."""
+    t = grid(6)
+    wave = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0, sd=3.0)
+    periods = active_period(wave, t, DEFAULT_CONFIG)
+    assert set(periods[t - T0 < 3 * DAY].tolist()) == {0.0}
+    assert set(periods[t - T0 >= 4 * DAY].tolist()) == {DAY}
+    drift = noise(t.size, sd=3.0) + np.linspace(0.0, 100.0, t.size)
+    assert not active_period(drift, t, DEFAULT_CONFIG).any()
+    assert not active_period(noise(t.size), t, DEFAULT_CONFIG).any()
+
+
+def test_weekly_pattern_wins_over_daily_when_weekends_differ() -> None:
+    """Quiet weekends on a daily wave make the period weekly, and a weekend at weekday level
+    alarms while the ordinary weekdays and weekends before it do not."""
+    step = 15 * MINUTE
+    t = grid(30, step)
+    weekday = ((t - T0) // DAY) % 7 < 5
+    x = 10.0 + np.where(weekday, 40.0, 0.0) * (1 + np.sin(2 * np.pi * t / DAY)) / 2
+    x += noise(t.size, level=0.0, sd=1.0)
+    assert active_period(x, t, DEFAULT_CONFIG)[-1] == 7 * DAY
+    assert flagged(score_series(t, x)).size == 0
+    busy = x.copy()
+    last_weekend = np.flatnonzero(~weekday)[-int(DAY / step) :]
+    busy[last_weekend] += 40.0 * (1 + np.sin(2 * np.pi * t[last_weekend] / DAY)) / 2
+    hits = flagged(score_series(t, busy))
+    assert hits.size > 0
+    assert hits.min() >= last_weekend[0]
+
+
+def test_seasonal_series_with_slow_drift_stays_quiet() -> None:
+    """A daily wave whose level climbs 2 % a day raises no alarm; a night-time step still does."""
+    t = grid(14)
+    x = (50.0 + 20.0 * np.sin(2 * np.pi * t / DAY)) * (1 + 0.02 * (t - T0) / DAY)
+    x += noise(t.size, level=0.0, sd=1.0)
+    assert flagged(score_series(t, x)).size == 0
+    trough = int(np.argmin(x[-288:])) + t.size - 288
+    x[trough - 6 : trough + 6] += 30.0
+    hits = flagged(score_series(t, x))
+    assert hits.size == 1
+    assert trough - 6 <= hits[0] <= trough + 6
+
+
+def test_seasonal_scores_are_causal() -> None:
+    """With the seasonal residual active, scoring a prefix reproduces the full run's scores."""
+    t = grid(8)
+    x = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0, sd=2.0)
+    x[-200] += 40.0
+    full = score_series(t, x)
+    for cut in (int(3.5 * DAY / STEP), int(5.2 * DAY / STEP), t.size - 150):
+        np.testing.assert_array_equal(score_series(t[:cut], x[:cut]), full[:cut])
+
+
+def test_seasonal_detection_explains_its_expectation() -> None:
+    """A night-time step on a daily wave is explained with the value expected at that time of
+    day and the daily period, and that expectation lies near the wave, not the step."""
+    t = grid(10)
+    x = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + noise(t.size, level=0.0)
+    trough = int(np.argmin(x[-288:])) + t.size - 288
+    x[trough - 6 : trough + 6] += 30.0
+    hit = next(d for d in score_detail(t, x) if d.flagged)
+    assert hit.period == DAY
+    assert hit.expected is not None
+    assert abs(hit.expected - 30.0) < 5.0

@@ -134,6 +134,8 @@ async def test_a_spike_opens_one_episode_explained(beanie: Store) -> None:
     assert d.band_high < 100.0
     assert d.target == "prom-a"
     assert d.query == 'queue_depth{instance="h1:9100",queue="orders"}'
+    assert d.onset == signal.starts_at.isoformat()  # the evidence says when the run began
+    assert d.expected is None  # a 1-minute window shows no season
     assert "queue_depth%7Binstance" in signal.generator_url
 
 
