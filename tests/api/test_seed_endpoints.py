@@ -48,7 +48,8 @@ async def test_stats_counts_pipeline_data(service: Running) -> None:
     assert body["anomalies"]["total"] == 3
     assert body["anomalies"]["open"] == 2
     assert body["incidents"] == {"total": 2, "open": 1}
-    assert body["deliveries"] == {"total": 3, "pending": 0}
+    assert body["deliveries"] == {"total": 3, "pending": 0, "failed": 0}
+    assert body["quarantined"] == {"deliveries": 0, "analyses": 0, "notifications": 0}
     assert body["metrics"] == 0
     assert body["rca_results"] >= 0
     assert body["chat_sessions"] == {"total": 0, "active": 0}
