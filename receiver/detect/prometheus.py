@@ -27,11 +27,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import numpy.typing as npt
+
+from receiver.safety import split_userinfo
 
 FloatArray = npt.NDArray[np.float64]
 Labels = Mapping[str, str]
@@ -162,19 +163,6 @@ class PrometheusTarget:
         if credentials is None:
             return self
         return replace(self, url=url, basic_auth=self.basic_auth or credentials)
-
-
-def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
-    """(`url` without `user:password@`, the decoded (user, password) or None)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url, None
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at:
-        return url, None
-    user, _, password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
 
 
 class PrometheusAPI(Protocol):

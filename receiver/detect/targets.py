@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 
-from receiver.detect.prometheus import PrometheusTarget, split_userinfo
+from receiver.detect.prometheus import PrometheusTarget
+from receiver.safety import split_userinfo
 from receiver.settings import Settings
 from receiver.store.documents import Lease, Target
 

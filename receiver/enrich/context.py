@@ -40,7 +40,7 @@ from receiver.enrich.evidence import (
     evidence_from_incident,
     primary_signal,
 )
-from receiver.notify.channels import mask_url
+from receiver.safety import mask_url
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,9 @@ from receiver.domain import IncidentView, Severity, Signal, Status
 from receiver.notify.channels import Channel, ChannelError, ChannelKind, Routing
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.render import Attachment, Event, Message, RenderOptions, one_line, render
+from receiver.notify.render import Attachment, Event, Message, RenderOptions, render
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.safety import one_line
 from receiver.settings import Settings
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
 from receiver.store.documents import Anomaly, Incident, Notification, Rca, utcnow

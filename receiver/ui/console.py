@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
-from receiver.notify.channels import mask_url
+from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
@@ -76,22 +76,6 @@ def duration(seconds: float) -> str:
         return f"{h} h {m} min" if m else f"{h} h"
     d, h = divmod(s // 3600, 24)
     return f"{d} d {h} h" if h else f"{d} d"
-
-
-def one_line(raw: str, limit: int = SUMMARY_LIMIT) -> str:
-    line = " ".join(raw.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def safe_url(raw: str) -> str:
-    """`raw` if it is an absolute http(s) URL, else "" (no javascript:, data: ...)."""
-    try:
-        parts = urlsplit(raw.strip())
-    except ValueError:
-        return ""
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return ""
-    return raw.strip()
 
 
 def _lasted(incident: Incident, now: datetime) -> str:
@@ -160,7 +144,7 @@ def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
         "duration": _lasted(incident, now),
         "instance": _instances(incident),
         "title": _title(incident),
-        "summary": one_line(rca.summary) if rca is not None else "",
+        "summary": one_line(rca.summary, SUMMARY_LIMIT) if rca is not None else "",
         "pending": "analysis pending…" if incident.needs_analysis else "",
     }
 
@@ -341,7 +325,7 @@ async def incident_page(request: Request) -> Response:
                 "status": i.status,
                 "started": when(i.started_at),
                 "duration": _lasted(i, now),
-                "summary": one_line(r.summary) if r is not None else "",
+                "summary": one_line(r.summary, SUMMARY_LIMIT) if r is not None else "",
             }
             for i, r in similar
         ],
