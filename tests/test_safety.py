@@ -59,7 +59,9 @@ def test_slack_escape_defuses_links_and_mentions() -> None:
 def test_slack_plain_is_one_line_and_capped() -> None:
     """Plain-text Slack fields: no newline, no live `<`, no mention, at most `limit` characters."""
     out = slack_plain("@channel <b>\nnext line " + "x" * 200, 50)
-    assert "\n" not in out and "@channel" not in out and "<b" not in out
+    assert "\n" not in out
+    assert "@channel" not in out
+    assert "<b" not in out
     assert len(out) <= 50
 
 
@@ -111,7 +113,7 @@ def test_mask_url_hides_user_info_password(url: str, hidden: str) -> None:
     masked = mask_url(url)
     assert hidden not in masked
     assert f":{MASK}@" in masked
-    assert "@" in masked and masked.split("@", 1)[1].startswith(url.split("@", 1)[1][:8])
+    assert masked.split("@", 1)[1].startswith(url.split("@", 1)[1][:8])
 
 
 def test_mask_url_secrets_lists_raw_and_decoded_forms() -> None:

@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from receiver.safety import split_userinfo
+from receiver.timeutil import aware
 
 FloatArray = npt.NDArray[np.float64]
 Labels = Mapping[str, str]
@@ -198,7 +199,7 @@ class PrometheusAPI(Protocol):
 def unix(t: TimeLike) -> float:
     """Unix seconds from a datetime (naive = UTC) or a number."""
     if isinstance(t, datetime):
-        return t.timestamp() if t.tzinfo else t.replace(tzinfo=UTC).timestamp()
+        return aware(t).timestamp()
     return float(t)
 
 

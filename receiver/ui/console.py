@@ -24,6 +24,7 @@ from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.repo import StoreError
+from receiver.timeutil import aware
 from receiver.ui.evidence import (
     ChartData,
     ChartSpec,
@@ -52,16 +53,12 @@ PROBLEMS = {
 # --- formatting ------------------------------------------------------------------------------
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def when(value: datetime | None) -> str:
-    return "" if value is None else _aware(value).strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else aware(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(value: datetime | None) -> str:
-    return "" if value is None else _aware(value).isoformat()
+    return "" if value is None else aware(value).isoformat()
 
 
 def duration(seconds: float) -> str:
@@ -79,8 +76,8 @@ def duration(seconds: float) -> str:
 
 
 def _lasted(incident: Incident, now: datetime) -> str:
-    end = _aware(incident.resolved_at) if incident.resolved_at else now
-    return duration((end - _aware(incident.started_at)).total_seconds())
+    end = aware(incident.resolved_at) if incident.resolved_at else now
+    return duration((end - aware(incident.started_at)).total_seconds())
 
 
 def _job(incident: Incident) -> str:
