@@ -3,17 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+# Pinned versions for every install (run, test, CI): a fresh venv gets what the suite passed with.
+CONSTRAINTS := constraints.txt
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench venv system-deps clean rules demo
+.PHONY: run test lint bench venv dev system-deps clean rules demo
 
-$(STAMP): pyproject.toml
+# Runtime dependencies only: what `make run` needs.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 	touch $(STAMP)
 
+# Plus the dev extra (pytest, ruff, mypy, aiosmtpd, ...) for tests, lint, benches and the demo.
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	touch $(DEV_STAMP)
+
 venv: $(STAMP)
+
+dev: $(DEV_STAMP)
 
 # Real Prometheus and Alertmanager for the tests and the demo, and Chromium for the console
 # test (Debian packages), installed only when missing.
@@ -29,15 +40,15 @@ system-deps:
 run: venv
 	$(VENV)/bin/receiver serve
 
-lint: venv
+lint: dev
 	$(VENV)/bin/ruff check receiver tests bench
 	$(VENV)/bin/ruff format --check receiver tests bench
 	$(VENV)/bin/mypy receiver tests bench
 
-test: system-deps venv lint
+test: system-deps dev lint
 	$(VENV)/bin/pytest -q
 
-bench: system-deps venv
+bench: system-deps dev
 	$(PY) bench/ingest.py
 	$(PY) bench/load.py
 	$(PY) bench/detect.py
@@ -46,7 +57,7 @@ bench: system-deps venv
 	$(PY) bench/enrich.py
 	$(PY) bench/rca.py
 
-demo: system-deps venv
+demo: system-deps dev
 	$(PY) -m receiver.demo $(DEMO_ARGS)
 
 rules: venv

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from receiver.app import create_app  # noqa: E402
+from receiver.ports import free_port  # noqa: E402
 from receiver.settings import Settings  # noqa: E402
 from receiver.store.embedded import EmbeddedStore  # noqa: E402
 
@@ -41,13 +41,6 @@ ANSWER = {
     "hypotheses": [{"claim": "h", "evidence_ids": ["E1"], "confidence": 0.5}],
     "unknowns": [],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _SlowOllama:
@@ -77,7 +70,7 @@ class _SlowOllama:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -127,7 +120,7 @@ async def _storm(store: EmbeddedStore, work: Path, n: int, **overrides: Any) -> 
         monitor_interval=0,
         **overrides,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
     )
@@ -173,7 +166,7 @@ async def main() -> None:
         async with EmbeddedStore(work / "store") as store:
             seconds = await _storm(store, work, n, prom_url="")
             figures["offline_no_prometheus_per_s"] = round(n / seconds, 1)
-            refused = f"http://127.0.0.1:{_free_port()}"
+            refused = f"http://127.0.0.1:{free_port()}"
             seconds = await _storm(store, work, n, prom_url=refused)
             figures["offline_prometheus_down_per_s"] = round(n / seconds, 1)
             llm = _SlowOllama(args.llm_delay)

@@ -33,17 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from receiver.ingest.normalise import fingerprint  # noqa: E402
+from receiver.ports import free_port  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 (a loopback-only bench credential)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -245,7 +237,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO_", "WEBHOOK_"))}
         env.update({"WEBHOOK_TOKEN": TOKEN, "MONITOR_INTERVAL": "0", "LOG_LEVEL": "warning"})
 
-        noop_port = _free_port()
+        noop_port = free_port()
         noop = [
             sys.executable, "-m", "uvicorn", "bench.noop_receiver:app",
             "--host", "127.0.0.1", "--port", str(noop_port), "--log-level", "warning",
@@ -256,7 +248,7 @@ def main() -> None:
             asyncio.run(hammer(url, bodies[:200], args.concurrency))  # warm-up
             result["noop"] = asyncio.run(hammer(url, bodies, args.concurrency))
 
-        port = _free_port()
+        port = free_port()
         env_svc = {**env, "DATA_DIR": str(work / "data")}
         svc = [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)]
         base = f"http://127.0.0.1:{port}"

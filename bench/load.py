@@ -28,8 +28,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import TOKEN, _free_port, _process, hammer  # noqa: E402
+from bench.ingest import TOKEN, _process, hammer  # noqa: E402
 from receiver.ingest.normalise import fingerprint  # noqa: E402
+from receiver.ports import free_port  # noqa: E402
 from tests.support.fake_llm import FakeLLM, openai_chat  # noqa: E402
 from tests.support.smtp import smtp_server  # noqa: E402
 
@@ -163,7 +164,7 @@ def main() -> None:
                 "RETENTION_INTERVAL_SECONDS": "0",
             }
         )
-        noop_port = _free_port()
+        noop_port = free_port()
         noop = [
             sys.executable, "-m", "uvicorn", "bench.noop_receiver:app",
             "--host", "127.0.0.1", "--port", str(noop_port), "--log-level", "warning",
@@ -177,7 +178,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{noop_port}/api/v1/alerts"
             result["noop"] = asyncio.run(hammer(url, bodies, args.concurrency))
 
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         svc = [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)]
         with _process(

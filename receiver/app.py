@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import httpx
@@ -24,8 +24,6 @@ from receiver.api import rca as rca_api
 from receiver.api import stats as stats_api
 from receiver.api.hosts import HostGuard, allowed_hosts
 from receiver.api.middleware import api_middleware
-from receiver.api.telemetry import HttpMetrics
-from receiver.api.throttle import SlidingLimit
 from receiver.chat.assistant import ChatAssistant
 from receiver.detect.metrics import DetectorMetrics
 from receiver.detect.poller import OutlierPoller
@@ -42,20 +40,40 @@ from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.reconcile import Reconciler
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
+from receiver.notify.outbox import ChartSource
 from receiver.notify.wiring import build_notify
+from receiver.ratelimit import SlidingLimit
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.retry import RetryPolicy, StageFailures
 from receiver.services import Services
 from receiver.settings import Settings, check_startup
 from receiver.store.chat import ChatStore
 from receiver.store.collections import Collections
+from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store
+from receiver.telemetry import HttpMetrics
 from receiver.ui import console
+from receiver.ui.evidence import main_chart_png, rules_for
 from receiver.ui.gate import ConsoleGate
 
 log = logging.getLogger(__name__)
+
+
+def email_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | None:
+    """The emails' chart source: the console's main evidence chart, drawn from Prometheus."""
+    if not settings.notify_email_chart or not settings.prom_url:
+        return None
+    prom_url = settings.prom_url
+
+    async def chart(
+        incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
+    ) -> bytes | None:
+        rules = rules_for(episodes, settings.enrich_rules_dir)
+        return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)
+
+    return chart
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], delay: float = 1.0) -> None:
@@ -133,7 +151,9 @@ def create_app(settings: Settings) -> Starlette:
                 failures=failures,
                 policy=policy,
             )
-            notify = build_notify(settings, store, http, registry, failures)
+            notify = build_notify(
+                settings, store, http, registry, failures, charts=email_charts(settings, http)
+            )
             poller = OutlierPoller.from_settings(
                 settings, store, processor, http, DetectorMetrics(registry)
             )

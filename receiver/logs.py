@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from receiver.detect.prometheus import split_userinfo
+from receiver.safety import redact, split_userinfo
 from receiver.settings import Settings
 
 LOGGER = "receiver"
@@ -54,10 +54,7 @@ class RedactSecrets(logging.Filter):
         self.secrets = list(secrets)
 
     def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        return redact(text, self.secrets, MASK)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:

@@ -8,8 +8,6 @@ import httpx
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
-from receiver.api.telemetry import HttpMetrics
-from receiver.api.throttle import SlidingLimit
 from receiver.chat.assistant import ChatAssistant
 from receiver.detect.poller import OutlierPoller
 from receiver.enrich.budget import Budget
@@ -21,9 +19,11 @@ from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.wiring import NotifyServices
+from receiver.ratelimit import SlidingLimit
 from receiver.retention import Retention
 from receiver.settings import Settings
 from receiver.store.repo import Store
+from receiver.telemetry import HttpMetrics
 
 
 @dataclass

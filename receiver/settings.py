@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from receiver.rulegen.durations import parse_duration
+from receiver.durations import parse_duration
 
 
 def _is_number(text: str) -> bool:

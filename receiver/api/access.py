@@ -20,7 +20,8 @@ from enum import StrEnum
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from receiver.api.throttle import SlidingLimit, client_address
+from receiver.api.throttle import client_address
+from receiver.ratelimit import SlidingLimit
 from receiver.settings import Settings
 
 

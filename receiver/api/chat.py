@@ -21,15 +21,10 @@ from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
 from receiver.services import services
 from receiver.store.documents import ChatSession
 from receiver.store.repo import StoreError
+from receiver.timeutil import aware, iso_or_none
 
 MAX_BODY = 64 * 1024
 MAX_CONTEXT = 4_000  # characters of the context as JSON
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _store_error(err: StoreError) -> Response:
@@ -38,12 +33,12 @@ def _store_error(err: StoreError) -> Response:
 
 def session_summary(session: ChatSession, active_after: datetime) -> dict[str, Any]:
     last = session.last_activity
-    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    last = aware(last)
     return {
         "session_id": session.session_id,
         "title": session.title,
-        "created_at": _ts(session.created_at),
-        "last_activity": _ts(session.last_activity),
+        "created_at": iso_or_none(session.created_at),
+        "last_activity": iso_or_none(session.last_activity),
         "message_count": session.message_count,
         "tokens_in": session.tokens_in,
         "tokens_out": session.tokens_out,
@@ -54,7 +49,7 @@ def session_summary(session: ChatSession, active_after: datetime) -> dict[str, A
 def _message_view(message: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in message.items() if k != "at"}
     at = message.get("at")
-    view["at"] = _ts(at) if isinstance(at, datetime) else None
+    view["at"] = iso_or_none(at) if isinstance(at, datetime) else None
     return view
 
 

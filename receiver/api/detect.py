@@ -7,7 +7,6 @@ The PROM_URL target is listed as `default` (builtin, read-only). Errors: 400 bod
 from __future__ import annotations
 
 import json
-from datetime import UTC
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +30,7 @@ from receiver.services import services
 from receiver.store.detect import DetectStore
 from receiver.store.documents import PollSnapshot
 from receiver.store.repo import DuplicateKey, StoreError
+from receiver.timeutil import aware
 
 MAX_TARGET_BODY = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
@@ -151,10 +151,9 @@ async def delete_target(request: Request) -> Response:
 
 
 def snapshot_view(s: PollSnapshot) -> dict[str, Any]:
-    created = s.created_at if s.created_at.tzinfo else s.created_at.replace(tzinfo=UTC)
     return {
         "id": str(s.id),
-        "timestamp": created.isoformat(),
+        "timestamp": aware(s.created_at).isoformat(),
         "target": s.target,
         "holder": s.holder,
         "duration_seconds": s.duration_seconds,

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver import __version__
 from receiver.api.errors import error
-from receiver.notify.channels import mask_url
+from receiver.safety import mask_url
 from receiver.services import services
 from receiver.store.repo import StoreError
 

@@ -8,7 +8,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from receiver.api.access import AccessControl, ApiTokens, SecurityHeaders, split_tokens
 from receiver.api.telemetry import RequestMetrics
-from receiver.api.throttle import SlidingLimit
+from receiver.ratelimit import SlidingLimit
 from receiver.settings import Settings
 
 

@@ -37,15 +37,10 @@ from receiver.notify.render import Event, render
 from receiver.services import services
 from receiver.store.documents import Notification
 from receiver.store.repo import StoreError
+from receiver.timeutil import iso_or_none
 
 MAX_BODY = 64 * 1024
 STATUSES = {"pending", "sending", "sent", "failed", "suppressed", "waiting"}
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _store_error(err: StoreError) -> Response:
@@ -138,9 +133,9 @@ async def slack_status(request: Request) -> Response:
             "webhook_url": slack.masked_url if slack is not None else None,
             "channel": (slack.slack_channel or None) if slack is not None else None,
             "severities": channel_json(slack, routing)["severities"] if slack else [],
-            "last_sent_at": _ts(last_sent.sent_at) if last_sent is not None else None,
+            "last_sent_at": iso_or_none(last_sent.sent_at) if last_sent is not None else None,
             "last_error": problem or None,
-            "last_error_at": _ts(problem_at),
+            "last_error_at": iso_or_none(problem_at),
         }
     )
 
@@ -267,10 +262,10 @@ def notification_view(row: Notification, full: bool) -> dict[str, Any]:
         "last_error": row.last_error or None,
         "parts_sent": row.parts_sent,
         "with_analysis": row.with_analysis,
-        "created_at": _ts(row.created_at),
-        "next_attempt_at": _ts(row.next_attempt_at),
-        "sent_at": _ts(row.sent_at),
-        "window_start": _ts(row.window_start),
+        "created_at": iso_or_none(row.created_at),
+        "next_attempt_at": iso_or_none(row.next_attempt_at),
+        "sent_at": iso_or_none(row.sent_at),
+        "window_start": iso_or_none(row.window_start),
         "digest_key": row.digest_key or None,
         "digest_count": row.digest_count,
         "title": (row.message or {}).get("title"),

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from receiver.domain import Severity, Status
+from receiver.timeutil import aware
 
 MAX_LIMIT = 500
 
@@ -64,7 +65,7 @@ def since(request: Request) -> datetime | None:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as err:
         raise BadParam("since", "use RFC3339, unix seconds or a duration like 2h") from err
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return aware(parsed)
 
 
 def choice(request: Request, name: str, allowed: set[str]) -> str | None:

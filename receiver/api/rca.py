@@ -5,7 +5,6 @@ re-analysis on request, and feedback on an analysis.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -20,14 +19,9 @@ from receiver.services import services
 from receiver.store.documents import Feedback, Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import StoreError
+from receiver.timeutil import iso_or_none
 
 MAX_FEEDBACK_BODY = 16 * 1024
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _store_error(err: StoreError) -> Response:
@@ -62,8 +56,8 @@ def rca_view(rca: Rca) -> dict[str, Any]:
         "evidence_queries": rca.evidence_queries,
         "evidence_seconds": rca.evidence_seconds,
         "trace_id": rca.trace_id or None,
-        "timestamp": _ts(rca.created_at),
-        "created_at": _ts(rca.created_at),
+        "timestamp": iso_or_none(rca.created_at),
+        "created_at": iso_or_none(rca.created_at),
     }
 
 

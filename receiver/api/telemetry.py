@@ -9,32 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.telemetry import HttpMetrics
+
 UNMATCHED = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests by method, route template and status code",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "http_request_duration_seconds",
-            "HTTP request latency by method and route template",
-            ["method", "route"],
-            registry=registry,
-            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.in_progress = Gauge(
-            "http_requests_in_progress", "HTTP requests being served", registry=registry
-        )
 
 
 def route_template(routes: list[BaseRoute], scope: Scope) -> str:

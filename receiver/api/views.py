@@ -7,14 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.store.documents import Anomaly, Delivery, Incident
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # the store hands back UTC; some paths lose the zone
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
+from receiver.timeutil import iso_or_none
 
 
 def episode_view(a: Anomaly) -> dict[str, Any]:
@@ -26,13 +19,13 @@ def episode_view(a: Anomaly) -> dict[str, Any]:
         "instance": a.instance,
         "severity": a.severity,
         "reason": a.reason,
-        "timestamp": _ts(a.starts_at),
+        "timestamp": iso_or_none(a.starts_at),
         "status": a.status,
         "source": a.source,
         "alertname": a.alertname,
         "fingerprint": a.fingerprint,
-        "starts_at": _ts(a.starts_at),
-        "ends_at": _ts(a.ends_at),
+        "starts_at": iso_or_none(a.starts_at),
+        "ends_at": iso_or_none(a.ends_at),
         "labels": a.labels,
         "annotations": a.annotations,
         "generator_url": a.generator_url,
@@ -59,9 +52,9 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "group_labels": i.group_labels,
         "common_labels": i.common_labels,
         "external_url": i.external_url,
-        "started_at": _ts(i.started_at),
-        "updated_at": _ts(i.updated_at),
-        "resolved_at": _ts(i.resolved_at),
+        "started_at": iso_or_none(i.started_at),
+        "updated_at": iso_or_none(i.updated_at),
+        "resolved_at": iso_or_none(i.resolved_at),
         "resolved_by": i.resolved_by or None,
         "episode_count": i.episode_count,
         "firing_count": i.firing_count,
@@ -106,7 +99,7 @@ def delivery_view(d: Delivery, raw_json: str | None = None) -> dict[str, Any]:
         "id": str(d.id),
         "delivery_key": d.delivery_key,
         "state": delivery_state(d),
-        "received_at": _ts(d.received_at),
+        "received_at": iso_or_none(d.received_at),
         "receiver": d.receiver,
         "group_key": d.group_key,
         "status": d.status,
@@ -116,7 +109,7 @@ def delivery_view(d: Delivery, raw_json: str | None = None) -> dict[str, Any]:
         "processed": d.processed,
         "attempts": d.attempts,
         "last_error": d.last_error or None,
-        "next_attempt_at": _ts(datetime.fromtimestamp(d.next_attempt_ts, UTC))
+        "next_attempt_at": iso_or_none(datetime.fromtimestamp(d.next_attempt_ts, UTC))
         if d.next_attempt_ts and not d.processed
         else None,
     }

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from receiver.chat.grounding import Window, match_names, time_window, tokens
@@ -33,6 +33,7 @@ from receiver.enrich.llm import ChatMessage, LLMError, LLMProvider
 from receiver.enrich.tracing import Tracer
 from receiver.store.chat import ChatStore
 from receiver.store.documents import ChatSession, Incident, Rca, utcnow
+from receiver.timeutil import aware, iso_or_none
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,6 @@ class Reply:
     notes: list[str] = field(default_factory=list)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def _incident_data(incident: Incident, analysis: Rca | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(incident.id),
@@ -128,8 +119,8 @@ def _incident_data(incident: Incident, analysis: Rca | None) -> dict[str, Any]:
         "source": incident.source,
         "alertnames": [clean_text(a, 100, multiline=False) for a in incident.alertnames[:20]],
         "instances": [clean_text(i, 100, multiline=False) for i in incident.instances[:20]],
-        "started_at": _iso(incident.started_at),
-        "resolved_at": _iso(incident.resolved_at),
+        "started_at": iso_or_none(incident.started_at),
+        "resolved_at": iso_or_none(incident.resolved_at),
         "episodes": incident.episode_count,
         "common_labels": clean_mapping(incident.common_labels),
     }
@@ -141,7 +132,7 @@ def _incident_data(incident: Incident, analysis: Rca | None) -> dict[str, Any]:
             "simplified": clean_text(analysis.simplified, 300),
             "confidence": analysis.confidence,
             "offline": analysis.offline,
-            "created_at": _iso(analysis.created_at),
+            "created_at": iso_or_none(analysis.created_at),
         }
     return data
 
@@ -188,8 +179,7 @@ def build_messages(
 def _when(value: datetime | None) -> str:
     if value is None:
         return "?"
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.strftime("%Y-%m-%d %H:%M UTC")
+    return aware(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def offline_answer(grounding: Grounding, reason: str) -> str:
@@ -343,7 +333,7 @@ class ChatAssistant:
         found = await self.chats.find_incidents(query, self.max_incidents * 4)
         if window is not None:
             found = [
-                i for i in found if i.resolved_at is None or _aware(i.resolved_at) >= window.start
+                i for i in found if i.resolved_at is None or aware(i.resolved_at) >= window.start
             ]
         return found[: self.max_incidents]
 

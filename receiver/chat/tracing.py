@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from langfuse._client.span import LangfuseGeneration, LangfuseSpan
+from langfuse import LangfuseGeneration, LangfuseSpan
 
 from receiver.enrich.tracing import LangfuseTracer, Tracer
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +13,8 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from receiver.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,6 @@ class Mail:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "message"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _Handler:
@@ -53,7 +47,7 @@ class MailSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._mails: list[Mail] = []
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
 
     @property

@@ -35,6 +35,7 @@ import yaml
 
 from receiver.demo.exporter import API, NODES, ScriptedExporter
 from receiver.demo.mail import MailSink
+from receiver.ports import free_port
 from receiver.rulegen.generate import GENERATED_DIR, render_all
 from receiver.rulegen.generate import write as write_files
 from receiver.rulegen.load import load_specs
@@ -72,13 +73,6 @@ class Stop(Exception):
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Stop
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def port_free(port: int) -> bool:

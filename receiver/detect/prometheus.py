@@ -24,14 +24,16 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import numpy.typing as npt
+
+from receiver.safety import split_userinfo
+from receiver.timeutil import aware
 
 FloatArray = npt.NDArray[np.float64]
 Labels = Mapping[str, str]
@@ -164,19 +166,6 @@ class PrometheusTarget:
         return replace(self, url=url, basic_auth=self.basic_auth or credentials)
 
 
-def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
-    """(`url` without `user:password@`, the decoded (user, password) or None)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url, None
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at:
-        return url, None
-    user, _, password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
-
-
 class PrometheusAPI(Protocol):
     """What the detector needs from a Prometheus."""
 
@@ -210,7 +199,7 @@ class PrometheusAPI(Protocol):
 def unix(t: TimeLike) -> float:
     """Unix seconds from a datetime (naive = UTC) or a number."""
     if isinstance(t, datetime):
-        return t.timestamp() if t.tzinfo else t.replace(tzinfo=UTC).timestamp()
+        return aware(t).timestamp()
     return float(t)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.detect.promql import promql_string
-from receiver.rulegen.durations import format_duration
+from receiver.durations import format_duration
 from receiver.rulegen.load import SpecError, load_specs
 
 log = logging.getLogger(__name__)

@@ -7,15 +7,16 @@ returned), and `PollTarget`, what the poller needs to reach one Prometheus.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 
-from receiver.detect.prometheus import PrometheusTarget, split_userinfo
+from receiver.detect.prometheus import PrometheusTarget
+from receiver.safety import split_userinfo
 from receiver.settings import Settings
 from receiver.store.documents import Lease, Target
+from receiver.timeutil import iso_or_none
 
 DEFAULT_NAME = "default"  # the target PROM_URL defines; not stored, not editable
 MASK = "********"
@@ -140,16 +141,10 @@ def masked_auth(auth: dict[str, str] | None) -> dict[str, str] | None:
     return {"type": auth.get("type", "bearer"), "token": MASK}
 
 
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def _lease_view(lease: Lease | None) -> dict[str, Any] | None:
     if lease is None:
         return None
-    return {"holder": lease.holder, "expires_at": _ts(lease.expires_at)}
+    return {"holder": lease.holder, "expires_at": iso_or_none(lease.expires_at)}
 
 
 def target_view(target: Target, lease: Lease | None = None) -> dict[str, Any]:
@@ -160,8 +155,8 @@ def target_view(target: Target, lease: Lease | None = None) -> dict[str, Any]:
         "enabled": target.enabled,
         "auth": masked_auth(target.auth),
         "builtin": False,
-        "created_at": _ts(target.created_at),
-        "updated_at": _ts(target.updated_at),
+        "created_at": iso_or_none(target.created_at),
+        "updated_at": iso_or_none(target.updated_at),
         "lease": _lease_view(lease),
     }
 

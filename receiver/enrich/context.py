@@ -40,7 +40,8 @@ from receiver.enrich.evidence import (
     evidence_from_incident,
     primary_signal,
 )
-from receiver.notify.channels import mask_url
+from receiver.safety import mask_url
+from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,6 @@ SIGNIFICANT_LABELS = ("job", "service", "namespace", "cluster", "env", "environm
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -293,7 +290,7 @@ class PastIncident:
     def duration(self) -> timedelta | None:
         if self.resolved_at is None:
             return None
-        return _aware(self.resolved_at) - _aware(self.started_at)
+        return aware(self.resolved_at) - aware(self.started_at)
 
 
 HistoryLookup = Callable[[str, str], Awaitable[list[PastIncident]]]
@@ -316,7 +313,7 @@ def rank_similar(
             continue
         score = 4 * (past.key == incident.key) + 2 * (primary.instance in past.instances)
         score += sum(past.labels.get(k) == v for k, v in wanted.items())
-        scored.append((score, _aware(past.started_at).timestamp(), past))
+        scored.append((score, aware(past.started_at).timestamp(), past))
     scored.sort(key=lambda s: (-s[0], -s[1]))
     return [past for _, _, past in scored[:limit]]
 
@@ -325,7 +322,7 @@ def _history_text(past: PastIncident) -> str:
     duration = past.duration
     lasted = f"lasted {_minutes(duration.total_seconds())}" if duration else "end unknown"
     lines = [
-        f"started {_aware(past.started_at):%Y-%m-%d %H:%M} UTC, {lasted}",
+        f"started {aware(past.started_at):%Y-%m-%d %H:%M} UTC, {lasted}",
     ]
     if past.instances:
         lines.append("instances: " + ", ".join(clean_text(i, 80) for i in past.instances[:5]))
@@ -392,7 +389,7 @@ class ContextGatherer:
         report = await find_causes(
             self.prometheus,
             [s.labels for s in firing],
-            _aware(primary.starts_at).timestamp(),
+            aware(primary.starts_at).timestamp(),
             expr,
             now=self.now().timestamp(),
             query_timeout=self.query_timeout,
@@ -422,7 +419,7 @@ class ContextGatherer:
         return None
 
     def _window(self, primary: Signal) -> tuple[float, float, float, float]:
-        at = _aware(primary.starts_at).timestamp()
+        at = aware(primary.starts_at).timestamp()
         now = self.now().timestamp()
         start = at - RANGE_BEFORE.total_seconds()
         end = max(min(at + RANGE_AFTER.total_seconds(), now), start + MIN_STEP)

@@ -14,9 +14,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import httpx
-from langfuse import Langfuse
+from langfuse import Langfuse, LangfuseGeneration, LangfuseSpan
 from langfuse._client.resource_manager import LangfuseResourceManager
-from langfuse._client.span import LangfuseGeneration, LangfuseSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -256,7 +255,9 @@ class LangfuseTracer:
 
         langfuse 3.x keeps one resource manager per public key for the whole process; without
         forgetting it, a tracer built later with the same key (a restarted app, the next test)
-        would get this one's stopped exporter and silently drop everything.
+        would get this one's stopped exporter and silently drop everything. 3.x has no public
+        way to forget it (upstream issue langfuse-python#1799), hence the one private import
+        above; drop it once a release evicts shut-down managers itself.
         """
         try:
             self._client.shutdown()

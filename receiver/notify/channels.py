@@ -2,8 +2,8 @@
 
 A channel is "a URL is the configuration" (Apprise's idea): email becomes a `mailto://` /
 `mailtos://` URL, Slack a webhook URL, anything else an Apprise URL from APPRISE_URLS. Every
-URL carries secrets, so nothing outside this module prints one: use `Channel.masked_url`,
-`Channel.redact(text)` or `mask_url(url)`.
+URL carries secrets, so nothing prints one: use `Channel.masked_url`, `Channel.redact(text)`
+or `receiver.safety.mask_url(url)`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import apprise
 
 from receiver.domain import Severity
 from receiver.notify.render import Event
+from receiver.safety import EMAIL_ADDRESS, mask_url, mask_url_secrets, redact
 from receiver.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 SLACK_WEBHOOK_BASE = "https://hooks.slack.com/services"
-MASK = "****"
 
 
 class ChannelError(ValueError):
@@ -62,10 +61,7 @@ class Channel:
 
     def redact(self, text: str) -> str:
         """`text` with this channel's URL and every secret in it replaced by the mask."""
-        out = text.replace(self.url, self.masked_url)
-        for secret in self.secrets:
-            out = out.replace(secret, MASK)
-        return out
+        return redact(text.replace(self.url, self.masked_url), self.secrets)
 
     def __repr__(self) -> str:
         return f"Channel({self.name!r}, {self.kind.value}, {self.masked_url!r})"
@@ -75,7 +71,7 @@ def make_channel(
     name: str, kind: ChannelKind, url: str, tags: Iterable[str] = (), slack_channel: str = ""
 ) -> Channel:
     """A channel with its masked URL and secret list precomputed."""
-    masked, secrets = _mask(url)
+    masked, secrets = mask_url_secrets(url)
     return Channel(
         name=name,
         kind=kind,
@@ -85,108 +81,6 @@ def make_channel(
         masked_url=masked,
         secrets=secrets,
     )
-
-
-# --- masking --------------------------------------------------------------------------------
-
-_URL = re.compile(
-    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<netloc>[^/?]*)(?P<path>[^?]*)(?:\?(?P<query>.*))?$",
-    re.S,
-)
-_HOSTLIKE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
-_EMAIL = re.compile(r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$")
-_HTTPISH = {"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"}
-_MAILISH = {"mailto", "mailtos"}
-# Query keys whose values are configuration, not credentials; everything else is masked.
-_PUBLIC_KEYS = {
-    "to", "cc", "bcc", "from", "name", "smtp", "mode", "verify", "format", "overflow",
-    "footer", "image", "blocks", "timestamp", "port", "reply", "method", "lang", "rto", "cto",
-    "emojis", "retry", "wait", "optional", "priority", "channel", "channels", "avatar", "mrkdwn",
-    "batch", "discovery", "tz", "store", "inline", "region", "threads", "botname",
-}  # fmt: skip
-_SECRETISH = re.compile(r"pass|token|secret|key|auth|sig|cred|session|cookie", re.I)
-
-
-def mask_url(url: str) -> str:
-    """`url` with passwords, tokens, webhook path secrets and API keys replaced by `****`.
-
-    Examples: `mailto://user:****@host`, `slack://T1…/****/****`,
-    `https://hooks.slack.com/services/****/****/****`. Unparseable input → `****`.
-    """
-    return _mask(url)[0]
-
-
-_WORD = re.compile(r"[a-z][a-z_-]{0,11}|v\d{1,2}")
-
-
-def _tokenish(part: str) -> bool:
-    """Anything but a short lowercase word ("services", "api", "v1") may be a credential."""
-    return _WORD.fullmatch(unquote(part)) is None
-
-
-def _partial(part: str) -> str:
-    return part[:2] + "…" if len(part) >= 8 else MASK
-
-
-def _mask(url: str) -> tuple[str, tuple[str, ...]]:
-    """(masked URL, the secret substrings it hid, longest first)."""
-    match = _URL.match(url.strip())
-    if match is None:
-        return MASK, (url.strip(),) if url.strip() else ()
-    scheme = match["scheme"].lower()
-    secrets: list[str] = []
-
-    def hide(value: str, replacement: str = MASK) -> str:
-        if value:
-            secrets.extend({value, unquote(value)})
-        return replacement
-
-    service = scheme not in _HTTPISH and scheme not in _MAILISH
-    userinfo, _, hostport = match["netloc"].rpartition("@")
-    if userinfo:
-        user, sep, password = userinfo.partition(":")
-        if service and _tokenish(user):
-            user = hide(user, _partial(user))
-        userinfo = user + (sep + hide(password) if sep else "") + "@"
-    if service and not _looks_like_host(hostport):
-        hostport = hide(hostport, _partial(hostport))
-
-    # On Slack's own hosts every path segment after /services/ is part of the secret.
-    slack_host = hostport.lower().split(":")[0] in SLACK_HOSTS
-    segments = []
-    for seg in match["path"].split("/"):
-        keep = (
-            not seg
-            or (slack_host and seg in ("services", "workflows", "triggers"))
-            or (scheme in _MAILISH and _EMAIL.match(unquote(seg)) is not None)
-            or (not service and not slack_host and not _tokenish(seg))
-            or (service and seg[:1] in "#@" and not _tokenish(seg[1:]))
-            or (service and seg.startswith("%23") and not _tokenish(seg[3:]))
-        )
-        segments.append(seg if keep else hide(seg))
-    path = "/".join(segments)
-
-    query = ""
-    if match["query"] is not None:
-        pairs = []
-        for item in match["query"].split("&"):
-            key, eq, value = item.partition("=")
-            bare = unquote(key).lstrip("+-:").lower()
-            public = unquote(key)[:1] not in "+-:" and bare in _PUBLIC_KEYS
-            if eq and value and (not public or _SECRETISH.search(bare)):
-                value = hide(value)
-            pairs.append(key + eq + value)
-        query = "?" + "&".join(pairs)
-    masked = f"{scheme}://{userinfo}{hostport}{path}{query}"
-    unique = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-    return masked, tuple(unique)
-
-
-def _looks_like_host(hostport: str) -> bool:
-    if not _HOSTLIKE.match(hostport):
-        return False
-    host = hostport.rsplit(":", 1)[0] if not hostport.startswith("[") else hostport
-    return "." in host or host.lower() == "localhost" or host.startswith("[")
 
 
 # --- email ----------------------------------------------------------------------------------
@@ -224,7 +118,7 @@ def email_url(
     """
     if not host:
         raise ChannelError("invalid setting SMTP_HOST: empty")
-    bad = [r for r in recipients if not _EMAIL.match(r)]
+    bad = [r for r in recipients if not EMAIL_ADDRESS.match(r)]
     if not recipients or bad:
         raise ChannelError("invalid setting SMTP_TO: expected comma-separated email addresses")
     resolved = resolve_smtp_mode(port, mode)
@@ -298,7 +192,7 @@ def _slack(name: str, hook: str, tags: Iterable[str], target: str, display: str 
     if not display:
         return channel
     # Secrets of the slack:// spelling too, so an error quoting it is still redacted.
-    shown, extra = _mask(display)
+    shown, extra = mask_url_secrets(display)
     secrets = tuple(sorted({*channel.secrets, *extra}, key=len, reverse=True))
     return Channel(channel.name, channel.kind, hook, channel.tags, target, shown, secrets)
 

@@ -47,7 +47,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,15 @@ from receiver.domain import IncidentView, Severity, Signal, Status
 from receiver.notify.channels import Channel, ChannelError, ChannelKind, Routing
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.render import Attachment, Event, Message, RenderOptions, one_line, render
+from receiver.notify.render import Attachment, Event, Message, RenderOptions, render
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.safety import one_line
 from receiver.settings import Settings
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
 from receiver.store.documents import Anomaly, Incident, Notification, Rca, utcnow
 from receiver.store.notify import OutboxStore, Unreadable, validation_summary
 from receiver.store.repo import StoreError
+from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,6 @@ def row_key(incident_id: str, channel: str, event: Event) -> str:
 
 def digest_key(channel: str, window_start: datetime) -> str:
     return f"digest:{channel}:{int(window_start.timestamp() * 1000)}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -373,7 +371,7 @@ class OutboxWorker:
         expired = [
             r.id
             for r in waiting
-            if r.incident_id not in ready and _aware(r.created_at) + self.options.followup_max < now
+            if r.incident_id not in ready and aware(r.created_at) + self.options.followup_max < now
         ]
         if expired:
             gone = await self.outbox.suppress_waiting(expired, "no_analysis")
@@ -453,7 +451,7 @@ class OutboxWorker:
         if row.event in (Event.RESOLVED.value, Event.ANALYSIS.value):
             parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
         if parent is not None and parent.status in UNFINISHED:
-            later = max(now + timedelta(seconds=self.options.poll), _aware(parent.next_attempt_at))
+            later = max(now + timedelta(seconds=self.options.poll), aware(parent.next_attempt_at))
             await self.outbox.defer(row.id, later)
             return None
         claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
@@ -635,7 +633,7 @@ class OutboxWorker:
         if not signals:
             return None
         common = _common_labels([i.group_labels for i in incidents.values()])
-        start = _aware(row.window_start or row.created_at)
+        start = aware(row.window_start or row.created_at)
         title = next(iter(incidents.values())).title if len(incidents) == 1 else ""
         view = IncidentView(
             id=f"digest-{row.channel}-{int(start.timestamp() * 1000)}",

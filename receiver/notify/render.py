@@ -1,21 +1,20 @@
 """Turn an incident (plus its analysis) into one channel-neutral `Message`.
 
-Owns escaping: every label, annotation, reason and model-written string is untrusted, so it is
-HTML-escaped for email and Slack-escaped (with broadcast mentions neutralised) for Slack.
-Pure functions, no I/O.
+Every label, annotation, reason and model-written string is untrusted, so it is HTML-escaped
+for email and Slack-escaped (with broadcast mentions neutralised) for Slack, with the helpers of
+`receiver.safety`. Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from receiver.domain import Analysis, IncidentView, Severity, Signal, Status
+from receiver.safety import html_escape, one_line, safe_url, slack_escape, slack_plain
 
 
 class Event(StrEnum):
@@ -46,9 +45,6 @@ SEVERITY_COLOURS: dict[Severity, str] = {
 }
 RESOLVED_COLOUR = "#8D9BA6"  # grey: "cleared", distinct from the low-severity green
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# Plain-text broadcast mentions; `<!channel>` forms are already defused by escaping `<`.
-_MENTION = re.compile(r"([@!])(channel|here|everyone)\b", re.IGNORECASE)
 _THREAD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -144,45 +140,7 @@ def thread_id(incident_id: str, domain: str = "ai-devops-monitor") -> str:
     return f"<incident.{local}@{right}>"
 
 
-# --- escaping -------------------------------------------------------------------------------
-
-
-def one_line(raw: str, limit: int = SUBJECT_LIMIT) -> str:
-    """Collapse whitespace and control characters; cap the length (subjects, headers)."""
-    flat = " ".join(_CONTROL.sub(" ", raw).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def html_escape(raw: str) -> str:
-    """Escape untrusted text for HTML element content and quoted attributes."""
-    return html.escape(_CONTROL.sub("", raw), quote=True)
-
-
-def slack_escape(raw: str) -> str:
-    """Escape untrusted text for Slack mrkdwn and defuse broadcast mentions.
-
-    Escaping `&<>` turns `<!channel>`, `<@U123>` and `<url|text>` into literal text; a
-    zero-width space after `@`/`!` stops Slack reading `@channel`/`@here` as a mention.
-    """
-    escaped = _CONTROL.sub("", raw).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MENTION.sub("\\1\u200b\\2", escaped)
-
-
-def safe_url(raw: str) -> str:
-    """`raw` if it is an absolute http(s) URL, else "" (no javascript:, data: ...)."""
-    try:
-        parts = urlsplit(raw.strip())
-    except ValueError:
-        return ""
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return ""
-    return raw.strip()
-
-
-def slack_plain(raw: str, limit: int = SLACK_HEADER_LIMIT) -> str:
-    """Untrusted text for a Slack `plain_text` object: one line, mentions and `<...>` defused."""
-    text = _MENTION.sub("\\1\u200b\\2", one_line(raw, limit)).replace("<", "<\u200b")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# --- links ----------------------------------------------------------------------------------
 
 
 def _slack_link(url: str, label: str) -> str:
@@ -235,12 +193,17 @@ def _title(incident: IncidentView, event: Event, primary: Signal | None) -> str:
     head = f"[{incident.severity.value.upper()}] {one_line(_name(incident, primary), 120)}"
     others = len(incident.signals) - 1
     if event is Event.RESOLVED:
-        return one_line(f"[RESOLVED] {head}")
+        return one_line(f"[RESOLVED] {head}", SUBJECT_LIMIT)
     if event is Event.ANALYSIS:
-        return one_line(f"Re: {head}")  # a reply: clients thread it under the first page
+        return one_line(
+            f"Re: {head}", SUBJECT_LIMIT
+        )  # a reply: clients thread it under the first page
     if event is Event.DIGEST:
-        return one_line(f"{head}: {len(incident.signals)} more alerts in {_group_phrase(incident)}")
-    return one_line(f"{head} (+{others} more)" if others > 0 else head)
+        return one_line(
+            f"{head}: {len(incident.signals)} more alerts in {_group_phrase(incident)}",
+            SUBJECT_LIMIT,
+        )
+    return one_line(f"{head} (+{others} more)" if others > 0 else head, SUBJECT_LIMIT)
 
 
 def _group_phrase(incident: IncidentView) -> str:
@@ -544,7 +507,7 @@ def _pack(
         label = title if total == 1 else f"{title} ({index}/{total})"
         header = {
             "type": "header",
-            "text": {"type": "plain_text", "text": slack_plain(label)},
+            "text": {"type": "plain_text", "text": slack_plain(label, SLACK_HEADER_LIMIT)},
         }
         messages.append(
             {

@@ -29,7 +29,8 @@ import httpx
 from apprise.attachment.memory import AttachMemory
 
 from receiver.notify.channels import Channel, ChannelKind
-from receiver.notify.render import Event, Message, one_line
+from receiver.notify.render import Event, Message
+from receiver.safety import one_line
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,11 @@
-"""The notification stage's objects, built once in the lifespan and reached as `Services.notify`."""
+"""The notification stage's objects, built once in the lifespan and reached as `Services.notify`.
+
+The emails' chart source is handed in by the composition root (`receiver.app`): drawing a chart
+needs the console's evidence code, and the notify stage must not import the web layer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -15,10 +18,8 @@ from receiver.notify.render import RenderOptions
 from receiver.notify.send import AppriseNotifier
 from receiver.retry import StageFailures
 from receiver.settings import Settings
-from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.notify import OutboxStore
 from receiver.store.repo import Store
-from receiver.ui.evidence import main_chart_png, rules_for
 
 
 @dataclass
@@ -37,6 +38,7 @@ def build_notify(
     http: httpx.AsyncClient,
     registry: CollectorRegistry,
     failures: StageFailures | None = None,
+    charts: ChartSource | None = None,
 ) -> NotifyServices:
     """Build and validate: a bad SLACK_WEBHOOK_URL, APPRISE_URLS, SMTP_TO or NOTIFY_ROUTES
     raises `ChannelError` naming the variable (without its secret)."""
@@ -53,21 +55,6 @@ def build_notify(
         metrics,
         OutboxOptions.from_settings(settings),
         render_options,
-        charts=evidence_charts(settings, http),
+        charts=charts,
     )
     return NotifyServices(config, outbox, notifier, metrics, worker, render_options)
-
-
-def evidence_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | None:
-    """The emails' chart source: the console's main evidence chart, drawn from Prometheus."""
-    if not settings.notify_email_chart or not settings.prom_url:
-        return None
-    prom_url = settings.prom_url
-
-    async def chart(
-        incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
-    ) -> bytes | None:
-        rules = rules_for(episodes, settings.enrich_rules_dir)
-        return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)
-
-    return chart

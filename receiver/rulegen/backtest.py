@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from receiver.rulegen.durations import format_duration, parse_duration
+from receiver.durations import format_duration, parse_duration
 from receiver.rulegen.generate import alert_expr, number
 from receiver.rulegen.spec import RuleSet, ThresholdRule
 

@@ -15,8 +15,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from receiver.durations import parse_duration
 from receiver.rulegen.backtest import BacktestError, format_table, run_backtest
-from receiver.rulegen.durations import parse_duration
 from receiver.rulegen.generate import EXAMPLE, GENERATED_DIR, SPEC_DIR, TESTS_DIR, render_all
 from receiver.rulegen.generate import stale as stale_files
 from receiver.rulegen.generate import write as write_files

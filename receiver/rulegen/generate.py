@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from receiver.durations import format_duration, parse_duration
 from receiver.rulegen import templates
-from receiver.rulegen.durations import format_duration, parse_duration
 from receiver.rulegen.spec import (
     RecordingExample,
     RecordingRule,

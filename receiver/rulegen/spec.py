@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from receiver.durations import format_duration, parse_duration
 from receiver.rulegen import templates
-from receiver.rulegen.durations import format_duration, parse_duration
 
 Severity = Literal["critical", "high", "medium", "low"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]

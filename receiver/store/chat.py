@@ -7,19 +7,16 @@ message count and token totals are not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from receiver.store.documents import ChatSession, Incident, Rca
 from receiver.store.repo import Store, StoreError, object_id, translated
+from receiver.timeutil import aware
 
 MAX_STORED_MESSAGES = 400
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 CAS_ATTEMPTS = 8
@@ -96,7 +93,7 @@ class ChatStore:
                 if not isinstance(message, dict) or message.get("role") != "assistant":
                     continue
                 at = message.get("at")
-                if isinstance(at, datetime) and _aware(at) < since:
+                if isinstance(at, datetime) and aware(at) < since:
                     continue
                 total += int(message.get("tokens_in") or 0) + int(message.get("tokens_out") or 0)
         return total

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -20,12 +19,9 @@ from receiver.domain import (
     Status,
 )
 from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _source(raw: str) -> Source:
@@ -51,8 +47,8 @@ def episode_signal(episode: Anomaly) -> Signal:
         source=_source(episode.source),
         fingerprint=episode.fingerprint,
         status=_status(episode.status),
-        starts_at=_aware(episode.starts_at),
-        ends_at=_aware(episode.ends_at) if episode.ends_at else None,
+        starts_at=aware(episode.starts_at),
+        ends_at=aware(episode.ends_at) if episode.ends_at else None,
         labels=episode.labels,
         annotations=episode.annotations,
         generator_url=episode.generator_url,
@@ -80,8 +76,8 @@ def incident_view(incident: Incident, episodes: Sequence[Anomaly]) -> IncidentVi
         group_labels=dict(incident.group_labels),
         common_labels=dict(incident.common_labels),
         external_url=incident.external_url,
-        started_at=_aware(incident.started_at),
-        resolved_at=_aware(incident.resolved_at) if incident.resolved_at else None,
+        started_at=aware(incident.started_at),
+        resolved_at=aware(incident.resolved_at) if incident.resolved_at else None,
         signals=[episode_signal(e) for e in episodes],
     )
 

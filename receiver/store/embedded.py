@@ -10,23 +10,17 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from types import TracebackType
+
+from receiver.ports import free_port
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedStoreError(RuntimeError):
     """The embedded server did not start; the message carries its log tail."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _answers(port: int) -> bool:
@@ -62,7 +56,7 @@ class EmbeddedStore:
         # A pid file left by a crashed run would make nx-27017 refuse to start.
         pid_file.unlink(missing_ok=True)
         # keep the port across a restart so connected clients find the server again
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         argv = [
             sys.executable,
             "-P",  # never import a `receiver` folder from the working directory

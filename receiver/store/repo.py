@@ -31,6 +31,7 @@ from pymongo.errors import (
 )
 
 from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,6 @@ def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             raise StoreError(f"store error: {type(err).__name__}: {err}") from err
 
     return wrapper
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def object_id(raw: str) -> ObjectId | None:
@@ -443,7 +440,7 @@ class Store:
         stale = [
             a
             for a in candidates
-            if a.episode_key not in skip and _aware(a.starts_at) < newest[a.fingerprint]
+            if a.episode_key not in skip and aware(a.starts_at) < newest[a.fingerprint]
         ]
         for episode in stale:
             await Anomaly.get_pymongo_collection().update_one(

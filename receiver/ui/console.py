@@ -12,18 +12,19 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
-from receiver.notify.channels import mask_url
+from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.repo import StoreError
+from receiver.timeutil import aware
 from receiver.ui.evidence import (
     ChartData,
     ChartSpec,
@@ -52,16 +53,12 @@ PROBLEMS = {
 # --- formatting ------------------------------------------------------------------------------
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def when(value: datetime | None) -> str:
-    return "" if value is None else _aware(value).strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else aware(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(value: datetime | None) -> str:
-    return "" if value is None else _aware(value).isoformat()
+    return "" if value is None else aware(value).isoformat()
 
 
 def duration(seconds: float) -> str:
@@ -78,25 +75,9 @@ def duration(seconds: float) -> str:
     return f"{d} d {h} h" if h else f"{d} d"
 
 
-def one_line(raw: str, limit: int = SUMMARY_LIMIT) -> str:
-    line = " ".join(raw.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def safe_url(raw: str) -> str:
-    """`raw` if it is an absolute http(s) URL, else "" (no javascript:, data: ...)."""
-    try:
-        parts = urlsplit(raw.strip())
-    except ValueError:
-        return ""
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return ""
-    return raw.strip()
-
-
 def _lasted(incident: Incident, now: datetime) -> str:
-    end = _aware(incident.resolved_at) if incident.resolved_at else now
-    return duration((end - _aware(incident.started_at)).total_seconds())
+    end = aware(incident.resolved_at) if incident.resolved_at else now
+    return duration((end - aware(incident.started_at)).total_seconds())
 
 
 def _job(incident: Incident) -> str:
@@ -160,7 +141,7 @@ def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
         "duration": _lasted(incident, now),
         "instance": _instances(incident),
         "title": _title(incident),
-        "summary": one_line(rca.summary) if rca is not None else "",
+        "summary": one_line(rca.summary, SUMMARY_LIMIT) if rca is not None else "",
         "pending": "analysis pending…" if incident.needs_analysis else "",
     }
 
@@ -341,7 +322,7 @@ async def incident_page(request: Request) -> Response:
                 "status": i.status,
                 "started": when(i.started_at),
                 "duration": _lasted(i, now),
-                "summary": one_line(r.summary) if r is not None else "",
+                "summary": one_line(r.summary, SUMMARY_LIMIT) if r is not None else "",
             }
             for i, r in similar
         ],

@@ -30,6 +30,7 @@ from receiver.detect.prometheus import (
 from receiver.detect.promql import generator_expression, promql_string, scoped
 from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.timeutil import aware
 from receiver.ui.chart import Band, Line, Panel, render_chart, render_panels
 
 MAX_CHARTS = 6
@@ -71,10 +72,6 @@ class ChartData:
     note: str = ""  # what is missing from the lines drawn (the series cap's note)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _ordered(episodes: Sequence[Anomaly]) -> list[Anomaly]:
     """Firing first, most severe first, oldest first (the enrichment's primary comes first)."""
     return sorted(
@@ -82,7 +79,7 @@ def _ordered(episodes: Sequence[Anomaly]) -> list[Anomaly]:
         key=lambda e: (
             e.status != "firing",
             -_RANK.get(e.severity, 2),
-            _aware(e.starts_at),
+            aware(e.starts_at),
             e.fingerprint,
         ),
     )
@@ -228,8 +225,8 @@ def _candidate_specs(rca: Rca | None, seen: set[str]) -> list[ChartSpec]:
 def chart_window(incident: Incident, now: datetime | None = None) -> Window:
     """From well before the start to a little after the end (or now), ~POINTS points."""
     current = (now or datetime.now(UTC)).timestamp()
-    started = _aware(incident.started_at).timestamp()
-    resolved = _aware(incident.resolved_at).timestamp() if incident.resolved_at else None
+    started = aware(incident.started_at).timestamp()
+    resolved = aware(incident.resolved_at).timestamp() if incident.resolved_at else None
     span = max((resolved or current) - started, 0.0)
     before = min(max(3 * span, 120.0), 1800.0)
     after = min(max(span / 2, 60.0), 600.0)

@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.api.access import ApiTokens, bearer
 from receiver.api.body import BodyTooLarge, read_limited
-from receiver.api.throttle import SlidingLimit, client_address
+from receiver.api.throttle import client_address
+from receiver.ratelimit import SlidingLimit
 from receiver.settings import Settings
 from receiver.ui.templating import TEMPLATES
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from receiver.api.hosts import host_name
-from receiver.api.throttle import SlidingLimit
 from receiver.app import create_app
+from receiver.ratelimit import SlidingLimit
 from receiver.settings import SettingsError, load_settings
 from receiver.store.embedded import EmbeddedStore
 from tests.support.payloads import load

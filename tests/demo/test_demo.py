@@ -16,6 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+# the demo starts real Prometheus, Alertmanager and receiver processes
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 
 

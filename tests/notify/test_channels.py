@@ -16,13 +16,13 @@ from receiver.notify.channels import (
     build_channels,
     email_url,
     make_channel,
-    mask_url,
     parse_apprise_urls,
     parse_routes,
     resolve_smtp_mode,
     slack_channel,
 )
 from receiver.notify.render import Event
+from receiver.safety import mask_url
 from receiver.settings import Settings
 
 

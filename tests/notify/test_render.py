@@ -16,8 +16,8 @@ from receiver.notify.render import (
     Event,
     RenderOptions,
     render,
-    slack_escape,
 )
+from receiver.safety import slack_escape
 from tests.notify.conftest import HOSTILE, make_analysis, make_incident, make_signal
 
 

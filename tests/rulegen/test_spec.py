@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from receiver.domain import Severity
+from receiver.durations import format_duration, parse_duration
 from receiver.rulegen.cli import main
-from receiver.rulegen.durations import format_duration, parse_duration
 from receiver.rulegen.load import load_specs
 from receiver.rulegen.spec import Severity as SpecSeverity
 from tests.rulegen.helpers import DATA, REPO
