@@ -164,7 +164,9 @@ async def incident_list(request: Request) -> Response:
     svc = services(request)
     try:
         incidents, total = await svc.store.list_incidents(filters, p.offset, p.limit)
-        analyses = await ConsoleStore(svc.store).analyses_for(incidents)
+        console = ConsoleStore(svc.store)
+        analyses = await console.analyses_for(incidents)
+        quarantined = await console.quarantined()
     except StoreError as err:
         return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
     now = datetime.now(UTC)
@@ -179,6 +181,7 @@ async def incident_list(request: Request) -> Response:
     nxt = p.offset + len(incidents)
     context = {
         "rows": [_row(i, analyses.get(str(i.id)), now) for i in incidents],
+        "quarantined": {k: v for k, v in quarantined.items() if v},
         "total": total,
         "offset": p.offset,
         "filters": shown,

@@ -99,6 +99,9 @@ async def test_poison_delivery_is_quarantined_and_later_alerts_still_become_inci
     assert "startsAt" in row["last_error"]
     stats = await svc.get("/stats")
     assert stats["quarantined"]["deliveries"] == 1
+    console = (await svc.client.get(f"{svc.url}/ui")).text
+    assert "Quarantined after their last attempt" in console
+    assert "1 deliveries" in console
     metrics = (await svc.client.get(f"{svc.url}/metrics")).text
     assert 'pipeline_item_errors_total{outcome="quarantined",stage="delivery"} 1.0' in metrics
     assert 'pipeline_item_errors_total{outcome="retry",stage="delivery"} 2.0' in metrics
