@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from receiver.domain import Analysis, IncidentView, Severity, Signal, Status
+from receiver.domain import Analysis, IncidentView, Severity, Signal, Source, Status
 
 
 class Event(StrEnum):
@@ -213,6 +213,9 @@ class _Links:
     api: str
     runbook: str
     console: str = ""
+    dashboard: str = ""  # Grafana: the alert's dashboard (or panel)
+    silence: str = ""  # Grafana: a silence form prefilled for the alert
+    sender: str = "Alertmanager"  # what `alertmanager` (the externalURL) links to
 
 
 def _primary(incident: IncidentView) -> Signal | None:
@@ -292,6 +295,9 @@ def _service_link(incident: IncidentView, opts: RenderOptions, path: str) -> str
     return safe_url(opts.public_url.rstrip("/") + path.format(id=incident.id))
 
 
+_SENDER_NAMES = {Source.GRAFANA: "Grafana", Source.ONCALL: "OnCall"}
+
+
 def _links(incident: IncidentView, primary: Signal | None, api: str, console: str) -> _Links:
     return _Links(
         prometheus=safe_url(primary.generator_url) if primary is not None else "",
@@ -299,6 +305,11 @@ def _links(incident: IncidentView, primary: Signal | None, api: str, console: st
         api=api,
         runbook=safe_url(primary.annotations.get("runbook_url", "")) if primary else "",
         console=console,
+        dashboard=safe_url(primary.links.get("dashboard") or primary.links.get("panel", ""))
+        if primary
+        else "",
+        silence=safe_url(primary.links.get("silence", "")) if primary else "",
+        sender=_SENDER_NAMES.get(incident.source, "Alertmanager"),
     )
 
 
@@ -306,7 +317,9 @@ def _link_pairs(links: _Links) -> list[tuple[str, str]]:
     pairs = [
         ("Console", links.console),
         ("Prometheus", links.prometheus),
-        ("Alertmanager", links.alertmanager),
+        (links.sender, links.alertmanager),
+        ("Dashboard", links.dashboard),
+        ("Silence", links.silence),
         ("Runbook", links.runbook),
         ("Incident API", links.api),
     ]

@@ -27,7 +27,7 @@ from receiver.detect.prometheus import (
     RangeResult,
     Series,
 )
-from receiver.detect.promql import generator_expression, promql_string, scoped
+from receiver.detect.promql import generator_expression, label_matcher, scoped
 from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.ui.chart import Band, Line, Panel, render_chart, render_panels
@@ -185,7 +185,7 @@ def chart_specs(
         assert isinstance(metric, str)
         assert isinstance(label, str)
         assert isinstance(value, str)
-        expr = f"{metric}{{{label}={promql_string(value)}}}"
+        expr = f"{metric}{{{label_matcher(label, value)}}}"
         if expr in seen:
             continue
         seen.add(expr)
