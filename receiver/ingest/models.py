@@ -42,19 +42,15 @@ LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 GO_ZERO_YEAR = 1
 
 # Label and annotation names: any UTF-8 (Prometheus 3 and Alertmanager 0.27+ send names such as
-# `service.name`), but no control characters and no lone surrogates (JSON's `\ud800` escape is
-# not UTF-8 and the store cannot encode it). Names that are not classic identifiers reach PromQL
-# only quoted (`receiver.detect.promql.label_matcher`).
-CLASSIC_LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# `service.name`), 1-256 characters, no control characters (pydantic already refuses a lone
+# surrogate such as JSON's `\ud800`, which is not UTF-8). Names that are not classic identifiers
+# reach PromQL only quoted (`receiver.detect.promql.label_matcher`).
 
 
 def _printable_name(value: str) -> str:
     for ch in value:
-        category = unicodedata.category(ch)
-        if category == "Cc":
+        if unicodedata.category(ch) == "Cc":
             raise ValueError(f"label names cannot hold control characters (U+{ord(ch):04X})")
-        if category == "Cs":
-            raise ValueError("label names must be valid UTF-8 (a lone surrogate was sent)")
     return value
 
 
