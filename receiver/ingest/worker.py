@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.migrate import migrate_groups
 from receiver.ingest.models import WebhookPayload
 from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
@@ -61,6 +62,7 @@ class DeliveryWorker:
         self.retention = retention
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._migrated = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -69,6 +71,10 @@ class DeliveryWorker:
         backoff = self.poll_seconds
         while True:
             try:
+                if not self._migrated:
+                    # before the first delivery: legacy incidents must be found by group id
+                    await migrate_groups()
+                    self._migrated = True
                 drained = await self.drain()
                 backoff = self.poll_seconds
             except StoreError as err:

@@ -1,19 +1,21 @@
 """Repeats on the real store through the processor: a repeat with changed content updates its
 episode without a new notification (unless the severity rose), an alert listed twice in a batch
-counts once, and the title follows the incident as it grows."""
+counts once, the title follows the incident as it grows, and legacy-keyed incidents migrate."""
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
-from receiver.ingest.normalise import delivery_key
+from receiver.ingest.migrate import migrate_groups
+from receiver.ingest.normalise import delivery_key, fingerprint
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.senders import parse_payload
 from receiver.ingest.worker import batch_from
-from receiver.store.documents import Incident
+from receiver.store.documents import Anomaly, Incident
 from receiver.store.repo import Store
-from tests.support.payloads import alert, webhook
+from tests.support.payloads import alert, resolved, webhook
 
 
 async def _apply(store: Store, body: dict[str, Any]) -> Incident:
@@ -80,3 +82,33 @@ async def test_title_follows_the_incident(store: Store) -> None:
     grown = await _apply(store, webhook([alert(n, "c") for n in names]))
     assert grown.id == incident.id
     assert grown.title == "DiskFull, HighCPU, HighMemory (+1 more) on 3 instances"
+
+
+async def test_legacy_incident_is_migrated_and_resolved_by_its_group(store: Store) -> None:
+    """An incident and episode keyed the pre-group way are re-keyed; the resolve closes them."""
+    firing = alert("LegacyDown", "old-1")
+    group_key = '{}:{group="g1"}'
+    legacy = Incident(key=group_key, open_key=group_key, source="alertmanager", receiver="monitor")
+    await store.insert_incident(legacy)
+    starts = datetime(2026, 11, 28, 10, tzinfo=UTC)
+    fp = fingerprint(firing["labels"])
+    episode = Anomaly(
+        episode_key=f"alertmanager:{fp}:{starts.isoformat(timespec='milliseconds')}",
+        source="alertmanager",
+        fingerprint=fp,
+        status="firing",
+        starts_at=starts,
+        incident_id=str(legacy.id),
+        group_key=group_key,
+    )
+    await store.insert_episodes([episode])
+    assert await migrate_groups() == (1, 1)
+    assert await migrate_groups() == (0, 0)  # idempotent
+    result = await SignalProcessor(store).apply(
+        batch_from(parse_payload(webhook([resolved(firing)])))
+    )
+    assert result.resolved_episodes == 1
+    assert result.incident_resolved
+    after = await store.get_incident(str(legacy.id))
+    assert after is not None
+    assert after.status == "resolved"
