@@ -185,3 +185,18 @@ async def test_oncall_resolve_closes_its_incident(senders_service: Running) -> N
     listed = (await svc.get("/api/v1/incidents", source="oncall"))["incidents"]
     group = [i for i in listed if i["key"] == "IXJ47FKMYYJ5W"]
     assert [(i["status"], i["receiver"]) for i in group] == [("resolved", "Prometheus production")]
+
+
+def test_grafana_contact_point_example_targets_the_webhook() -> None:
+    """grafana-contact-point.example.yml posts to /api/v1/alerts with a Bearer token."""
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "grafana-contact-point.example.yml"
+    config = yaml.safe_load(example.read_text())
+    [point] = config["contactPoints"]
+    [receiver] = point["receivers"]
+    assert receiver["type"] == "webhook"
+    settings = receiver["settings"]
+    assert settings["url"].endswith("/api/v1/alerts")
+    assert (settings["httpMethod"], settings["authorization_scheme"]) == ("POST", "Bearer")
+    assert config["policies"][0]["receiver"] == point["name"]
