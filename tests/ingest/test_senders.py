@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from receiver.domain import Source, Status
@@ -189,8 +190,6 @@ async def test_oncall_resolve_closes_its_incident(senders_service: Running) -> N
 
 def test_grafana_contact_point_example_targets_the_webhook() -> None:
     """grafana-contact-point.example.yml posts to /api/v1/alerts with a Bearer token."""
-    import yaml
-
     example = Path(__file__).resolve().parents[2] / "grafana-contact-point.example.yml"
     config = yaml.safe_load(example.read_text())
     [point] = config["contactPoints"]
