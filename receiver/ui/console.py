@@ -264,7 +264,7 @@ def _episode_view(e: Anomaly) -> dict[str, Any]:
         "runbook": safe_url(e.annotations.get("runbook_url", "")),
         "dashboard": safe_url(e.links.get("dashboard") or e.links.get("panel", "")),
         "silence": safe_url(e.links.get("silence", "")),
-        "values": ", ".join(f"{k}={_number(v)}" for k, v in sorted(e.values.items())),
+        "evaluated": ", ".join(f"{k}={_number(v)}" for k, v in sorted(e.values.items())),
     }
 
 

@@ -199,3 +199,19 @@ def test_grafana_contact_point_example_targets_the_webhook() -> None:
     assert settings["url"].endswith("/api/v1/alerts")
     assert (settings["httpMethod"], settings["authorization_scheme"]) == ("POST", "Bearer")
     assert config["policies"][0]["receiver"] == point["name"]
+
+
+async def test_console_shows_grafana_links_and_values(senders_service: Running) -> None:
+    """The incident page of a Grafana alert links its dashboard and silence and shows values."""
+    svc = senders_service
+    body = _load("grafana_11_firing.json")
+    assert (await svc.post_alerts(body)).status_code == 200
+    await svc.settled()
+    listed = (await svc.get("/api/v1/incidents", source="grafana"))["incidents"]
+    [incident] = [i for i in listed if i["key"] == body["groupKey"]]
+    page = await svc.client.get(f"{svc.url}/ui/incidents/{incident['id']}")
+    assert page.status_code == 200
+    dashboard = "/d/shop-overview?from=1796225190000&amp;orgId=1&amp;to=1796232390000"
+    assert f'{dashboard}" rel="noreferrer noopener">Dashboard</a>' in page.text
+    assert ">Silence</a>" in page.text
+    assert "B=7.31, C=1" in page.text
