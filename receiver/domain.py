@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class Source(StrEnum):
     ALERTMANAGER = "alertmanager"
+    GRAFANA = "grafana"  # Grafana alerting's webhook contact point
+    ONCALL = "oncall"  # a Grafana OnCall outgoing webhook (one alert per alert group)
     DETECTOR = "detector"
     RECEIVER = "receiver"  # the service's own signals (e.g. the alerting pipeline is down)
 
@@ -105,6 +107,10 @@ class Signal(BaseModel):
     value: float | None = None
     reason: str = ""
     detector: DetectorInfo | None = None
+    # links a sender adds besides generatorURL (Grafana: silence, dashboard, panel, image)
+    links: dict[str, str] = Field(default_factory=dict)
+    # the values a Grafana rule evaluated, by query refId ("B": 44.2, "C": 1)
+    values: dict[str, float] = Field(default_factory=dict)
 
 
 class IncidentView(BaseModel):

@@ -80,7 +80,7 @@ DOCS: dict[tuple[str, str], RouteDoc] = {
         "Prometheus metrics of the service", media_type="text/plain", tags=("health",)
     ),
     ("POST", "/api/v1/alerts"): RouteDoc(
-        "Alertmanager webhook (version 4)",
+        "Alert webhook: Alertmanager (version 4), Grafana alerting (version 1), OnCall outgoing",
         schemas.WebhookAccepted,
         body=WebhookPayload,
         errors=(400, 413, 415, 422, 503),

@@ -117,6 +117,10 @@ class Episode(BaseModel):
     labels: dict[str, str]
     annotations: dict[str, str]
     generator_url: str
+    links: dict[str, str] = Field(
+        description="links the sender added (Grafana: silence, dashboard, panel, image)"
+    )
+    values: dict[str, float] = Field(description="Grafana: the rule's values by query refId")
     detector: dict[str, Any] | None
     incident_id: str
     analyzed: bool
@@ -174,6 +178,7 @@ class Delivery(BaseModel):
         description="failed = quarantined after its last attempt; retry it with POST .../retry"
     )
     received_at: str | None
+    source: str = Field(description="alertmanager | grafana | oncall")
     receiver: str
     group_key: str
     status: str

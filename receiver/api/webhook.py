@@ -26,8 +26,9 @@ from starlette.responses import JSONResponse, Response
 from receiver.api.auth import webhook_authorised
 from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
-from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY, WebhookPayload
+from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY
 from receiver.ingest.normalise import delivery_key
+from receiver.ingest.senders import Refused, parse_payload
 from receiver.services import services
 from receiver.store.documents import Delivery
 from receiver.store.repo import StoreError
@@ -182,7 +183,12 @@ async def _accept(request: Request, text: str, data: Any) -> Response:
     svc = services(request)
     metrics = svc.ingest_metrics
     try:
-        payload = WebhookPayload.model_validate(data)
+        payload = parse_payload(data)
+    except Refused as err:
+        metrics.requests.labels("invalid").inc()
+        return error(
+            422, err.code, str(err), problems=[{"field": err.field, "message": err.message}]
+        )
     except ValidationError as err:
         metrics.requests.labels("invalid").inc()
         return _schema_error(err)
@@ -191,6 +197,7 @@ async def _accept(request: Request, text: str, data: Any) -> Response:
     key = delivery_key(payload)
     delivery = Delivery(
         delivery_key=key,
+        source=payload.source.value,
         receiver=payload.receiver,
         group_key=payload.groupKey,
         status=payload.status,

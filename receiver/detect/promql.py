@@ -8,6 +8,7 @@ it is one bounded expression; otherwise the caller shows `problem` instead of qu
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,6 +99,23 @@ def generator_expression(url: str, limit: int = MAX_EXPR) -> AlertExpression:
 def promql_string(value: str) -> str:
     """A PromQL string literal: JSON escaping is a subset of what PromQL's parser accepts."""
     return json.dumps(value, ensure_ascii=False)
+
+
+_CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def label_name(name: str) -> str:
+    """A label name as PromQL takes it: bare when it is a classic identifier, else quoted.
+
+    Prometheus 3 accepts any UTF-8 name quoted inside braces (`{"service.name"="x"}`); a
+    classic name stays bare, so the selectors we build still run on Prometheus 2.
+    """
+    return name if _CLASSIC_NAME.fullmatch(name) else promql_string(name)
+
+
+def label_matcher(name: str, value: str, op: str = "=") -> str:
+    """`name="value"` (the name quoted when it must be); `op` is one of =, !=, =~, !~."""
+    return f"{label_name(name)}{op}{promql_string(value)}"
 
 
 def scoped(expr: str, labels: Mapping[str, str]) -> str:

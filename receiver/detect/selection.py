@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from receiver.detect.promql import promql_string
+from receiver.detect.promql import label_matcher, promql_string
 from receiver.durations import format_duration
 from receiver.rulegen.load import SpecError, load_specs
 
@@ -32,7 +32,7 @@ COUNTER_SUFFIXES = ("_total", "_count", "_sum")
 def matchers(labels: Mapping[str, str]) -> str:
     """`{a="x",b="y"}` for a label set (without `__name__`)."""
     pairs = sorted((k, v) for k, v in labels.items() if k != "__name__")
-    inner = ",".join(f"{k}={promql_string(v)}" for k, v in pairs)
+    inner = ",".join(label_matcher(k, v) for k, v in pairs)
     return "{" + inner + "}"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from receiver.detect.prometheus import PrometheusAPI, PrometheusError, RangeResult, to_matrix
-from receiver.detect.promql import promql_string
+from receiver.detect.promql import label_matcher, promql_string
 from receiver.enrich.timeline import Candidate, FloatArray, host_of
 
 # Labels on a caller's series that name the callee (RCA.md "dependencies").
@@ -138,7 +138,7 @@ def role_of(family: Family, labels: Mapping[str, str], dependency: bool, symptom
 
 
 def _label_text(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={promql_string(v)}" for k, v in sorted(labels.items()))
+    return ", ".join(label_matcher(k, v) for k, v in sorted(labels.items()))
 
 
 def query_of(family: Family, labels: Mapping[str, str], summed: bool) -> str:

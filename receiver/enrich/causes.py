@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from receiver.detect.prometheus import PrometheusAPI, PrometheusError, RangeResult
-from receiver.detect.promql import promql_string
+from receiver.detect.promql import label_matcher, promql_string
 from receiver.domain import Signal
 from receiver.enrich.candidates import (
     AGGREGATED_AWAY,
@@ -121,7 +121,7 @@ def time_candidates(candidates: Sequence[Candidate], base_end: float, alert_at: 
 
 def _raw_selector(c: Candidate) -> list[str]:
     labels = {k: v for k, v in c.labels.items() if k not in AGGREGATED_AWAY}
-    inner = [f"{k}={promql_string(v)}" for k, v in sorted(labels.items())]
+    inner = [label_matcher(k, v) for k, v in sorted(labels.items())]
     names = [c.metric + "_sum", c.metric + "_count"] if c.kind == "mean" else [c.metric]
     return [selector([f"__name__={promql_string(n)}", *inner]) for n in names]
 

@@ -31,7 +31,11 @@ from receiver.detect.prometheus import (
     RangeResult,
     Series,
 )
-from receiver.detect.promql import generator_expression, promql_string, scoped
+from receiver.detect.promql import (
+    generator_expression,
+    label_matcher,
+    scoped,
+)
 from receiver.domain import IncidentView, Signal, Status
 from receiver.enrich.causes import QUERY_BUDGET, add_candidates, find_causes
 from receiver.enrich.evidence import (
@@ -260,7 +264,7 @@ def describe(series: Series, at: float, threshold: Threshold | None) -> tuple[st
 def _series_name(series: Series) -> str:
     labels = {k: v for k, v in series.labels.items() if k != "__name__"}
     name = series.labels.get("__name__", "")
-    inner = ",".join(f"{k}={promql_string(v)}" for k, v in sorted(labels.items()))
+    inner = ",".join(label_matcher(k, v) for k, v in sorted(labels.items()))
     return clean_text(f"{name}{{{inner}}}", 300, multiline=False)
 
 
@@ -447,7 +451,7 @@ class ContextGatherer:
         if value_expr:
             queries.append(scoped(value_expr, primary.labels))
         for metric, label, _ in siblings:
-            queries.append(f"{metric}{{{label}={promql_string(primary.labels[label])}}}")
+            queries.append(f"{metric}{{{label_matcher(label, primary.labels[label])}}}")
         if time.monotonic() < self._down_until:
             # it just failed for another incident: a storm while Prometheus is down (a common
             # pairing) should not wait for connection retries once per incident

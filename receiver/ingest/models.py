@@ -1,21 +1,29 @@
-"""Alertmanager webhook (version "4") payload models.
+"""Webhook payload models: Alertmanager's version "4" and Grafana alerting's version "1".
 
-Unknown fields are tolerated (newer Alertmanagers add some); the raw payload is kept as received.
+Grafana's body is Alertmanager's plus extra fields (orgId, state, title, message; per alert
+values, valueString and silence/dashboard/panel/image links); `receiver.ingest.senders` decides
+which sender a body comes from before these models see it. Unknown fields are tolerated (newer
+senders add some); the raw payload is kept as received.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     field_validator,
 )
+
+from receiver.domain import Source
 
 # Bounds that make a payload "bad input" rather than data: a single label value of 16 KiB is
 # not a label, and without a bound one alert can hold the store hostage.
@@ -33,11 +41,23 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 GO_ZERO_YEAR = 1
 
-# Prometheus' label-name syntax (Alertmanager 0.25 validates the same on its API).
-LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# Label and annotation names: any UTF-8 (Prometheus 3 and Alertmanager 0.27+ send names such as
+# `service.name`), 1-256 characters, no control characters (pydantic already refuses a lone
+# surrogate such as JSON's `\ud800`, which is not UTF-8). Names that are not classic identifiers
+# reach PromQL only quoted (`receiver.detect.promql.label_matcher`).
+
+
+def _printable_name(value: str) -> str:
+    for ch in value:
+        if unicodedata.category(ch) == "Cc":
+            raise ValueError(f"label names cannot hold control characters (U+{ord(ch):04X})")
+    return value
+
 
 LabelName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_LABEL_NAME, pattern=LABEL_NAME_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_LABEL_NAME),
+    AfterValidator(_printable_name),
 ]
 
 
@@ -75,6 +95,21 @@ def in_range(value: datetime) -> datetime:
     return utc
 
 
+def _empty_is_absent(value: Any) -> Any:
+    return None if value == "" else value
+
+
+Url = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+
+
+def _bounded_values(values: dict[str, float] | None) -> dict[str, float]:
+    if values is None:  # Grafana marshals an alert without values as `null`
+        return {}
+    if len(values) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} values per alert, got {len(values)}")
+    return values
+
+
 class WebhookAlert(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -83,8 +118,21 @@ class WebhookAlert(BaseModel):
     annotations: LabelSet = Field(default_factory=dict)
     startsAt: datetime
     endsAt: datetime | None = None
-    generatorURL: Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)] = ""
-    fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    generatorURL: Url = ""
+    # "" is how some senders say "none" (Grafana's test notification, hand-made payloads)
+    fingerprint: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)] | None,
+        BeforeValidator(_empty_is_absent),
+    ] = None
+    # Grafana alerting only
+    silenceURL: Url = ""
+    dashboardURL: Url = ""
+    panelURL: Url = ""
+    imageURL: Url = ""
+    values: Annotated[dict[LabelName, float] | None, AfterValidator(_bounded_values)] = Field(
+        default_factory=dict
+    )
+    valueString: Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)] = ""
 
     @field_validator("startsAt")
     @classmethod
@@ -103,7 +151,7 @@ class WebhookAlert(BaseModel):
 class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    version: Literal["4"]
+    version: Literal["4", "1"]
     groupKey: Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
     status: Literal["firing", "resolved"]
     receiver: Annotated[str, StringConstraints(max_length=MAX_LABEL_NAME)]
@@ -113,3 +161,13 @@ class WebhookPayload(BaseModel):
     commonAnnotations: LabelSet = Field(default_factory=dict)
     externalURL: Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)] = ""
     truncatedAlerts: int = Field(default=0, ge=0, le=MAX_TRUNCATED_ALERTS)
+    # Grafana alerting only
+    orgId: int | None = None
+    state: Annotated[str, StringConstraints(max_length=MAX_LABEL_NAME)] = ""
+    title: Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)] = ""
+    # which sender it came from (`senders.parse_payload` sets it; never read from the body)
+    _source: Source = PrivateAttr(default=Source.ALERTMANAGER)
+
+    @property
+    def source(self) -> Source:
+        return self._source

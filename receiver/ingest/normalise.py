@@ -1,16 +1,29 @@
-"""Alertmanager payload → domain signals, plus the identities that make ingest idempotent."""
+"""Webhook payload → domain signals, plus the identities that make ingest idempotent."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 from receiver.domain import Severity, Signal, Source, Status
 from receiver.ingest.models import WebhookAlert, WebhookPayload
 
 # Go's zero time, which Alertmanager sends as endsAt of every firing alert.
 _GO_ZERO_YEAR = 1
+
+# Senders that post webhooks: their groups are (source, receiver, groupKey).
+WEBHOOK_SOURCES = frozenset({Source.ALERTMANAGER, Source.GRAFANA, Source.ONCALL})
+
+# Grafana's valueString: "[ var='B' labels={...} value=44.2 ], [ var='C' ... value=1 ]" (9+)
+# or "[ metric='foo' labels={...} value=10 ]" (8); one bracket per query.
+_VALUE_ITEM = re.compile(
+    r"\[\s*(?:var='(?P<var>[^']{0,64})'\s*)?(?:metric='(?P<metric>[^']{0,200})'\s*)?"
+    r"labels=\{[^}]*\}\s*value=(?P<value>[-+0-9.eE]+|NaN|[-+]?Inf)\s*\]"
+)
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -34,23 +47,31 @@ def _iso(value: datetime | None) -> str:
     return "" if value is None else value.isoformat()
 
 
-def delivery_key(payload: WebhookPayload) -> str:
-    """sha256 over receiver, groupKey, status and the sorted alert identities.
+def _content(alert: WebhookAlert) -> str:
+    """Everything an alert says, canonical: a repeat that changed any of it is a new delivery."""
+    body: dict[str, Any] = alert.model_dump(mode="json")
+    body.update(
+        fingerprint=alert_fingerprint(alert),
+        startsAt=_iso(alert.startsAt),
+        endsAt=_iso(real_time(alert.endsAt)),
+        values=alert.values or {},
+    )
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    externalURL is left out on purpose: each member of an HA pair sends its own.
+
+def delivery_key(payload: WebhookPayload) -> str:
+    """sha256 over source, receiver, groupKey, status and the sorted content of every alert.
+
+    The content is the whole alert (labels, annotations, status, times, links, values), so a
+    re-sent notification whose `$value` or description changed is processed, while a retry or an
+    HA twin (same alerts) is a duplicate. externalURL is left out on purpose: each member of an
+    HA pair sends its own.
     """
-    alerts = sorted(
-        (
-            alert_fingerprint(a),
-            a.status,
-            _iso(a.startsAt),
-            _iso(real_time(a.endsAt)),
-        )
-        for a in payload.alerts
-    )
-    material = json.dumps(
-        [payload.receiver, payload.groupKey, payload.status, alerts], separators=(",", ":")
-    )
+    alerts = sorted(_content(a) for a in payload.alerts)
+    parts: list[Any] = [payload.receiver, payload.groupKey, payload.status, alerts]
+    if payload.source is not Source.ALERTMANAGER:
+        parts.insert(0, payload.source.value)  # Alertmanager's keys stay what they were
+    material = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -59,15 +80,16 @@ def alert_fingerprint(alert: WebhookAlert) -> str:
 
 
 def group_id(source: Source, receiver: str, group_key: str) -> str:
-    """The group an episode and its incident belong to.
+    """The group an episode and its incident belong to: (source, receiver, groupKey).
 
     Alertmanager keys its notifications by receiver + groupKey: one alert routed to two receivers
     (`continue: true`), or under two `group_by`s, is two groups with their own lifecycles, and two
-    receivers whose routes produce the same groupKey are still two groups. Hashed, because a
-    groupKey holds label values of any length; prefixed, so no groupKey can pose as one of the
-    service's own synthetic keys, which already name their group.
+    receivers whose routes produce the same groupKey are still two groups. The source keeps an
+    Alertmanager and a Grafana whose root routes both say `{}:{}` apart. Hashed, because a
+    groupKey holds label values of any length; prefixed with the source, so no groupKey can pose
+    as one of the service's own synthetic keys, which already name their group.
     """
-    if source is not Source.ALERTMANAGER:
+    if source not in WEBHOOK_SOURCES:
         return group_key
     material = json.dumps([receiver, group_key], separators=(",", ":"))
     return f"{source.value}:{hashlib.sha256(material.encode()).hexdigest()[:32]}"
@@ -82,12 +104,12 @@ def episode_key(source: Source, fp: str, starts_at: datetime, group: str) -> str
     fingerprint (target and series) already fixes their group.
     """
     at = starts_at.astimezone(UTC).isoformat(timespec="milliseconds")
-    if source is Source.ALERTMANAGER:
+    if source in WEBHOOK_SOURCES:
         return f"{group}:{fp}:{at}"
     return f"{source.value}:{fp}:{at}"
 
 
-def _value_from(annotations: dict[str, str]) -> float | None:
+def _value_from(annotations: dict[str, str], values: dict[str, float]) -> float | None:
     for name in ("value", "current_value"):
         raw = annotations.get(name)
         if raw is None:
@@ -96,15 +118,44 @@ def _value_from(annotations: dict[str, str]) -> float | None:
             return float(raw)
         except ValueError:
             continue
+    if values:
+        # Grafana's rules name queries A, B, ... and put the threshold condition (0/1) last
+        return values[min(values)]
     return None
 
 
-def to_signal(alert: WebhookAlert) -> Signal:
+def grafana_values(alert: WebhookAlert) -> dict[str, float]:
+    """Grafana's evaluated values: `values`, or parsed from Grafana 8's `valueString`."""
+    if alert.values:
+        return dict(alert.values)
+    found: dict[str, float] = {}
+    for item in _VALUE_ITEM.finditer(alert.valueString):
+        ref = item["var"] or item["metric"] or f"value{len(found)}"
+        value = float(item["value"])
+        if math.isfinite(value):  # NaN/Inf have no JSON form in the API's answers
+            found.setdefault(ref, value)
+    return found
+
+
+def links_of(alert: WebhookAlert) -> dict[str, str]:
+    """The links a sender put on the alert besides generatorURL (kept as sent, shown only
+    through `render.safe_url`)."""
+    pairs = {
+        "silence": alert.silenceURL,
+        "dashboard": alert.dashboardURL,
+        "panel": alert.panelURL,
+        "image": alert.imageURL,
+    }
+    return {name: url for name, url in pairs.items() if url}
+
+
+def to_signal(alert: WebhookAlert, source: Source = Source.ALERTMANAGER) -> Signal:
     labels = alert.labels
     annotations = alert.annotations
     alertname = labels.get("alertname", "")
+    values = grafana_values(alert)
     return Signal(
-        source=Source.ALERTMANAGER,
+        source=source,
         fingerprint=alert_fingerprint(alert),
         status=Status(alert.status),
         starts_at=alert.startsAt,
@@ -116,10 +167,12 @@ def to_signal(alert: WebhookAlert) -> Signal:
         instance=labels.get("instance", ""),
         severity=Severity.parse(labels.get("severity")),
         metric=labels.get("metric") or labels.get("__name__") or alertname,
-        value=_value_from(annotations),
+        value=_value_from(annotations, values),
         reason=annotations.get("summary") or annotations.get("description") or alertname,
+        links=links_of(alert),
+        values=values,
     )
 
 
 def to_signals(payload: WebhookPayload) -> list[Signal]:
-    return [to_signal(a) for a in payload.alerts]
+    return [to_signal(a, payload.source) for a in payload.alerts]

@@ -8,7 +8,10 @@ Rules (ARCHITECTURE "Data model"):
   not re-open it; "resolved" closes a firing episode once;
 - one incident per group while any of its episodes fires; resolved when none fires;
 - the incident gains `needs_analysis` when it is new or gains an alertname or instance, and
-  `needs_notification` when it opens or resolves. Repeats of the same content change nothing.
+  `needs_notification` when it opens, resolves or a repeat raises its severity; its title is
+  recomputed as it grows. Repeats of the same content change nothing; a repeat with changed
+  content (annotations, value, links) updates its episode without a new notification. An alert
+  listed twice in one batch is one episode.
 Every step is idempotent, so a batch applied twice (a crash between steps, a replica race)
 converges to the same state.
 """
@@ -55,6 +58,7 @@ class ApplyResult:
     incident_id: str = ""
     new_episodes: int = 0
     resolved_episodes: int = 0
+    updated_episodes: int = 0  # repeats whose content changed (value, annotations, ...)
     incident_created: bool = False
     incident_resolved: bool = False
 
@@ -76,6 +80,8 @@ def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Anomaly:
         labels=signal.labels,
         annotations=signal.annotations,
         generator_url=signal.generator_url,
+        links=signal.links,
+        values=signal.values,
         detector=signal.detector.model_dump() if signal.detector else None,
         incident_id=incident_id,
         group_key=batch.group_key,
@@ -83,15 +89,25 @@ def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Anomaly:
     )
 
 
+def title_of(
+    names: Sequence[str], name_count: int, instances: Sequence[str], instance_count: int, key: str
+) -> str:
+    """ "A, B, C (+2 more) on 3 instances": the first alertnames and the exact counts."""
+    shown = sorted(names)[:3]
+    title = ", ".join(shown) or key
+    if shown and name_count > len(shown):
+        title += f" (+{name_count - len(shown)} more)"
+    if instance_count == 1 and instances:
+        title += f" on {instances[0]}"
+    elif instance_count > 1:
+        title += f" on {instance_count} instances"
+    return title[:200]
+
+
 def _title(batch: SignalBatch) -> str:
     names = sorted({s.alertname for s in batch.signals if s.alertname})
     instances = sorted({s.instance for s in batch.signals if s.instance})
-    title = ", ".join(names[:3]) or batch.group_key
-    if len(instances) == 1:
-        title += f" on {instances[0]}"
-    elif instances:
-        title += f" on {len(instances)} instances"
-    return title[:200]
+    return title_of(names, len(names), instances, len(instances), batch.group_key)
 
 
 def _max_severity(signals: Sequence[Signal], current: str | None = None) -> str:
@@ -113,10 +129,14 @@ class SignalProcessor:
         result = ApplyResult()
         if not batch.signals:
             return result
-        keys = [batch.episode_key(s) for s in batch.signals]
+        # One alert listed twice in a batch is one episode (the last copy wins, as the sender's
+        # latest word), so it is inserted and counted once.
+        unique = {batch.episode_key(s): s for s in batch.signals}
+        keys = list(unique)
+        signals = list(unique.values())
         existing = await self.store.episodes_by_key(keys)
 
-        new_signals = [s for s, k in zip(batch.signals, keys, strict=True) if k not in existing]
+        new_signals = [s for s, k in zip(signals, keys, strict=True) if k not in existing]
         incident = await self._incident_for(batch, new_signals, result)
 
         if new_signals and incident is not None:
@@ -136,7 +156,7 @@ class SignalProcessor:
         touched.update(
             await self.store.supersede_episodes(batch.source.value, batch.group_id, newest, keys)
         )
-        for signal, key in zip(batch.signals, keys, strict=True):
+        for signal, key in zip(signals, keys, strict=True):
             current = existing.get(key)
             if current is None or current.status == Status.RESOLVED.value:
                 continue  # new (handled above) or already resolved: never re-opened
@@ -147,8 +167,11 @@ class SignalProcessor:
                 if resolved:
                     result.resolved_episodes += 1
                     touched.add(current.incident_id)
-            elif signal.value is not None and signal.value != current.value:
-                await self.store.touch_episode(key, _changing_fields(signal))
+            elif changes := _changed_fields(signal, current):
+                await self.store.touch_episode(key, changes)
+                result.updated_episodes += 1
+                if "severity" in changes:
+                    await self._severity_changed(current.incident_id, signal.severity)
 
         for incident_id in sorted(touched):
             resolved = await self._maybe_resolve(incident_id, batch)
@@ -228,10 +251,15 @@ class SignalProcessor:
             incident.instance_count,
             {s.instance for s in signals if s.instance},
         )
+        # the title follows the incident as it grows (counts are exact, names the first few)
+        all_names = sorted(set(incident.alertnames) | set(names))
+        all_instances = sorted(set(incident.instances) | set(instances))
+        title = title_of(all_names, name_count, all_instances, instance_count, incident.key)
         update: dict[str, Any] = {
             "$set": {
                 "updated_at": utcnow(),
                 "severity": _max_severity(signals, incident.severity),
+                "title": title,
             },
             "$inc": {"episode_count": added},
             "$max": {"alertname_count": name_count, "instance_count": instance_count},
@@ -251,6 +279,26 @@ class SignalProcessor:
         if grew:
             for listener in self.analysis_listeners:
                 listener()
+
+    async def _severity_changed(self, incident_id: str, severity: Severity) -> None:
+        """A repeat raised (or lowered) an episode's severity: the incident takes the highest,
+        and a rise is notified, so a channel routed only for the new level gets its page."""
+        incident = await self.store.get_incident(incident_id)
+        if incident is None or incident.status != Status.FIRING.value:
+            return
+        current = Severity.parse(incident.severity)
+        if severity.rank <= current.rank:
+            return
+        await self.store.update_incident(
+            incident.id,
+            {
+                "$set": {
+                    "severity": severity.value,
+                    "updated_at": utcnow(),
+                    "needs_notification": True,
+                }
+            },
+        )
 
     async def _grown(
         self, incident_id: str, field: str, kept: list[str], count: int, seen: set[str]
@@ -290,8 +338,21 @@ class SignalProcessor:
         return resolved
 
 
-def _changing_fields(signal: Signal) -> dict[str, Any]:
-    return {"value": signal.value, "annotations": signal.annotations}
+def _changed_fields(signal: Signal, current: Anomaly) -> dict[str, Any]:
+    """What a repeat of a firing episode changes: its annotations (description, `$value`),
+    value, links and Grafana values; the severity too when the sender's fingerprint does not
+    cover it. Empty for a plain repeat."""
+    fresh: dict[str, Any] = {
+        "annotations": signal.annotations,
+        "reason": signal.reason,
+        "generator_url": signal.generator_url,
+        "links": signal.links,
+        "values": signal.values,
+        "severity": signal.severity.value,
+    }
+    if signal.value is not None:  # a repeat without a value keeps the one it had
+        fresh["value"] = signal.value
+    return {k: v for k, v in fresh.items() if getattr(current, k) != v}
 
 
 def _latest_end(signals: Sequence[Signal]) -> datetime | None:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from datetime import timedelta
 
-from receiver.domain import Source
 from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.migrate import migrate_groups
 from receiver.ingest.models import WebhookPayload
 from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
+from receiver.ingest.senders import parse_payload
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
@@ -29,7 +31,7 @@ def batch_from(
 ) -> SignalBatch:
     """The delivery as a signal batch; `ignore_alertnames` (the Watchdog) never become episodes."""
     return SignalBatch(
-        source=Source.ALERTMANAGER,
+        source=payload.source,
         group_key=payload.groupKey,
         signals=[s for s in to_signals(payload) if s.alertname not in ignore_alertnames],
         receiver=payload.receiver,
@@ -60,6 +62,7 @@ class DeliveryWorker:
         self.retention = retention
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._migrated = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -68,6 +71,10 @@ class DeliveryWorker:
         backoff = self.poll_seconds
         while True:
             try:
+                if not self._migrated:
+                    # before the first delivery: legacy incidents must be found by group id
+                    await migrate_groups()
+                    self._migrated = True
                 drained = await self.drain()
                 backoff = self.poll_seconds
             except StoreError as err:
@@ -100,7 +107,7 @@ class DeliveryWorker:
         and quarantined after the last attempt while the deliveries behind it go on.
         """
         try:
-            payload = WebhookPayload.model_validate_json(delivery.raw_json)
+            payload = parse_payload(json.loads(delivery.raw_json))
             await self.processor.apply(batch_from(payload, self.ignore_alertnames))
         except asyncio.CancelledError:
             raise

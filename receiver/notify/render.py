@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from receiver.domain import Analysis, IncidentView, Severity, Signal, Status
+from receiver.domain import Analysis, IncidentView, Severity, Signal, Source, Status
 from receiver.safety import html_escape, one_line, safe_url, slack_escape, slack_plain
 
 
@@ -171,6 +171,9 @@ class _Links:
     api: str
     runbook: str
     console: str = ""
+    dashboard: str = ""  # Grafana: the alert's dashboard (or panel)
+    silence: str = ""  # Grafana: a silence form prefilled for the alert
+    sender: str = "Alertmanager"  # what `alertmanager` (the externalURL) links to
 
 
 def _primary(incident: IncidentView) -> Signal | None:
@@ -255,6 +258,9 @@ def _service_link(incident: IncidentView, opts: RenderOptions, path: str) -> str
     return safe_url(opts.public_url.rstrip("/") + path.format(id=incident.id))
 
 
+_SENDER_NAMES = {Source.GRAFANA: "Grafana", Source.ONCALL: "OnCall"}
+
+
 def _links(incident: IncidentView, primary: Signal | None, api: str, console: str) -> _Links:
     return _Links(
         prometheus=safe_url(primary.generator_url) if primary is not None else "",
@@ -262,6 +268,11 @@ def _links(incident: IncidentView, primary: Signal | None, api: str, console: st
         api=api,
         runbook=safe_url(primary.annotations.get("runbook_url", "")) if primary else "",
         console=console,
+        dashboard=safe_url(primary.links.get("dashboard") or primary.links.get("panel", ""))
+        if primary
+        else "",
+        silence=safe_url(primary.links.get("silence", "")) if primary else "",
+        sender=_SENDER_NAMES.get(incident.source, "Alertmanager"),
     )
 
 
@@ -269,7 +280,9 @@ def _link_pairs(links: _Links) -> list[tuple[str, str]]:
     pairs = [
         ("Console", links.console),
         ("Prometheus", links.prometheus),
-        ("Alertmanager", links.alertmanager),
+        (links.sender, links.alertmanager),
+        ("Dashboard", links.dashboard),
+        ("Silence", links.silence),
         ("Runbook", links.runbook),
         ("Incident API", links.api),
     ]

@@ -59,6 +59,8 @@ def episode_signal(episode: Anomaly) -> Signal:
         value=episode.value,
         reason=episode.reason,
         detector=detector,
+        links=episode.links,
+        values=episode.values,
     )
 
 

@@ -24,6 +24,7 @@ class Delivery(Document):
 
     delivery_key: Annotated[str, Indexed(unique=True)]
     received_at: datetime = Field(default_factory=utcnow)
+    source: str = "alertmanager"  # the sender (`receiver.ingest.senders`)
     receiver: str = ""
     group_key: str = ""
     status: str = ""
@@ -69,10 +70,12 @@ class Anomaly(Document):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     generator_url: str = ""
+    links: dict[str, str] = Field(default_factory=dict)  # Grafana: silence, dashboard, panel
+    values: dict[str, float] = Field(default_factory=dict)  # Grafana: evaluated values by refId
     detector: dict[str, Any] | None = None
     incident_id: str = ""
     group_key: str = ""  # as the source shows it (Alertmanager's groupKey)
-    group_id: str = ""  # the group it belongs to (`normalise.group_id`): receiver + groupKey
+    group_id: str = ""  # the group it belongs to (`normalise.group_id`): source, receiver, groupKey
     resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)

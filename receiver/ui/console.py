@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.api.params import BadParam, page, severity, status, text
+from receiver.domain import Source
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
@@ -42,7 +43,7 @@ SUMMARY_LIMIT = 180
 PAGE_QUERY_TIMEOUT = 3.0  # the page waits this long for Prometheus, then shows no chart
 CHART_QUERY_TIMEOUT = 5.0
 
-SOURCES = frozenset({"alertmanager", "detector", "receiver"})
+SOURCES = frozenset(s.value for s in Source)
 PROBLEMS = {
     "unreachable": "Prometheus could not be reached: chart skipped.",
     "no data": "Prometheus has no data for this expression around the incident.",
@@ -182,6 +183,7 @@ async def incident_list(request: Request) -> Response:
     context = {
         "rows": [_row(i, analyses.get(str(i.id)), now) for i in incidents],
         "quarantined": {k: v for k, v in quarantined.items() if v},
+        "sources": sorted(SOURCES),
         "total": total,
         "offset": p.offset,
         "filters": shown,
@@ -244,6 +246,9 @@ def _episode_view(e: Anomaly) -> dict[str, Any]:
         "summary": one_line(summary, 300),
         "link": safe_url(e.generator_url),
         "runbook": safe_url(e.annotations.get("runbook_url", "")),
+        "dashboard": safe_url(e.links.get("dashboard") or e.links.get("panel", "")),
+        "silence": safe_url(e.links.get("silence", "")),
+        "evaluated": ", ".join(f"{k}={_number(v)}" for k, v in sorted(e.values.items())),
     }
 
 

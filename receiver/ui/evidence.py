@@ -27,7 +27,7 @@ from receiver.detect.prometheus import (
     RangeResult,
     Series,
 )
-from receiver.detect.promql import generator_expression, promql_string, scoped
+from receiver.detect.promql import generator_expression, label_matcher, scoped
 from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.timeutil import aware
@@ -182,7 +182,7 @@ def chart_specs(
         assert isinstance(metric, str)
         assert isinstance(label, str)
         assert isinstance(value, str)
-        expr = f"{metric}{{{label}={promql_string(value)}}}"
+        expr = f"{metric}{{{label_matcher(label, value)}}}"
         if expr in seen:
             continue
         seen.add(expr)

@@ -11,9 +11,11 @@ from receiver.detect.promql import (
     AlertExpression,
     expression_problem,
     generator_expression,
+    label_matcher,
     promql_string,
     scoped,
 )
+from receiver.enrich.candidates import Family, query_of
 
 
 def _url(expr: str) -> str:
@@ -75,3 +77,26 @@ def test_scoping_keeps_hostile_values_inside_string_literals() -> None:
         + ', "", ""), "job", "node", "", "")'
     )
     assert scoped("up", {}) == "up"
+
+
+@pytest.mark.parametrize(
+    ("name", "matcher"),
+    [
+        ("job", 'job="x"'),
+        ("_private9", '_private9="x"'),
+        ("service.name", '"service.name"="x"'),
+        ("9lives", '"9lives"="x"'),
+        ('say"hi', '"say\\"hi"="x"'),
+        ("значение", '"значение"="x"'),
+    ],
+)
+def test_label_names_are_quoted_unless_classic(name: str, matcher: str) -> None:
+    """Classic names stay bare (Prometheus 2); any other name is a quoted string (Prometheus 3)."""
+    assert label_matcher(name, "x") == matcher
+
+
+def test_candidate_queries_quote_utf8_label_names() -> None:
+    """The RCA's candidate and recurrence selectors quote a dotted label name."""
+    family = Family("http_requests_total", "counter", ("http_requests_total",))
+    query = query_of(family, {"service.name": "pay", "job": "api"}, summed=False)
+    assert query == 'rate(http_requests_total{job="api", "service.name"="pay"}[5m])'

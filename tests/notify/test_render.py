@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from receiver.domain import Severity, Status
+from receiver.domain import Severity, Source, Status
 from receiver.notify.render import (
     RESOLVED_COLOUR,
     SEVERITY_COLOURS,
@@ -213,3 +213,41 @@ def test_thread_id_is_stable_per_incident() -> None:
     """Every event of one incident carries the same RFC 5322 msg-id."""
     ids = {render(make_incident(), event, make_analysis()).thread_id for event in Event}
     assert ids == {"<incident.inc-0001@ai-devops-monitor>"}
+
+
+def _grafana_incident(silence: str) -> Any:
+    signal = make_signal().model_copy(
+        update={
+            "source": Source.GRAFANA,
+            "links": {
+                "dashboard": "http://127.0.0.1:3000/d/shop?orgId=1&viewPanel=4",
+                "silence": silence,
+            },
+        }
+    )
+    return make_incident(signals=[signal]).model_copy(
+        update={"source": Source.GRAFANA, "external_url": "http://127.0.0.1:3000/"}
+    )
+
+
+def test_grafana_dashboard_and_silence_links_in_every_channel() -> None:
+    """A Grafana alert's dashboard and silence links show in text, HTML and Slack."""
+    silence = "http://127.0.0.1:3000/alerting/silence/new?matcher=alertname%3DX"
+    message = render(_grafana_incident(silence), Event.FIRING)
+    assert "Dashboard: http://127.0.0.1:3000/d/shop?orgId=1&viewPanel=4" in message.text
+    assert f"Silence: {silence}" in message.text
+    assert "Grafana: http://127.0.0.1:3000/" in message.text
+    assert "Alertmanager:" not in message.text
+    assert '&amp;viewPanel=4">Dashboard</a>' in message.html
+    assert f'href="{silence}">Silence</a>' in message.html
+    slack = _all_text(message.slack)
+    assert "|Dashboard>" in slack
+    assert "|Silence>" in slack
+
+
+def test_grafana_links_must_be_http() -> None:
+    """A silence link that is not http(s) is left out everywhere."""
+    message = render(_grafana_incident("javascript:alert(1)"), Event.FIRING)
+    assert "Silence" not in message.text
+    assert "javascript:" not in message.html
+    assert "javascript:" not in _all_text(message.slack)
