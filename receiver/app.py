@@ -19,6 +19,7 @@ from receiver.api import chat as chat_api
 from receiver.api import detect as detect_api
 from receiver.api import docs as docs_api
 from receiver.api import health, query, webhook
+from receiver.api import incidents as incidents_api
 from receiver.api import notify as notify_api
 from receiver.api import rca as rca_api
 from receiver.api import stats as stats_api
@@ -43,6 +44,7 @@ from receiver.ingest.reconcile import Reconciler
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.wiring import build_notify
+from receiver.oncall.audit import AuditLog, AuditMetrics
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.retry import RetryPolicy, StageFailures
 from receiver.services import Services
@@ -199,6 +201,7 @@ def create_app(settings: Settings) -> Starlette:
                 enrichment=enrichment,
                 budget=budget,
                 chat_limit=SlidingLimit(settings.chat_rate_per_minute),
+                audit_metrics=AuditMetrics(registry),
             )
             if not settings.webhook_auth_configured:
                 log.warning(
@@ -287,6 +290,7 @@ def create_app(settings: Settings) -> Starlette:
         *chat_api.ROUTES,
         *docs_api.ROUTES,
         *rca_api.ROUTES,
+        *incidents_api.ROUTES,
         *console.ROUTES,
     ]
     # the Host check runs first; the console's login cookie becomes a bearer header before
@@ -296,5 +300,6 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(HostGuard, allowed=allowed_hosts(settings)),
         Middleware(ConsoleGate, settings=settings, throttle=throttle),
         *api_middleware(settings, throttle),
+        Middleware(AuditLog),  # inside access control: it sees only allowed requests
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -21,6 +21,7 @@ from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.wiring import NotifyServices
+from receiver.oncall.audit import AuditMetrics
 from receiver.retention import Retention
 from receiver.settings import Settings
 from receiver.store.repo import Store
@@ -46,6 +47,7 @@ class Services:
     enrichment: EnrichmentWorker
     budget: Budget  # the LLM token budget enrichment and chat share
     chat_limit: SlidingLimit  # chat turns per token (or address) per minute
+    audit_metrics: AuditMetrics | None = None
 
 
 def services(request: Request) -> Services:
