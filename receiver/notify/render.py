@@ -15,7 +15,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from receiver.domain import Analysis, IncidentView, Severity, Signal, Status
+from receiver.domain import Analysis, IncidentView, Severity, Signal, Source, Status
+from receiver.oncall.matchers import silence_link
 
 
 class Event(StrEnum):
@@ -213,6 +214,7 @@ class _Links:
     api: str
     runbook: str
     console: str = ""
+    silence: str = ""  # Alertmanager's new-silence form for the group (firing pages only)
 
 
 def _primary(incident: IncidentView) -> Signal | None:
@@ -299,12 +301,16 @@ def _links(incident: IncidentView, primary: Signal | None, api: str, console: st
         api=api,
         runbook=safe_url(primary.annotations.get("runbook_url", "")) if primary else "",
         console=console,
+        silence=safe_url(silence_link(incident.external_url, incident.group_labels))
+        if incident.source is Source.ALERTMANAGER and incident.status is Status.FIRING
+        else "",
     )
 
 
 def _link_pairs(links: _Links) -> list[tuple[str, str]]:
     pairs = [
         ("Console", links.console),
+        ("Silence", links.silence),
         ("Prometheus", links.prometheus),
         ("Alertmanager", links.alertmanager),
         ("Runbook", links.runbook),
