@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,8 @@ async def test_filter_sort_and_state(embedded_store: EmbeddedStore, tmp_path: Pa
         cart = await open_incident(svc, "cart", service="checkout", severity="critical")
         auth_ = await open_incident(svc, "login", service="auth", severity="high")
 
-        def ids(body: dict[str, object]) -> list[str]:
-            return [str(i["id"]) for i in body["incidents"]]  # type: ignore[index]
+        def ids(body: dict[str, Any]) -> list[str]:
+            return [str(i["id"]) for i in body["incidents"]]
 
         checkout = await get(svc, "/api/v1/incidents", filter='service="checkout"')
         assert sorted(ids(checkout)) == sorted([pay["id"], cart["id"]])
