@@ -25,7 +25,7 @@ ADMIN = "admin-token-cccccccccccc"
 OPEN = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"}
 WEBHOOK = {"/api/v1/alerts", "/webhook/alertmanager"}
 READER_WRITES = [("POST", re.compile(r"/api/chat")), ("POST", re.compile(r".*/feedback"))]
-# issue #19: the on-call actions take an operator (or admin) token; issue #18: the audit log is admin
+# issue #19: on-call actions take an operator (or admin) token; #18: the audit log is admin
 OPERATOR_WRITES = re.compile(r"/api/v1/incidents/[^/]+/(ack|unack|assign|notes|close|silence)")
 ADMIN_GETS = {"/api/v1/audit"}
 
