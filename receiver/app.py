@@ -19,9 +19,11 @@ from receiver.api import chat as chat_api
 from receiver.api import detect as detect_api
 from receiver.api import docs as docs_api
 from receiver.api import health, query, webhook
+from receiver.api import incidents as incidents_api
 from receiver.api import notify as notify_api
 from receiver.api import rca as rca_api
 from receiver.api import stats as stats_api
+from receiver.api.audit import AuditLog
 from receiver.api.hosts import HostGuard, allowed_hosts
 from receiver.api.middleware import api_middleware
 from receiver.chat.assistant import ChatAssistant
@@ -53,7 +55,7 @@ from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store
-from receiver.telemetry import HttpMetrics
+from receiver.telemetry import AuditMetrics, HttpMetrics
 from receiver.ui import console
 from receiver.ui.evidence import main_chart_png, rules_for
 from receiver.ui.gate import ConsoleGate
@@ -219,6 +221,7 @@ def create_app(settings: Settings) -> Starlette:
                 enrichment=enrichment,
                 budget=budget,
                 chat_limit=SlidingLimit(settings.chat_rate_per_minute),
+                audit_metrics=AuditMetrics(registry),
             )
             if not settings.webhook_auth_configured:
                 log.warning(
@@ -307,6 +310,7 @@ def create_app(settings: Settings) -> Starlette:
         *chat_api.ROUTES,
         *docs_api.ROUTES,
         *rca_api.ROUTES,
+        *incidents_api.ROUTES,
         *console.ROUTES,
     ]
     # the Host check runs first; the console's login cookie becomes a bearer header before
@@ -316,5 +320,6 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(HostGuard, allowed=allowed_hosts(settings)),
         Middleware(ConsoleGate, settings=settings, throttle=throttle),
         *api_middleware(settings, throttle),
+        Middleware(AuditLog),  # inside access control: it sees only allowed requests
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

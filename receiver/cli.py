@@ -1,4 +1,4 @@
-"""Command line: `receiver serve` and `receiver rules ...`."""
+"""Command line: `receiver serve`, `receiver rules ...` and `receiver incidents ...`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given[:1] == ["incidents"]:
+        # its own parser: argparse's REMAINDER would refuse options (`--url`) before the action
+        from receiver.oncall.client import main as incidents_main
+
+        return incidents_main(args_given[1:])
     parser = argparse.ArgumentParser(prog="receiver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the HTTP service")
@@ -58,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = sub.add_parser("rules", help="generate / check / backtest Prometheus rules")
     rules.add_argument("rest", nargs=argparse.REMAINDER)
     rules.set_defaults(func=_rules)
-    args = parser.parse_args(argv)
+    incidents = sub.add_parser(
+        "incidents", help="list, show, ack, assign, note, silence, close incidents (amtool-like)"
+    )
+    incidents.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(args_given)
     code: int = args.func(args)
     return code
 

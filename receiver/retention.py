@@ -72,6 +72,8 @@ RULES: tuple[Rule, ...] = (
     Rule("notifications", {"status": {"$in": ["sent", "suppressed"]}}, _notification_guard),
     Rule("chat_sessions"),
     Rule("metrics"),
+    Rule("incident_events"),
+    Rule("audit"),
 )
 
 

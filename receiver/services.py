@@ -23,7 +23,7 @@ from receiver.ratelimit import SlidingLimit
 from receiver.retention import Retention
 from receiver.settings import Settings
 from receiver.store.repo import Store
-from receiver.telemetry import HttpMetrics
+from receiver.telemetry import AuditMetrics, HttpMetrics
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Services:
     enrichment: EnrichmentWorker
     budget: Budget  # the LLM token budget enrichment and chat share
     chat_limit: SlidingLimit  # chat turns per token (or address) per minute
+    audit_metrics: AuditMetrics | None = None
 
 
 def services(request: Request) -> Services:

@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     # API access (separate from the webhook's credentials); each a comma-separated list
     api_token: SecretStr | None = None  # read scope
     admin_token: SecretStr | None = None  # admin scope (config changes, deletes, re-analysis)
+    # operator scope: the on-call actions on incidents (ack, assign, note, silence, close)
+    operator_token: SecretStr | None = None
     cors_origins: str = ""  # comma-separated origins allowed by CORS; none by default
     # Host headers answered; empty = localhost, 127.0.0.1, ::1, the bind address and PUBLIC_URL's
     # host while no API token is set (stops DNS rebinding), any host once tokens are set
@@ -225,6 +227,7 @@ class Settings(BaseSettings):
         "langfuse_secret_key",
         "api_token",
         "admin_token",
+        "operator_token",
         mode="before",
     )
     @classmethod
@@ -246,7 +249,11 @@ class Settings(BaseSettings):
 
     @property
     def api_auth_configured(self) -> bool:
-        return self.api_token is not None or self.admin_token is not None
+        return (
+            self.api_token is not None
+            or self.admin_token is not None
+            or self.operator_token is not None
+        )
 
     @property
     def log_path(self) -> Path:

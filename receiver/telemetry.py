@@ -27,3 +27,13 @@ class HttpMetrics:
         self.in_progress = Gauge(
             "http_requests_in_progress", "HTTP requests being served", registry=registry
         )
+
+
+class AuditMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "audit_entries_total",
+            "Audit entries by outcome (written, failed)",
+            ["outcome"],
+            registry=registry,
+        )

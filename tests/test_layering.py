@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "chat": 2,
     "rulegen": 2,
     "retention": 2,
+    "oncall": 2,
     # 3: the container of built stage objects that the web layer reads
     "services": 3,
     # 4: the web layer

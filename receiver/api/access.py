@@ -3,7 +3,9 @@
 The policy is a table over (method, path), so routes other stages add are covered without
 registering anything: health, metrics and the docs are open; the webhook paths keep their own
 credentials (WEBHOOK_TOKEN / basic auth); every other GET needs a read or admin token; every
-other method needs an admin token, except the few writes a reader may make (chat, feedback).
+other method needs an admin token, except the few writes a reader may make (chat, feedback) and
+the on-call actions on incidents, which an operator token may make too (OPERATOR_TOKEN); the
+audit log is read with an admin token.
 Tokens are compared in constant time; the 401/403 bodies never echo what was sent.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import SecretStr
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +32,7 @@ class Access(StrEnum):
     OPEN = "open"  # no token ever
     WEBHOOK = "webhook"  # the webhook's own credentials, checked by the route
     READ = "read"
+    OPERATE = "operator"  # read + the on-call actions on incidents
     ADMIN = "admin"
 
 
@@ -41,6 +45,9 @@ READER_WRITES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("POST", re.compile(r"/api/chat")),
     ("POST", re.compile(r"/api/v1/incidents/[^/]+/feedback")),
 )
+# The on-call actions (receiver/api/incidents.py): an operator or admin token.
+OPERATOR_ACTIONS = re.compile(r"/api/v1/incidents/[^/]+/(ack|unack|assign|notes|close|silence)")
+ADMIN_READS = frozenset({"/api/v1/audit"})
 
 
 def _under(path: str, prefixes: Iterable[str]) -> bool:
@@ -55,9 +62,11 @@ def required_access(method: str, path: str) -> Access:
     if path in WEBHOOK_PATHS:
         return Access.WEBHOOK
     if method in READ_METHODS:
-        return Access.READ
+        return Access.ADMIN if path in ADMIN_READS else Access.READ
     if any(method == m and pattern.fullmatch(path) for m, pattern in READER_WRITES):
         return Access.READ
+    if OPERATOR_ACTIONS.fullmatch(path):
+        return Access.OPERATE
     return Access.ADMIN
 
 
@@ -80,30 +89,40 @@ class ApiTokens:
 
     read: tuple[bytes, ...]
     admin: tuple[bytes, ...]
+    operator: tuple[bytes, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiTokens:
-        read = split_tokens(settings.api_token.get_secret_value()) if settings.api_token else []
-        admin = (
-            split_tokens(settings.admin_token.get_secret_value()) if settings.admin_token else []
+        def digests(secret: SecretStr | None) -> tuple[bytes, ...]:
+            raw = split_tokens(secret.get_secret_value()) if secret else []
+            return tuple(_digest(t) for t in raw)
+
+        return cls(
+            digests(settings.api_token),
+            digests(settings.admin_token),
+            digests(settings.operator_token),
         )
-        return cls(tuple(_digest(t) for t in read), tuple(_digest(t) for t in admin))
 
     @property
     def configured(self) -> bool:
-        return bool(self.read or self.admin)
+        return bool(self.read or self.admin or self.operator)
 
     def scope_of(self, presented: str) -> Access | None:
-        """ADMIN, READ or None; every configured token is compared (no early exit)."""
+        """ADMIN, OPERATE, READ or None; every configured token is compared (no early exit)."""
         given = _digest(presented)
         is_admin = False
+        is_operator = False
         is_read = False
         for token in self.admin:
             is_admin |= hmac.compare_digest(given, token)
+        for token in self.operator:
+            is_operator |= hmac.compare_digest(given, token)
         for token in self.read:
             is_read |= hmac.compare_digest(given, token)
         if is_admin:
             return Access.ADMIN
+        if is_operator:
+            return Access.OPERATE
         return Access.READ if is_read else None
 
 
@@ -170,6 +189,9 @@ class AccessControl:
             return
         if needed is Access.ADMIN and granted is not Access.ADMIN:
             await _deny(send, 403, "forbidden", "this operation needs an admin token")
+            return
+        if needed is Access.OPERATE and granted not in (Access.OPERATE, Access.ADMIN):
+            await _deny(send, 403, "forbidden", "this operation needs an operator or admin token")
             return
         state = scope.setdefault("state", {})
         state["api_access"] = granted.value

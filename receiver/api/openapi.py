@@ -253,7 +253,7 @@ def _operation(
         op["security"] = []
     else:
         codes.add(401)
-        if access is Access.ADMIN:
+        if access in (Access.ADMIN, Access.OPERATE):
             codes.add(403)
         op["security"] = [{"apiToken": []}]
         op["x-scope"] = access.value

@@ -8,9 +8,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.api.errors import error
+from receiver.api.incidents import find_page, list_options
 from receiver.api.params import BadParam, filters, page
-from receiver.api.views import RAW_ITEM_BYTES, delivery_view, episode_view, incident_view
+from receiver.api.views import (
+    RAW_ITEM_BYTES,
+    delivery_view,
+    episode_view,
+    event_view,
+    incident_view,
+)
 from receiver.services import services
+from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
 
 RAW_PAGE_LIMIT = 50  # deliveries per page when their bodies are included
@@ -29,10 +37,16 @@ async def list_incidents(request: Request) -> Response:
     try:
         p = page(request)
         query = filters(request, _INCIDENT_FIELDS, "started_at")
+        matchers, sort, state = list_options(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
+    if state:
+        query = {"$and": [query, state]} if query else state
     try:
-        items, total = await services(request).store.list_incidents(query, p.offset, p.limit)
+        if matchers or sort != "started":
+            items, total = await find_page(request, query, matchers, sort, p.offset, p.limit)
+        else:
+            items, total = await services(request).store.list_incidents(query, p.offset, p.limit)
     except StoreError as err:
         return _store_error(err)
     nxt = p.offset + len(items)
@@ -55,10 +69,16 @@ async def get_incident(request: Request) -> Response:
         if incident is None:
             return error(404, "not_found", f"no incident {incident_id[:40]!r}")
         episodes = await store.episodes_of(str(incident.id))
+        history = await OncallStore(store).events_of(str(incident.id))
     except StoreError as err:
         return _store_error(err)
     return JSONResponse(
-        {**incident_view(incident), "episodes": [episode_view(a) for a in episodes]}
+        {
+            **incident_view(incident),
+            "episodes": [episode_view(a) for a in episodes],
+            "notes": [event_view(e) for e in history if e.kind == "note"],
+            "history": [event_view(e) for e in history],
+        }
     )
 
 

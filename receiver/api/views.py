@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.store.documents import Anomaly, Delivery, Incident
+from receiver.oncall.actions import state_of
+from receiver.store.documents import Anomaly, Delivery, Incident, IncidentEvent
 from receiver.timeutil import iso_or_none
 
 
@@ -63,6 +64,30 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "needs_analysis": i.needs_analysis,
         "needs_notification": i.needs_notification,
         "analysis_id": i.analysis_id or None,
+        # the on-call workflow (receiver/oncall/actions.py)
+        "state": state_of(i).value,
+        "acked_by": i.acked_by or None,
+        "acked_at": _epoch(i.acked_at_ts),
+        "assignee": i.assignee or None,
+        "closed_by": i.closed_by or None,
+        "silence_id": i.silence_id or None,
+        "silenced_until": _epoch(i.silence_until_ts) if i.silence_id else None,
+    }
+
+
+def _epoch(seconds: float) -> str | None:
+    return datetime.fromtimestamp(seconds, UTC).isoformat() if seconds else None
+
+
+def event_view(e: IncidentEvent) -> dict[str, Any]:
+    """One entry of an incident's history; `text` is stored cleaned and is escaped where shown."""
+    return {
+        "at": iso_or_none(e.at),
+        "kind": e.kind,
+        "actor": e.actor,
+        "author": e.author or None,
+        "text": e.text,
+        "detail": e.detail,
     }
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.domain import Analysis, IncidentView, Severity, Signal, Source, Status
+from receiver.oncall.matchers import silence_link
 from receiver.safety import html_escape, one_line, safe_url, slack_escape, slack_plain
 
 
@@ -172,7 +173,8 @@ class _Links:
     runbook: str
     console: str = ""
     dashboard: str = ""  # Grafana: the alert's dashboard (or panel)
-    silence: str = ""  # Grafana: a silence form prefilled for the alert
+    # a silence form: Grafana's own for the alert, else Alertmanager's for the group (firing)
+    silence: str = ""
     sender: str = "Alertmanager"  # what `alertmanager` (the externalURL) links to
 
 
@@ -261,6 +263,16 @@ def _service_link(incident: IncidentView, opts: RenderOptions, path: str) -> str
 _SENDER_NAMES = {Source.GRAFANA: "Grafana", Source.ONCALL: "OnCall"}
 
 
+def _silence(incident: IncidentView, primary: Signal | None) -> str:
+    """Grafana's own silence form for the alert, else Alertmanager's for a firing group."""
+    grafana = safe_url(primary.links.get("silence", "")) if primary else ""
+    if grafana:
+        return grafana
+    if incident.source is Source.ALERTMANAGER and incident.status is Status.FIRING:
+        return safe_url(silence_link(incident.external_url, incident.group_labels))
+    return ""
+
+
 def _links(incident: IncidentView, primary: Signal | None, api: str, console: str) -> _Links:
     return _Links(
         prometheus=safe_url(primary.generator_url) if primary is not None else "",
@@ -271,7 +283,7 @@ def _links(incident: IncidentView, primary: Signal | None, api: str, console: st
         dashboard=safe_url(primary.links.get("dashboard") or primary.links.get("panel", ""))
         if primary
         else "",
-        silence=safe_url(primary.links.get("silence", "")) if primary else "",
+        silence=_silence(incident, primary),
         sender=_SENDER_NAMES.get(incident.source, "Alertmanager"),
     )
 
@@ -279,6 +291,7 @@ def _links(incident: IncidentView, primary: Signal | None, api: str, console: st
 def _link_pairs(links: _Links) -> list[tuple[str, str]]:
     pairs = [
         ("Console", links.console),
+        ("Silence", links.silence),
         ("Prometheus", links.prometheus),
         (links.sender, links.alertmanager),
         ("Dashboard", links.dashboard),

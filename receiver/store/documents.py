@@ -132,6 +132,14 @@ class Incident(Document):
     analysis_failed: bool = False
     needs_notification: bool = True
     notified_events: list[str] = Field(default_factory=list)
+    # the on-call workflow (receiver/oncall): times as unix seconds, because the embedded
+    # server stores a `$set` datetime as a string; `closed_by` is set only by a hand close
+    acked_by: str = ""
+    acked_at_ts: float = 0.0
+    assignee: str = ""
+    closed_by: str = ""
+    silence_id: str = ""
+    silence_until_ts: float = 0.0
 
     class Settings:
         name = "incidents"
@@ -342,6 +350,43 @@ class Feedback(Document):
         name = "rca_feedback"
 
 
+class IncidentEvent(Document):
+    """One on-call action on an incident (ack, note, close, ...): its history, insert-only.
+
+    A collection of its own, not an array on the incident: the embedded server turns `$push`ed
+    sub-documents into JSON strings, and a busy incident's history must not grow one document.
+    """
+
+    incident_id: Annotated[str, Indexed()]
+    at: datetime = Field(default_factory=utcnow)
+    kind: str  # ack | unack | assign | note | close | silence | unsilence
+    actor: str  # receiver.api.audit.actor_of: scope + token digest prefix, never the token
+    author: str = ""  # the name the caller gave (`author` in the body), unverified
+    text: str = ""  # the note, the assignee, the silence comment
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    class Settings:
+        name = "incident_events"
+
+
+class AuditEntry(Document):
+    """One admin or operator change made through the API: who, what, when (`audit`)."""
+
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    scope: str = ""  # admin | operator | "" (API auth off)
+    method: str
+    path: str
+    action: str  # a short name (`incident.ack`, `PUT /api/v1/routing`)
+    status: int = 0
+    target: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    class Settings:
+        name = "audit"
+        indexes = [IndexModel([("at", DESCENDING)], name="at_desc")]
+
+
 # Other stages append their documents here (one line each) so init_beanie sees them all.
 DOCUMENT_MODELS: list[type[Document]] = [
     Delivery,
@@ -356,4 +401,6 @@ DOCUMENT_MODELS: list[type[Document]] = [
     PollSnapshot,
     ChatSession,
     Feedback,
+    IncidentEvent,
+    AuditEntry,
 ]

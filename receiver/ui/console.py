@@ -18,12 +18,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from receiver.api.params import BadParam, page, severity, status, text
+from receiver.api.params import BadParam, choice, page, severity, status, text
+from receiver.api.views import event_view
 from receiver.domain import Source
+from receiver.oncall.actions import STATE_FILTERS, state_of, state_query
+from receiver.oncall.matchers import silence_link
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
 from receiver.timeutil import aware
 from receiver.ui.evidence import (
@@ -144,6 +148,9 @@ def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
         "title": _title(incident),
         "summary": one_line(rca.summary, SUMMARY_LIMIT) if rca is not None else "",
         "pending": "analysis pending…" if incident.needs_analysis else "",
+        "state": state_of(incident).value,
+        "holder": incident.acked_by,
+        "assignee": incident.assignee,
     }
 
 
@@ -160,6 +167,9 @@ async def incident_list(request: Request) -> Response:
             if source not in SOURCES:
                 raise BadParam("source", f"one of {', '.join(sorted(SOURCES))}")
             filters["source"] = shown["source"] = source
+        if (state := choice(request, "state", set(STATE_FILTERS))) is not None:
+            shown["state"] = state
+            filters = {"$and": [filters, state_query(state)]} if filters else state_query(state)
     except BadParam as err:
         return _problem(request, 400, f"Bad filter: {err}")
     svc = services(request)
@@ -190,7 +200,11 @@ async def incident_list(request: Request) -> Response:
         "error": "",
         "prev_url": link(max(p.offset - p.limit, 0)) if p.offset > 0 else "",
         "next_url": link(nxt) if nxt < total else "",
+        "refresh_url": link(p.offset) + ("&" if "?" in link(p.offset) else "?") + "fragment=rows",
     }
+    if request.query_params.get("fragment") == "rows":
+        # the list page refreshes its rows with this every few seconds (console.js)
+        return _html(request, "incident_rows.html", context)
     return _html(request, "incidents.html", context)
 
 
@@ -289,6 +303,7 @@ async def incident_page(request: Request) -> Response:
         console = ConsoleStore(svc.store)
         feedback = await console.feedback_counts(str(incident.id))
         similar = await console.similar(incident)
+        history = await OncallStore(svc.store).events_of(str(incident.id))
     except StoreError as err:
         return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
     window = chart_window(incident)
@@ -317,7 +332,15 @@ async def incident_page(request: Request) -> Response:
             "episode_count": incident.episode_count,
             "firing_count": incident.firing_count,
             "needs_analysis": incident.needs_analysis,
+            "state": state_of(incident).value,
+            "acked_by": incident.acked_by,
+            "assignee": incident.assignee,
+            "closed_by": incident.closed_by,
+            "silence_id": incident.silence_id,
+            "silenceable": incident.source == "alertmanager" and bool(incident.group_labels),
+            "silence_link": safe_url(silence_link(incident.external_url, incident.group_labels)),
         },
+        "history": [event_view(e) for e in history],
         "analysis": _analysis_view(rca) if rca is not None else None,
         "feedback": feedback,
         "charts": [_chart_view(s, d) for s, d in zip(specs, data, strict=True)],

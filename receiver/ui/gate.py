@@ -3,10 +3,11 @@
 A browser cannot add `Authorization: Bearer` to a page load, so when API tokens are configured
 the console keeps the token in a cookie (HttpOnly, SameSite=Strict, set by the login form at
 `/ui/login`) and this middleware copies it into the Authorization header of console requests
-(`/ui/...`) and of the feedback route the console posts to. Access control itself is unchanged:
-`receiver.api.access.AccessControl` still decides, with the same token. The middleware serves
-the login form, logout and the stylesheet/script itself (they must work before a login), with
-the same security headers the API adds. Without configured tokens it only serves those files.
+(`/ui/...`) and of the feedback and on-call action routes the console posts to. Access control
+itself is unchanged: `receiver.api.access.AccessControl` still decides, with the same token.
+The middleware serves the login form, logout and the stylesheet/script itself (they must work
+before a login), with the same security headers the API adds. Without configured tokens it
+only serves those files.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ COOKIE_MAX_AGE = 12 * 3600
 MAX_FORM = 8 * 1024
 STATIC_PREFIX = "/ui/static"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-FEEDBACK = re.compile(r"/api/v1/incidents/[^/]+/feedback")
+# API routes the console's pages call with the login cookie (fetch, JSON bodies)
+FEEDBACK = re.compile(r"/api/v1/incidents/[^/]+/(feedback|ack|unack|assign|notes|close|silence)")
 _NEXT = re.compile(r"/ui(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\?[^\s#]*)?")
 
 SECURITY_HEADERS = {

@@ -25,6 +25,9 @@ ADMIN = "admin-token-cccccccccccc"
 OPEN = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"}
 WEBHOOK = {"/api/v1/alerts", "/webhook/alertmanager"}
 READER_WRITES = [("POST", re.compile(r"/api/chat")), ("POST", re.compile(r".*/feedback"))]
+# issue #19: on-call actions take an operator (or admin) token; #18: the audit log is admin
+OPERATOR_WRITES = re.compile(r"/api/v1/incidents/[^/]+/(ack|unack|assign|notes|close|silence)")
+ADMIN_GETS = {"/api/v1/audit"}
 
 
 def _expected(method: str, path: str) -> str:
@@ -32,8 +35,12 @@ def _expected(method: str, path: str) -> str:
         return "open"
     if path in WEBHOOK:
         return "webhook"
+    if method == "GET" and path in ADMIN_GETS:
+        return "admin"
     if method == "GET" or any(m == method and p.fullmatch(path) for m, p in READER_WRITES):
         return "read"
+    if OPERATOR_WRITES.fullmatch(path):
+        return "operator"
     return "admin"
 
 
