@@ -49,6 +49,7 @@ from receiver.detect.selection import (
     custom_selectors,
     job_matcher,
     load_recorded,
+    matchers,
     parse_selectors,
 )
 from receiver.detect.signals import Flag, Plan, SignalBuilder, SignalRules, at, explain_flags
@@ -191,9 +192,11 @@ def _finite(x: float) -> float | None:
 
 
 def _warming(fetched: Fetched, result: BatchResult) -> list[str]:
-    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle."""
+    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle (metric
+    and labels: a custom selector's expression alone would not say which of its series)."""
     rows = np.flatnonzero(result.warming)[:SAMPLE_SIZE]
-    return [fetched.refs[int(i)].selector.series_expr(fetched.refs[int(i)].labels) for i in rows]
+    refs = [fetched.refs[int(i)] for i in rows]
+    return [ref.metric + matchers(ref.labels) for ref in refs]
 
 
 def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
