@@ -27,6 +27,7 @@ to hold ``min_duration``; afterwards scores are damped (x ``SUPPRESSED_FACTOR``)
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import warnings
@@ -108,6 +109,9 @@ class DetectorConfig:
     # far alarms at `warmup_factor` x z_threshold (stricter: little history, wide tails).
     warmup_points: int = 30
     warmup_factor: float = 3.0
+    # calibration: a score counts as far as it is rare for this series (x the share of the
+    # series' earlier scores below it), so one threshold transfers across kinds of series
+    calibrate: bool = True
 
 
 DEFAULT_CONFIG = DetectorConfig()
@@ -115,7 +119,8 @@ DEFAULT_CONFIG = DetectorConfig()
 SEED_CONFIG = DetectorConfig(method="zscore", min_history=0.0, min_points=Z_WINDOW, suppress=0.0)
 # The batch default: the range method with rolling MEANS (O(n)) instead of medians and no
 # seasonal residual (a poller's window is rarely days long).
-BATCH_CONFIG = replace(DEFAULT_CONFIG, smoother="mean", season_days=0)
+# The poller keeps no per-series history of scores, so it does not calibrate.
+BATCH_CONFIG = replace(DEFAULT_CONFIG, smoother="mean", season_days=0, calibrate=False)
 
 
 @dataclass(frozen=True)
@@ -608,7 +613,26 @@ def _score_matrix(
         res = _score_zscore(x, cfg)
     _warmup(res, x, t, cfg)
     _episodes(res.score, t, cfg)
+    if cfg.calibrate:
+        _calibrate(res.score)
     return res
+
+
+def _calibrate(score: FloatArray) -> None:
+    """In place, per series: score x the share of its earlier rows that scored lower (rows
+    without a score count as 0). A level a series reaches often is damped; a rare one keeps
+    its score. Causal: row i looks at rows < i only."""
+    flat = score.reshape(score.shape[0], -1)
+    for c in range(flat.shape[1]):
+        col = flat[:, c]
+        seen: list[float] = []
+        for i, v in enumerate(col.tolist()):
+            if v != v:  # NaN: no score, and a 0 in the history
+                bisect.insort(seen, 0.0)
+                continue
+            if v > 0:
+                col[i] = v * (bisect.bisect_left(seen, v) / len(seen) if seen else 0.0)
+            bisect.insort(seen, v)
 
 
 def _prepare(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
