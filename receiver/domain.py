@@ -85,6 +85,10 @@ class DetectorInfo(BaseModel):
     period_seconds: float | None = None
     # first point of the flagged run (the episode's start)
     onset: str | None = None  # RFC 3339: stored detector evidence stays plain JSON
+    # the seasonal profile judged against (value per phase bin of `season_step` seconds,
+    # zero-mean): the evidence chart draws the expectation over time from it
+    season_profile: list[float] | None = None
+    season_step: float | None = None
 
 
 class Signal(BaseModel):

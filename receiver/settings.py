@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     detect_severity: Literal["critical", "high", "medium", "low"] = "medium"
     detect_alertname: str = Field(default="OutlierDetected", min_length=1)
     detect_query_timeout: float = Field(default=30.0, gt=0)
+    detect_season_span: float = Field(default=8 * 86400.0, ge=0)  # seasonal fit history; 0 = off
+    detect_season_refit: float = Field(default=3600.0, gt=0)  # a series' profile is renewed
 
     @field_validator(
         "detect_window",
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
         "detect_settle",
         "detect_rate_window",
         "detect_query_timeout",
+        "detect_season_span",
+        "detect_season_refit",
         mode="before",
     )
     @classmethod

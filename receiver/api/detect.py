@@ -167,6 +167,8 @@ def snapshot_view(s: PollSnapshot) -> dict[str, Any]:
         "sample": s.sample,
         "warming": s.warming,
         "warming_series": s.warming_series,
+        "seasonal": s.seasonal,
+        "fitted": s.fitted,
     }
 
 

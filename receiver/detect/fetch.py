@@ -104,8 +104,12 @@ class Fetched:
         return not self.errors and not self.capped
 
 
-def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def label_key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A series' identity within one selector's answer (its labels but the name)."""
     return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
+
+
+_key = label_key
 
 
 async def _prior(

@@ -57,6 +57,24 @@ class DetectorMetrics:
             ["target"],
             registry=registry,
         )
+        self.seasonal = Gauge(
+            "detector_series_seasonal",
+            "Series of the last cycle scored against a cached seasonal profile",
+            ["target"],
+            registry=registry,
+        )
+        self.season_fits = Counter(
+            "detector_season_fits_total",
+            "Series whose seasonal profile was (re)fitted, with or without a period found",
+            ["target"],
+            registry=registry,
+        )
+        self.season_fit_seconds = Counter(
+            "detector_season_fit_seconds_total",
+            "Time spent fitting seasonal profiles (queries and computation)",
+            ["target"],
+            registry=registry,
+        )
         self.lease = Gauge(
             "detector_lease_held",
             "1 when this replica holds the target's poll lease",

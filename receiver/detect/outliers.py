@@ -27,8 +27,10 @@ to hold ``min_duration``; afterwards scores are damped (x ``SUPPRESSED_FACTOR``)
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -36,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from receiver.detect.seasonal import SeasonBatch
 from receiver.detect.windows import (
     FloatArray,
     IntArray,
@@ -106,6 +109,9 @@ class DetectorConfig:
     # far alarms at `warmup_factor` x z_threshold (stricter: little history, wide tails).
     warmup_points: int = 30
     warmup_factor: float = 3.0
+    # calibration: a score counts as far as it is rare for this series (x the share of the
+    # series' earlier scores below it), so one threshold transfers across kinds of series
+    calibrate: bool = True
 
 
 DEFAULT_CONFIG = DetectorConfig()
@@ -113,7 +119,8 @@ DEFAULT_CONFIG = DetectorConfig()
 SEED_CONFIG = DetectorConfig(method="zscore", min_history=0.0, min_points=Z_WINDOW, suppress=0.0)
 # The batch default: the range method with rolling MEANS (O(n)) instead of medians and no
 # seasonal residual (a poller's window is rarely days long).
-BATCH_CONFIG = replace(DEFAULT_CONFIG, smoother="mean", season_days=0)
+# The poller keeps no per-series history of scores, so it does not calibrate.
+BATCH_CONFIG = replace(DEFAULT_CONFIG, smoother="mean", season_days=0, calibrate=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,9 @@ class Detection:
     # the seasonal expectation of the value and its period (None: no season active)
     expected: float | None = None
     period: float | None = None
+    # the cached seasonal profile it was judged with (poller only): value per phase bin
+    profile: tuple[float, ...] | None = None
+    profile_step: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -154,6 +164,10 @@ class BatchResult:
     band_low: FloatArray
     band_high: FloatArray
     warming: npt.NDArray[np.bool_]  # (series,), last point scored by the warm-up method
+    # the seasonal profiles applied (None: none) and, per series, the expectation of the last
+    # point (NaN: no season)
+    season: SeasonBatch | None = None
+    expected: FloatArray | None = None
 
     def flagged_last(self) -> npt.NDArray[np.intp]:
         """Indices of the series whose last point is an outlier."""
@@ -162,6 +176,14 @@ class BatchResult:
 
     def detail(self, series: int) -> Detection:
         """The last point of one series, explained."""
+        season = self.season
+        seasonal = season is not None and bool(season.active[series])
+        profile = step = period = expected = None
+        if seasonal and season is not None:
+            bins = int(season.bins[series])
+            profile = tuple(round(float(v), 9) for v in season.profile[series, :bins])
+            step, period = float(season.step[series]), float(season.period[series])
+            expected = None if self.expected is None else _opt(self.expected[series])
         return Detection(
             method=WARMUP if self.warming[series] else self.method,
             score=float(self.scores[series, -1]),
@@ -171,6 +193,10 @@ class BatchResult:
             band_low=_opt(self.band_low[series]),
             band_high=_opt(self.band_high[series]),
             timestamp=float(self.timestamps[-1]),
+            expected=expected,
+            period=period,
+            profile=profile,
+            profile_step=step,
         )
 
 
@@ -587,7 +613,26 @@ def _score_matrix(
         res = _score_zscore(x, cfg)
     _warmup(res, x, t, cfg)
     _episodes(res.score, t, cfg)
+    if cfg.calibrate:
+        _calibrate(res.score)
     return res
+
+
+def _calibrate(score: FloatArray) -> None:
+    """In place, per series: score x the share of its earlier rows that scored lower (rows
+    without a score count as 0). A level a series reaches often is damped; a rare one keeps
+    its score. Causal: row i looks at rows < i only."""
+    flat = score.reshape(score.shape[0], -1)
+    for c in range(flat.shape[1]):
+        col = flat[:, c]
+        seen: list[float] = []
+        for i, v in enumerate(col.tolist()):
+            if v != v:  # NaN: no score, and a 0 in the history
+                bisect.insort(seen, 0.0)
+                continue
+            if v > 0:
+                col[i] = v * (bisect.bisect_left(seen, v) / len(seen) if seen else 0.0)
+            bisect.insort(seen, v)
 
 
 def _prepare(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -661,6 +706,7 @@ def score_batch(
     *,
     prior_low: npt.ArrayLike | None = None,
     prior_high: npt.ArrayLike | None = None,
+    season: SeasonBatch | None = None,
     workers: int | None = None,
 ) -> BatchResult:
     """Score many series sharing one time grid: values (series, points), NaN = gap.
@@ -671,7 +717,10 @@ def score_batch(
     config every row equals `score_detail` of that row. `prior_low` / `prior_high` (one per
     series, NaN = unknown) widen the range with extremes from before the window, e.g.
     `min_over_time(x[14d])` / `max_over_time(x[14d])` from Prometheus, and count as enough
-    history; they apply to the `range` method only. Chunks run on `workers` threads
+    history; they apply to the `range` method only. `season` (one fit per series, see
+    `receiver.detect.seasonal`) makes the range method judge a seasonal series' value minus
+    its profile at that phase, against the extremes of its de-seasonalised history instead of
+    the raw prior; bands are shifted back by the profile. Chunks run on `workers` threads
     (default: CPU count, at most 4); numpy releases the GIL inside the array operations.
     """
     t = to_seconds(timestamps).reshape(-1)
@@ -682,19 +731,41 @@ def score_batch(
         x = np.where(np.isinf(x), np.nan, x)
     n_series = x.shape[0]
     plo, phi = _prior(prior_low, n_series), _prior(prior_high, n_series)
+    if season is not None and len(season) != n_series:
+        raise ValueError(f"season has {len(season)} fits for {n_series} series")
+    if season is not None and (config.method != "range" or not season.active.any()):
+        season = None
     scores = np.full(x.shape, np.nan)
     last = np.full((3, n_series), np.nan)
+    expected = np.full(n_series, np.nan) if season is not None else None
     warming = np.zeros(n_series, dtype=bool)
 
     def run(a: int) -> None:
         b = min(n_series, a + BATCH_CHUNK)
-        prior = None if plo is None or phi is None else _Prior(plo[a:b], phi[a:b])
-        res = _score_matrix(t, np.ascontiguousarray(x[a:b].T), config, prior)
+        xa, lo, hi = x[a:b], _rows(plo, a, b), _rows(phi, a, b)
+        shift: FloatArray | None = None
+        if season is not None:
+            part = season.take(slice(a, b))
+            if part.active.any():
+                shift = part.expectation(t)
+                xa = xa - shift
+                lo = np.where(part.active, part.low, np.nan if lo is None else lo)
+                hi = np.where(part.active, part.high, np.nan if hi is None else hi)
+        prior = None if lo is None or hi is None else _Prior(lo, hi)
+        res = _score_matrix(t, np.ascontiguousarray(xa.T), config, prior)
         scores[a:b] = res.score.T
         if t.size:
             last[:, a:b] = (res.baseline[-1], res.band_low[-1], res.band_high[-1])
             if res.warm is not None:
                 warming[a:b] = res.warm[-1]
+            if shift is not None and expected is not None:
+                last[:, a:b] += shift[:, -1]
+                # the level the window showed before this point, plus this phase's profile
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    level = np.nanmean(xa[:, :-1], axis=1) if t.size > 1 else xa[:, -1]
+                act = np.asarray(part.active)
+                expected[a:b] = np.where(act, level + shift[:, -1], np.nan)
 
     starts = range(0, n_series, BATCH_CHUNK)
     n_workers = min(len(starts), workers or min(os.cpu_count() or 1, 4))
@@ -714,7 +785,13 @@ def score_batch(
         band_low=last[1],
         band_high=last[2],
         warming=warming,
+        season=season,
+        expected=expected,
     )
+
+
+def _rows(arr: FloatArray | None, a: int, b: int) -> FloatArray | None:
+    return None if arr is None else arr[a:b]
 
 
 def _prior(raw: npt.ArrayLike | None, n_series: int) -> FloatArray | None:

@@ -24,7 +24,7 @@ from datetime import timedelta
 import httpx
 import numpy as np
 
-from receiver.detect.fetch import Fetched, Grid, PriorSpec, fetch
+from receiver.detect.fetch import Fetched, Grid, PriorSpec, SeriesRef, fetch, label_key
 from receiver.detect.metrics import DetectorMetrics
 from receiver.detect.outliers import (
     BATCH_CONFIG,
@@ -40,13 +40,16 @@ from receiver.detect.prometheus import (
     PrometheusProtocolError,
     PrometheusQueryError,
     PrometheusUnavailable,
+    to_matrix,
 )
+from receiver.detect.seasonal import SeasonBatch, SeasonCache, SeasonSpec, fit_matrix
 from receiver.detect.selection import (
     Selector,
     auto_selectors,
     custom_selectors,
     job_matcher,
     load_recorded,
+    matchers,
     parse_selectors,
 )
 from receiver.detect.signals import Flag, Plan, SignalBuilder, SignalRules, at, explain_flags
@@ -83,6 +86,8 @@ class PollerConfig:
     suppress: float = 3600.0
     query_timeout: float = 30.0
     max_docs: int = 10_000
+    # seasonal profiles (range method only; None = off)
+    season: SeasonSpec | None = None
 
     @classmethod
     def from_settings(cls, s: Settings) -> PollerConfig:
@@ -124,6 +129,9 @@ class PollerConfig:
             suppress=s.detect_suppress,
             query_timeout=s.detect_query_timeout,
             max_docs=s.max_docs,
+            season=SeasonSpec(span=s.detect_season_span, refit=s.detect_season_refit)
+            if s.detect_season_span > 0 and s.detect_method == "range"
+            else None,
         )
 
     @property
@@ -152,6 +160,15 @@ class CycleReport:
     sample: list[dict[str, object]] = field(default_factory=list)
     warming: int = 0
     warming_series: list[str] = field(default_factory=list)
+    seasonal: int = 0  # series scored against a cached seasonal profile
+    fitted: int = 0  # series (re)fitted this cycle
+
+
+SeasonKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def season_key(target: str, ref: SeriesRef) -> SeasonKey:
+    return (target, ref.selector.expr, label_key(ref.labels))
 
 
 def holder_id() -> str:
@@ -175,9 +192,11 @@ def _finite(x: float) -> float | None:
 
 
 def _warming(fetched: Fetched, result: BatchResult) -> list[str]:
-    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle."""
+    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle (metric
+    and labels: a custom selector's expression alone would not say which of its series)."""
     rows = np.flatnonzero(result.warming)[:SAMPLE_SIZE]
-    return [fetched.refs[int(i)].selector.series_expr(fetched.refs[int(i)].labels) for i in rows]
+    refs = [fetched.refs[int(i)] for i in rows]
+    return [ref.metric + matchers(ref.labels) for ref in refs]
 
 
 def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
@@ -222,6 +241,8 @@ class OutlierPoller:
         self.default = default
         self.holder = holder or holder_id()
         self._held: set[str] = set()
+        spec = config.season
+        self.seasons = SeasonCache(spec.max_entries if spec is not None else 0)
 
     @classmethod
     def from_settings(
@@ -359,7 +380,7 @@ class OutlierPoller:
             self.metrics.errors.labels(target.name, "query").inc(len(fetched.errors))
             report.error = ("query: " + "; ".join(fetched.errors))[:500]
             log.warning("outlier poller: %s: %s", target.name, report.error)
-        scored = await self._score(fetched)
+        scored = await self._score(target, fetched)
         result, flags = scored if scored is not None else (None, {})
         self.metrics.series.labels(target.name).inc(report.series)
         plan = await self._plan(target, fetched, result, flags, grid)
@@ -374,7 +395,12 @@ class OutlierPoller:
             report.warming_series = _warming(fetched, result)
             self.metrics.warming.labels(target.name).set(report.warming)
             self.metrics.flagged.labels(target.name).inc(report.flagged)
+            if result.season is not None:
+                report.seasonal = int(result.season.active.sum())
+            self.metrics.seasonal.labels(target.name).set(report.seasonal)
         self.metrics.opened.labels(target.name).inc(report.opened)
+        if cfg.season is not None:
+            await self._fit(client, target, fetched, grid, cfg.season, report)
         if report.opened or report.resolved:
             log.info(
                 "outlier poller: %s: %d outlier episode(s) opened, %d resolved",
@@ -402,12 +428,19 @@ class OutlierPoller:
             )
         return selectors
 
-    async def _score(self, fetched: Fetched) -> tuple[BatchResult, dict[int, Flag]] | None:
+    async def _score(
+        self, target: PollTarget, fetched: Fetched
+    ) -> tuple[BatchResult, dict[int, Flag]] | None:
         if not fetched.refs:
             return None
-        return await asyncio.to_thread(self._score_sync, fetched)
+        season = None
+        if self.config.season is not None and len(self.seasons):
+            season = self.seasons.batch([season_key(target.name, r) for r in fetched.refs])
+        return await asyncio.to_thread(self._score_sync, fetched, season)
 
-    def _score_sync(self, fetched: Fetched) -> tuple[BatchResult, dict[int, Flag]]:
+    def _score_sync(
+        self, fetched: Fetched, season: SeasonBatch | None
+    ) -> tuple[BatchResult, dict[int, Flag]]:
         """Score every series at once, then explain each point flagged since the last cycle
         (a flagged point before the last is re-scored alone on its prefix: same score, and
         the band it was judged against)."""
@@ -418,6 +451,7 @@ class OutlierPoller:
             cfg,
             prior_low=fetched.prior_low,
             prior_high=fetched.prior_high,
+            season=season,
         )
         flags = explain_flags(
             result,
@@ -426,8 +460,61 @@ class OutlierPoller:
             span=self.config.interval + self.config.step,
             prior_low=fetched.prior_low,
             prior_high=fetched.prior_high,
+            season=result.season,
         )
         return result, flags
+
+    async def _fit(
+        self,
+        client: PrometheusAPI,
+        target: PollTarget,
+        fetched: Fetched,
+        grid: Grid,
+        spec: SeasonSpec,
+        report: CycleReport,
+    ) -> None:
+        """Refit the seasonal profiles of the selectors due (never fitted, or `spec.refit`
+        ago), about `max_series` series per cycle, from a coarse `spec.span` history that ends
+        before this cycle's window: the profiles judge later points only. A failed fit query
+        is logged and retried at the next refit."""
+        now = time.time()
+        selectors = list(dict.fromkeys(ref.selector for ref in fetched.refs))
+        step = spec.fit_step(self.config.step)
+        end = math.floor((grid.start - 1.0) / step) * step
+        start = end - math.floor(spec.span / step) * step
+        budget = self.config.max_series
+        started = time.perf_counter()
+        for selector in selectors:
+            group = (target.name, selector.expr)
+            if budget <= 0:
+                break
+            if not self.seasons.due(group, now, spec.refit):
+                continue
+            self.seasons.fitted(group, now)
+            try:
+                answer = await client.query_range(
+                    selector.expr, start, end, step, query_timeout=self.config.query_timeout
+                )
+            except PrometheusError as err:
+                self.metrics.errors.labels(target.name, _error_kind(err)).inc()
+                log.warning(
+                    "outlier poller: %s: no seasonal fit for %s: %s",
+                    target.name,
+                    selector.expr[:200],
+                    err,
+                )
+                continue
+            matrix = to_matrix(answer)
+            if not matrix.labels:
+                continue
+            fits = await asyncio.to_thread(fit_matrix, matrix.timestamps, matrix.values, spec, now)
+            for labels, fit in zip(matrix.labels, fits, strict=True):
+                self.seasons.put((target.name, selector.expr, label_key(labels)), fit)
+            budget -= len(fits)
+            report.fitted += len(fits)
+        if report.fitted:
+            self.metrics.season_fits.labels(target.name).inc(report.fitted)
+            self.metrics.season_fit_seconds.labels(target.name).inc(time.perf_counter() - started)
 
     async def _plan(
         self,
@@ -472,6 +559,8 @@ class OutlierPoller:
             sample=report.sample,
             warming=report.warming,
             warming_series=report.warming_series,
+            seasonal=report.seasonal,
+            fitted=report.fitted,
         )
         try:
             await self.store.insert_snapshot(snapshot, self.config.max_docs)

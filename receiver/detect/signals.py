@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from receiver.detect.fetch import SeriesRef
 from receiver.detect.outliers import BatchResult, Detection, DetectorConfig, score_batch
+from receiver.detect.seasonal import SeasonBatch
 from receiver.domain import DetectorInfo, Severity, Signal, Source, Status
 from receiver.ingest.normalise import fingerprint
 from receiver.ingest.processor import SignalBatch
@@ -111,6 +112,7 @@ def explain_flags(
     span: float,
     prior_low: npt.NDArray[np.float64] | None = None,
     prior_high: npt.NDArray[np.float64] | None = None,
+    season: SeasonBatch | None = None,
 ) -> dict[int, Flag]:
     """`recent_flags` with each flagged point explained. A point before the last is re-scored
     alone on its prefix (scores are causal: the same score), which gives the band it was
@@ -127,6 +129,7 @@ def explain_flags(
                 config,
                 prior_low=None if prior_low is None else prior_low[i : i + 1],
                 prior_high=None if prior_high is None else prior_high[i : i + 1],
+                season=None if season is None else season.take(slice(i, i + 1)),
             )
             detection = prefix.detail(0)
         flags[i] = Flag(j, start, detection)
@@ -288,6 +291,8 @@ class SignalBuilder:
                 expected=d.expected,
                 period_seconds=d.period,
                 onset=starts.isoformat(),
+                season_profile=None if d.profile is None else list(d.profile),
+                season_step=d.profile_step,
             ),
         )
 

@@ -308,6 +308,9 @@ class PollSnapshot(Document):
     # series judged by the warm-up method (younger than DETECT_MIN_HISTORY), first few by name
     warming: int = 0
     warming_series: list[str] = Field(default_factory=list)
+    # series scored against a cached seasonal profile; series (re)fitted this cycle
+    seasonal: int = 0
+    fitted: int = 0
 
     class Settings:
         name = "metrics"

@@ -26,7 +26,8 @@ from receiver.oncall.matchers import silence_link
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.store.detect import DetectStore
+from receiver.store.documents import Anomaly, Incident, PollSnapshot, Rca
 from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
 from receiver.timeutil import aware
@@ -48,6 +49,7 @@ PAGE_QUERY_TIMEOUT = 3.0  # the page waits this long for Prometheus, then shows 
 CHART_QUERY_TIMEOUT = 5.0
 
 SOURCES = frozenset(s.value for s in Source)
+RECENT_SNAPSHOTS = 50  # the detector line reads each target's latest among these
 PROBLEMS = {
     "unreachable": "Prometheus could not be reached: chart skipped.",
     "no data": "Prometheus has no data for this expression around the incident.",
@@ -182,6 +184,10 @@ async def incident_list(request: Request) -> Response:
         return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
     now = datetime.now(UTC)
     base = f"{_base(request)}/ui"
+    try:
+        recent, _ = await DetectStore(svc.store).snapshots(None, 0, RECENT_SNAPSHOTS)
+    except StoreError:
+        recent = []  # the incident list matters more than the detector line
 
     def link(offset: int) -> str:
         query = {**shown, **({"offset": str(offset)} if offset else {})}
@@ -194,6 +200,7 @@ async def incident_list(request: Request) -> Response:
         "rows": [_row(i, analyses.get(str(i.id)), now) for i in incidents],
         "quarantined": {k: v for k, v in quarantined.items() if v},
         "sources": sorted(SOURCES),
+        "detector": _detector_view(recent),
         "total": total,
         "offset": p.offset,
         "filters": shown,
@@ -206,6 +213,25 @@ async def incident_list(request: Request) -> Response:
         # the list page refreshes its rows with this every few seconds (console.js)
         return _html(request, "incident_rows.html", context)
     return _html(request, "incidents.html", context)
+
+
+def _detector_view(snapshots: list[PollSnapshot]) -> list[dict[str, Any]]:
+    """Per polled target, its latest cycle: series scored, seasonal, and warming up (a series
+    younger than DETECT_MIN_HISTORY, judged by the stricter warm-up method) with their names."""
+    latest: dict[str, PollSnapshot] = {}
+    for snap in snapshots:  # newest first
+        latest.setdefault(snap.target, snap)
+    return [
+        {
+            "target": s.target,
+            "series": s.series,
+            "seasonal": s.seasonal,
+            "warming": s.warming,
+            "warming_series": s.warming_series,
+            "more": max(s.warming - len(s.warming_series), 0),
+        }
+        for s in sorted(latest.values(), key=lambda s: s.target)
+    ]
 
 
 # --- one incident ----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
 from receiver.detect.prometheus import (
     PrometheusClient,
@@ -54,6 +56,58 @@ class ChartSpec:
     band: tuple[float, float] | None = None
     evidence_id: str = ""  # the analysis' evidence item this chart shows, if any
     kind: str = "alert"  # alert | detector | candidate | sibling
+    season: Season | None = None  # a detector's seasonal expectation: the band follows it
+    onset: float | None = None  # a detector's first flagged point (unix seconds)
+
+
+@dataclass(frozen=True)
+class Season:
+    """A detector's daily/weekly profile, anchored so that it gives `expected` at `at`."""
+
+    profile: tuple[float, ...]  # per phase bin of `step` seconds, zero-mean
+    step: float
+    period: float
+    expected: float
+    at: float
+
+    def values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The expectation at times t (profile linearly interpolated between bins)."""
+        prof = np.asarray(self.profile, dtype=np.float64)
+        bins = prof.size
+
+        def at(times: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            u = np.mod(times, self.period) / self.step
+            i0 = np.floor(u).astype(np.intp) % bins
+            w = u - np.floor(u)
+            out: npt.NDArray[np.float64] = prof[i0] * (1.0 - w) + prof[(i0 + 1) % bins] * w
+            return out
+
+        anchor = self.expected - float(at(np.array([self.at]))[0])
+        out: npt.NDArray[np.float64] = anchor + at(t)
+        return out
+
+
+def _season(detector: Mapping[str, object], onset: float | None) -> Season | None:
+    profile, step = detector.get("season_profile"), _finite(detector.get("season_step"))
+    period, expected = _finite(detector.get("period_seconds")), _finite(detector.get("expected"))
+    if not isinstance(profile, list) or not profile or onset is None:
+        return None
+    values = tuple(v for v in (_finite(p) for p in profile) if v is not None)
+    if step is None or period is None or expected is None or len(values) != len(profile):
+        return None
+    if step <= 0 or abs(len(values) * step - period) > 1e-6 * period:
+        return None
+    return Season(values, step, period, expected, onset)
+
+
+def _onset(detector: Mapping[str, object]) -> float | None:
+    raw = detector.get("onset")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return aware(datetime.fromisoformat(raw.replace("Z", "+00:00"))).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -153,6 +207,7 @@ def chart_specs(
         if low is not None and high is not None:
             band = (min(low, high), max(low, high))
         is_detector = bool(detector)
+        onset = _onset(detector) if is_detector else None
         # an outlier's alertname says little: name its series instead
         name = (episode.metric if is_detector else "") or episode.alertname or "alert"
         where = episode.instance or episode.labels.get("job", "")
@@ -169,6 +224,8 @@ def chart_specs(
                     rca, "detector" if is_detector else "expression", value_expr
                 ),
                 kind="detector" if is_detector else "alert",
+                season=_season(detector, onset) if is_detector else None,
+                onset=onset,
             )
         )
     specs.extend(_candidate_specs(rca, seen))
@@ -298,14 +355,44 @@ async def fetch_charts(
     return list(await asyncio.gather(*jobs))
 
 
+def _band(spec: ChartSpec, data: ChartData) -> Band | None:
+    """The detector's band: constant, or (seasonal) the expectation over time plus the band's
+    offsets from it at the flagged point."""
+    if spec.band is None:
+        return None
+    low, high = spec.band
+    if spec.season is None or not data.lines:
+        return Band(low, high)
+    t = np.asarray(data.lines[0].timestamps, dtype=np.float64)
+    expected = spec.season.values(t)
+    return Band(
+        expected + (low - spec.season.expected), expected + (high - spec.season.expected), t
+    )
+
+
+def _lines(spec: ChartSpec, data: ChartData) -> list[Line]:
+    """The data, plus a seasonal detector's expectation as a line of its own."""
+    lines = list(data.lines)
+    if spec.season is not None and lines:
+        t = np.asarray(lines[0].timestamps, dtype=np.float64)
+        lines.append(Line(t, spec.season.values(t), "expected"))
+    return lines
+
+
+def _marks(spec: ChartSpec, window: Window) -> tuple[float, ...]:
+    """The incident's marks and a detector's onset (when it is not one of them already)."""
+    if spec.onset is None or any(abs(m - spec.onset) <= window.step for m in window.marks):
+        return window.marks
+    return (*window.marks, spec.onset)
+
+
 def chart_png(spec: ChartSpec, data: ChartData, window: Window, *, title: bool = False) -> bytes:
     """The PNG of one chart; `title` puts the spec's title into the image (for emails)."""
-    band = Band(spec.band[0], spec.band[1]) if spec.band is not None else None
     return render_chart(
-        list(data.lines),
+        _lines(spec, data),
         threshold=spec.threshold,
-        band=band,
-        marks=window.marks,
+        band=_band(spec, data),
+        marks=_marks(spec, window),
         title=spec.title if title else "",
     )
 
@@ -344,5 +431,6 @@ async def main_chart_png(
 
 
 def _panel(spec: ChartSpec, data: ChartData, window: Window) -> Panel:
-    band = Band(spec.band[0], spec.band[1]) if spec.band is not None else None
-    return Panel(list(data.lines), spec.threshold, band, window.marks, spec.title)
+    return Panel(
+        _lines(spec, data), spec.threshold, _band(spec, data), _marks(spec, window), spec.title
+    )

@@ -320,3 +320,25 @@ def test_seasonal_detection_explains_its_expectation() -> None:
     assert hit.period == DAY
     assert hit.expected is not None
     assert abs(hit.expected - 30.0) < 5.0
+
+
+def test_calibration_damps_a_level_the_series_reaches_often() -> None:
+    """With calibration a score is multiplied by the share of the series' earlier scores below
+    it: the first spike keeps its score, the tenth identical spike of a spiky series does not;
+    every row still depends on earlier rows only."""
+    rng = np.random.default_rng(11)
+    t = np.arange(4000, dtype=np.float64) * 300.0
+    x = 100.0 + rng.normal(0.0, 1.0, t.size)
+    spikes = np.arange(1000, 4000, 300)
+    x[spikes] += 30.0 + np.arange(spikes.size)  # each a little higher: each a new range
+    cfg = replace(DEFAULT_CONFIG, suppress=0.0)
+    raw = score_series(t, x, replace(cfg, calibrate=False))
+    calibrated = score_series(t, x, cfg)
+    assert raw[spikes[0]] >= 0.5
+    assert calibrated[spikes[0]] >= 0.99 * raw[spikes[0]]
+    assert (calibrated <= raw + 1e-12).all()
+    scored = np.flatnonzero(raw > 0)
+    assert scored.size > spikes.size  # noise scores too: the calibration has work to do
+    for i in scored:
+        assert calibrated[i] == pytest.approx(raw[i] * float(np.mean(raw[:i] < raw[i])))
+    np.testing.assert_array_equal(score_series(t[:2500], x[:2500], cfg), calibrated[:2500])

@@ -388,13 +388,18 @@ async def test_one_query_range_per_selector_and_the_series_cap(
                 target,
             )
 
-        report = await poller().poll(target)
+        first = poller()
+        report = await first.poll(target)
         assert report.error == ""
         assert report.selectors == 2  # app_queue_depth and up; scrape_* are internal
         assert report.series == 4  # orders, billing, fresh and up
-        assert calls.count("/api/v1/query_range") == 2
+        # the window, plus once per DETECT_SEASON_REFIT the seasonal fit's coarse history
+        assert calls.count("/api/v1/query_range") == 2 + 2
         assert calls.count("/api/v1/query") == 4  # min and max before the window, per selector
         assert calls.count("/api/v1/label/__name__/values") == 1
+        calls.clear()
+        await first.poll(target)
+        assert calls.count("/api/v1/query_range") == 2  # the fits are cached
 
         calls.clear()
         with caplog.at_level(logging.WARNING, logger="receiver.detect.poller"):
