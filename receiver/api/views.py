@@ -68,6 +68,7 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "needs_analysis": i.needs_analysis,
         "needs_notification": i.needs_notification,
         "analysis_id": i.analysis_id or None,
+        "storm_id": i.storm_id or None,
     }
 
 

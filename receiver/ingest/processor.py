@@ -104,8 +104,11 @@ def _max_severity(signals: Sequence[Signal], current: str | None = None) -> str:
 class SignalProcessor:
     """Applies signal batches to the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, hold_for_storms: bool = False) -> None:
         self.store = store
+        # new incidents wait for the storm correlator (receiver/ingest/storms.py) before they
+        # are analysed or paged; only set when a correlator runs
+        self.hold_for_storms = hold_for_storms
         # called (synchronously, must not block) when an incident newly needs analysis
         self.analysis_listeners: list[Callable[[], None]] = []
 
@@ -196,6 +199,9 @@ class SignalProcessor:
             updated_at=now,
             needs_analysis=True,
             needs_notification=True,
+            priority=priority_of(_max_severity(new_signals)),
+            opened_ts=now.timestamp(),
+            correlating=self.hold_for_storms,
         )
         try:
             await self.store.insert_incident(incident)
@@ -228,13 +234,15 @@ class SignalProcessor:
             incident.instance_count,
             {s.instance for s in signals if s.instance},
         )
+        severity = _max_severity(signals, incident.severity)
         update: dict[str, Any] = {
-            "$set": {
-                "updated_at": utcnow(),
-                "severity": _max_severity(signals, incident.severity),
-            },
+            "$set": {"updated_at": utcnow(), "severity": severity},
             "$inc": {"episode_count": added},
-            "$max": {"alertname_count": name_count, "instance_count": instance_count},
+            "$max": {
+                "alertname_count": name_count,
+                "instance_count": instance_count,
+                "priority": priority_of(severity),
+            },
         }
         if names or instances:
             update["$addToSet"] = {
@@ -288,6 +296,14 @@ class SignalProcessor:
         if resolved:
             log.info("incident %s resolved", incident_id)
         return resolved
+
+
+STORM_PRIORITY = 100  # above every severity: one storm analysis serves all its members
+
+
+def priority_of(severity: str) -> int:
+    """Analysis priority of an incident of `severity` (critical highest)."""
+    return Severity.parse(severity).rank
 
 
 def _changing_fields(signal: Signal) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class OutboxStore:
     async def incidents_to_notify(self, limit: int) -> list[Incident]:
         docs = (
             await Incident.get_pymongo_collection()
-            .find({"needs_notification": True})
+            .find({"$and": [{"needs_notification": True}, {"correlating": {"$ne": True}}]})
             .sort([("updated_at", 1)])
             .limit(limit)
             .to_list()
