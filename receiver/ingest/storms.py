@@ -10,7 +10,8 @@ Rules:
   joins it; otherwise, once `min_size` incidents opened within `window` share a cause label
   and are in no storm, they form one (the largest group first; on a tie the label listed
   first in `labels` wins). Incidents that share nothing but time are never merged;
-- a held incident that joined nothing after `hold` seconds goes on alone.
+- a held incident that joined nothing after `hold` seconds goes on alone (one without any
+  cause label at once: it cannot join anything).
 A storm is an incident with source "storm" (so analysis, outbox, API and console handle it
 like any other) whose `open_key` is `storm:<label>=<value>`: the unique index makes two
 replicas racing to form the same storm converge on one, and a member joins only while its
@@ -179,8 +180,13 @@ class StormCorrelator:
         decided = 0
         for existing, cause, members in plans.values():
             decided += await self._join(existing, cause, members, now)
-        # 3. held long enough and in no storm: go on alone
-        alone = [i.id for i in held if str(i.id) not in joined and now - i.opened_ts >= opts.hold]
+        # 3. held long enough (or sharing no cause label with anything) and in no storm: go
+        # on alone
+        alone = [
+            i.id
+            for i in held
+            if str(i.id) not in joined and (now - i.opened_ts >= opts.hold or not causes(i, keys))
+        ]
         if alone:
             released = await self.storms.release(alone)
             if self.metrics is not None:
