@@ -113,6 +113,8 @@ class DeliveryWorker:
         deliveries (they must not overtake it) and propagates once the others are done.
         """
         pending = await self.store.pending_deliveries(limit)
+        if pending:  # at least these, until the batch is done and the exact count is read
+            self.metrics.queue_depth.set(len(pending))
         groups: dict[tuple[str, str], list[Delivery]] = {}
         for delivery in pending:
             groups.setdefault((delivery.receiver, delivery.group_key), []).append(delivery)

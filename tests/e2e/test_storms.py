@@ -23,7 +23,9 @@ MEMBER = re.compile(r"\b[0-9a-f]{24}\b")  # incident ids: members are listed by 
 
 
 def _delivery(labels: dict[str, str], receiver: str = "monitor") -> dict[str, Any]:
-    """One Alertmanager notification of one alert, grouped by all its labels."""
+    """One Alertmanager notification of one alert, grouped by all its labels (severity high:
+    the default routing emails it)."""
+    labels = {**labels, "severity": "high"}
     key = "{}:{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
     return {
         "receiver": receiver,
@@ -188,6 +190,12 @@ async def test_batched_worker_exactly_once_across_two_instances(
                 for g in range(120)
             ]
             await asyncio.gather(_post_all(a, payloads), _post_all(b, payloads[::-1]))
+
+            async def all_processed() -> bool:
+                found = await a.get("/api/v1/deliveries", limit=500, status="processed")
+                return bool(found["total"] == 120)
+
+            await eventually(all_processed, within=120, what="every delivery processed")
             await a.settled(within=120)
             await b.settled(within=120)
             incidents = await _all_incidents(a)
