@@ -513,7 +513,11 @@ class OutboxWorker:
         if row.event in FOLLOWUPS:
             parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
         if parent is not None and parent.status in UNFINISHED:
-            later = max(now + timedelta(seconds=self.options.poll), _aware(parent.next_attempt_at))
+            later = now + timedelta(seconds=self.options.poll)
+            if parent.hold_until is None:
+                # a parent held for its analysis is released as soon as it lands (before its
+                # deadline), so its follow-ups look again every poll instead of waiting that out
+                later = max(later, _aware(parent.next_attempt_at))
             await self.outbox.defer(row.id, later)
             return None
         claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
