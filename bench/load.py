@@ -328,7 +328,8 @@ def main() -> None:
             text = httpx.get(f"{base}/metrics", timeout=30).text
             result["service"]["server_side"] = server_latency(text)
             deadline = time.monotonic() + args.drain_timeout
-            while time.monotonic() < deadline and len(smtp.messages) < args.groups:
+            # first pages only: analysis follow-ups ("Re:") are emails too
+            while time.monotonic() < deadline and len(_firing(smtp.messages)) < args.groups:
                 time.sleep(0.5)
             time.sleep(3.0)  # anything doubled would arrive now
             result["stage_rates"] = sampler.rates(started)
