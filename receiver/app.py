@@ -23,6 +23,7 @@ from receiver.api import incidents as incidents_api
 from receiver.api import notify as notify_api
 from receiver.api import rca as rca_api
 from receiver.api import stats as stats_api
+from receiver.api import storms as storms_api
 from receiver.api.audit import AuditLog
 from receiver.api.hosts import HostGuard, allowed_hosts
 from receiver.api.middleware import api_middleware
@@ -40,6 +41,7 @@ from receiver.ingest.commit import GroupCommit
 from receiver.ingest.metrics import IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.reconcile import Reconciler
+from receiver.ingest.storms import StormCorrelator, StormMetrics, StormOptions
 from receiver.ingest.watchdog import Watchdog
 from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.outbox import ChartSource
@@ -134,7 +136,13 @@ def create_app(settings: Settings) -> Starlette:
                 cap_seconds=settings.retry_max_seconds,
                 max_attempts=settings.retry_max_attempts,
             )
-            processor = SignalProcessor(store)
+            storm_options = StormOptions.from_settings(settings)
+            processor = SignalProcessor(store, hold_for_storms=storm_options.enabled)
+            correlator = (
+                StormCorrelator(store, storm_options, StormMetrics(registry))
+                if storm_options.enabled
+                else None
+            )
             watchdog = Watchdog(
                 store,
                 processor,
@@ -152,6 +160,8 @@ def create_app(settings: Settings) -> Starlette:
                 else frozenset(),
                 failures=failures,
                 policy=policy,
+                concurrency=settings.ingest_concurrency,
+                correlator=correlator,
             )
             notify = build_notify(
                 settings, store, http, registry, failures, charts=email_charts(settings, http)
@@ -179,6 +189,7 @@ def create_app(settings: Settings) -> Starlette:
                 prom_url=settings.prom_url,
                 rules=RuleIndex.load(settings.enrich_rules_dir),
                 concurrency=settings.enrich_concurrency,
+                offline_concurrency=settings.enrich_offline_concurrency,
                 timeout=settings.enrich_timeout_seconds,
                 lease_margin=settings.enrich_lease_margin_seconds,
                 poll_seconds=settings.enrich_poll_seconds,
@@ -188,6 +199,8 @@ def create_app(settings: Settings) -> Starlette:
                 policy=policy,
             )
             processor.analysis_listeners.append(enrichment.wake)
+            if correlator is not None:
+                correlator.listeners += [enrichment.wake, notify.worker.wake]
             chat = ChatAssistant(
                 chat_store,
                 build_provider(settings, http),
@@ -307,6 +320,7 @@ def create_app(settings: Settings) -> Starlette:
         *notify_api.ROUTES,
         *detect_api.ROUTES,
         *stats_api.ROUTES,
+        *storms_api.ROUTES,
         *chat_api.ROUTES,
         *docs_api.ROUTES,
         *rca_api.ROUTES,

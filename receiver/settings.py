@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_pending_deliveries: int = Field(default=2000, gt=0)  # in-memory, in front of the store
+    ingest_concurrency: int = Field(default=8, ge=1, le=64)  # groups applied at once
 
     # reliability: Alertmanager reconciliation and the Watchdog dead man's switch
     alertmanager_urls: str = ""  # comma-separated; empty = reconciler off
@@ -142,6 +143,17 @@ class Settings(BaseSettings):
     enrich_poll_seconds: float = Field(default=5.0, gt=0)
     enrich_settle_seconds: float = Field(default=0.5, ge=0)  # let a burst land before analysing
     enrich_rules_dir: Path = Path("rules/generated")  # alert expressions by alertname
+    # analyses without a model (offline analyst) run beside model calls, never behind them
+    enrich_offline_concurrency: int = Field(default=8, ge=1, le=256)
+
+    # storms: incidents opening within STORM_WINDOW_SECONDS that share a cause label form one
+    # storm once STORM_MIN_SIZE of them do (one analysis, one page listing every member)
+    storm_enabled: bool = True
+    storm_window_seconds: float = Field(default=120.0, gt=0)
+    storm_min_size: int = Field(default=10, ge=2)
+    storm_hold_seconds: float = Field(default=3.0, ge=0)  # a new incident waits for a storm
+    storm_followup_seconds: float = Field(default=60.0, gt=0)  # at most one update per interval
+    storm_labels: str = "service,job,app,deployment,namespace,cluster,dependency,alertname"
 
     # a delivery or analysis that fails is retried after RETRY_BASE_SECONDS, doubling (with
     # jitter) up to RETRY_MAX_SECONDS, and quarantined after RETRY_MAX_ATTEMPTS failures
@@ -174,6 +186,7 @@ class Settings(BaseSettings):
     notify_poll_seconds: float = Field(default=1.0, gt=0)
     notify_followup_max_seconds: float = Field(default=3600.0, gt=0)
     notify_email_chart: bool = True  # attach the main evidence series (PNG) to emails
+    notify_channel_concurrency: int = Field(default=8, ge=1, le=64)  # sends at once per channel
 
     # tracing
     langfuse_public_key: SecretStr | None = None

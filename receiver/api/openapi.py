@@ -106,6 +106,20 @@ DOCS: dict[tuple[str, str], RouteDoc] = {
         errors=(404, 503),
         tags=("incidents",),
     ),
+    ("GET", "/api/v1/storms"): RouteDoc(
+        "Storms (incidents opening together with a shared cause), newest first",
+        schemas.StormList,
+        query=schemas.StormQuery,
+        errors=(400, 503),
+        tags=("incidents",),
+    ),
+    ("GET", "/api/v1/storms/{storm_id}"): RouteDoc(
+        "One storm with a page of its member incidents (`limit`, `offset` page the members)",
+        schemas.StormDetail,
+        query=schemas.StormQuery,
+        errors=(400, 404, 503),
+        tags=("incidents",),
+    ),
     ("GET", "/api/v1/deliveries"): RouteDoc(
         "Webhook deliveries as received, newest first",
         schemas.DeliveryList,

@@ -149,6 +149,7 @@ class Incident(BaseModel):
     needs_analysis: bool
     needs_notification: bool
     analysis_id: str | None
+    storm_id: str | None = Field(description="the storm this incident joined, if any")
 
 
 class IncidentList(BaseModel):
@@ -161,6 +162,46 @@ class IncidentList(BaseModel):
 
 class IncidentDetail(Incident):
     episodes: list[Episode]
+
+
+class StormMember(BaseModel):
+    id: str
+    title: str
+    severity: str
+    status: str
+    started_at: str | None
+
+
+class Storm(BaseModel):
+    id: str
+    key: str = Field(description="the cause label it formed on, `job=api`")
+    status: str
+    severity: str
+    title: str
+    shared_labels: dict[str, str] = Field(description="labels every member shares")
+    members: int = Field(description="member incidents, exact")
+    started_at: str | None
+    resolved_at: str | None
+    analysis_id: str | None
+
+
+class StormList(BaseModel):
+    storms: list[Storm]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class StormDetail(Storm):
+    member_incidents: list[StormMember] = Field(description="a page of members, oldest first")
+    member_offset: int
+    next_member_offset: int | None
+
+
+class StormQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
 
 
 class AnomalyList(BaseModel):

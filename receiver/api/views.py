@@ -72,6 +72,7 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "closed_by": i.closed_by or None,
         "silence_id": i.silence_id or None,
         "silenced_until": _epoch(i.silence_until_ts) if i.silence_id else None,
+        "storm_id": i.storm_id or None,
     }
 
 

@@ -36,6 +36,7 @@ from receiver.store.convert import incident_view
 from receiver.store.documents import Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
+from receiver.store.storms import STORM_SOURCE, StormStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ OUTPUT_TOKENS = 1_000  # what an answer costs on top of the prompt, for budget e
 BATCH = 32  # candidates read per pending query
 REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
 COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
+REANALYSE_SECONDS = 30.0  # budget fallbacks are looked at again at most this often
+REANALYSE_BATCH = 4
 
 
 def signature(incident: Incident) -> str:
@@ -157,6 +160,7 @@ class EnrichmentWorker:
         prom_url: str,
         rules: RuleIndex | None = None,
         concurrency: int = 2,
+        offline_concurrency: int = 8,
         timeout: float = 180.0,
         poll_seconds: float = 5.0,
         settle_seconds: float = 0.5,
@@ -174,7 +178,14 @@ class EnrichmentWorker:
         self.gatherer = ContextGatherer(
             prometheus, prom_url=prom_url, rules=rules, history=self._history
         )
-        self.concurrency = concurrency
+        # model calls take one of `concurrency` model slots only while they call the model:
+        # evidence and offline analyses run in the other slots, never queued behind the model
+        self.concurrency = concurrency + (offline_concurrency if provider is not None else 0)
+        if provider is None:
+            self.concurrency = max(concurrency, offline_concurrency)
+        self._model_slots = asyncio.Semaphore(concurrency)
+        self.storms = StormStore(store)
+        self._reanalyse_at = 0.0
         self.timeout = timeout
         self.lease = timeout + lease_margin
         self.poll_seconds = poll_seconds
@@ -255,6 +266,9 @@ class EnrichmentWorker:
                 self._running[key] = task
                 task.add_done_callback(functools.partial(self._finished, key))
                 started += 1
+        if not self._queue and not self._running and time.monotonic() >= self._reanalyse_at:
+            self._reanalyse_at = time.monotonic() + REANALYSE_SECONDS
+            await self._reanalyse()
         if time.monotonic() - self._counted_at >= COUNT_SECONDS:
             self._counted_at = time.monotonic()
             self.metrics.pending.set(await self.analyses.count_pending())
@@ -313,8 +327,18 @@ class EnrichmentWorker:
             # nothing new since the last analysis (e.g. a restart after storing it)
             await self.analyses.complete(incident, token, incident.analysis_id, sig)
             return
+        if incident.storm_id:
+            # a storm member: the storm's one analysis covers it (the budget is spent once)
+            storm = await self.storms.get(incident.storm_id)
+            analysis_id = storm.analysis_id if storm is not None else ""
+            await self.analyses.complete(incident, token, analysis_id, sig, "storm")
+            self.metrics.generated.labels("storm", "storm").inc()
+            return
         started = time.perf_counter()
-        episodes = await self.analyses.episodes(str(incident.id), MAX_EPISODES)
+        if incident.source == STORM_SOURCE:
+            episodes = await self.storms.member_episodes(str(incident.id), MAX_EPISODES)
+        else:
+            episodes = await self.analyses.episodes(str(incident.id), MAX_EPISODES)
         view = incident_view(incident, episodes)
         evidence: EvidenceBundle | None = None
         try:
@@ -341,7 +365,7 @@ class EnrichmentWorker:
         else:
             assert evidence is not None
             rca = await self.analyses.insert(_rca(incident, view, sig, evidence, result))
-        cleared = await self.analyses.complete(incident, token, str(rca.id), sig)
+        cleared = await self.analyses.complete(incident, token, str(rca.id), sig, result.outcome)
         await self.analyses.mark_analyzed([e.id for e in episodes if not e.analyzed])
         self._count(result, time.perf_counter() - started)
         log.info(
@@ -370,7 +394,8 @@ class EnrichmentWorker:
         if cached is not None:
             stub = Analysis(summary=cached.summary, cause=cached.cause)
             return _Outcome(stub, "cached", cached=cached)
-        analysis = await analyse(view, evidence, provider, recorder)
+        async with self._model_slots:
+            analysis = await analyse(view, evidence, provider, recorder)
         outcome = "fallback" if analysis.offline else "model"
         return _Outcome(analysis, outcome, recorder.trace_id, "" if analysis.offline else digest)
 
@@ -400,6 +425,22 @@ class EnrichmentWorker:
             self.metrics.tokens.labels("out").inc(analysis.tokens_out)
             self.metrics.cost.inc(analysis.cost_estimate)
             self.metrics.dropped_hypotheses.inc(analysis.dropped_hypotheses)
+
+    async def _reanalyse(self) -> int:
+        """Open incidents that got the offline analyst because the budget was spent go back to
+        the model, the most important first, while the budget allows it."""
+        if self.provider is None or not self.budget.per_hour:
+            return 0
+        requeued = 0
+        for incident in await self.analyses.budget_fallbacks(REANALYSE_BATCH):
+            if await self.budget.over_hour(OUTPUT_TOKENS * 4):
+                break
+            if await self.analyses.request(str(incident.id)) is not None:
+                requeued += 1
+        if requeued:
+            log.info("%d offline analyses made under budget pressure go to the model", requeued)
+            self.wake()
+        return requeued
 
     # -- history for the evidence ---------------------------------------------------------------
 

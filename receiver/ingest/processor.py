@@ -120,8 +120,11 @@ def _max_severity(signals: Sequence[Signal], current: str | None = None) -> str:
 class SignalProcessor:
     """Applies signal batches to the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, hold_for_storms: bool = False) -> None:
         self.store = store
+        # new incidents wait for the storm correlator (receiver/ingest/storms.py) before they
+        # are analysed or paged; only set when a correlator runs
+        self.hold_for_storms = hold_for_storms
         # called (synchronously, must not block) when an incident newly needs analysis
         self.analysis_listeners: list[Callable[[], None]] = []
 
@@ -219,6 +222,9 @@ class SignalProcessor:
             updated_at=now,
             needs_analysis=True,
             needs_notification=True,
+            priority=priority_of(_max_severity(new_signals)),
+            opened_ts=now.timestamp(),
+            correlating=self.hold_for_storms,
         )
         try:
             await self.store.insert_incident(incident)
@@ -255,14 +261,19 @@ class SignalProcessor:
         all_names = sorted(set(incident.alertnames) | set(names))
         all_instances = sorted(set(incident.instances) | set(instances))
         title = title_of(all_names, name_count, all_instances, instance_count, incident.key)
+        severity = _max_severity(signals, incident.severity)
         update: dict[str, Any] = {
             "$set": {
                 "updated_at": utcnow(),
-                "severity": _max_severity(signals, incident.severity),
+                "severity": severity,
                 "title": title,
             },
             "$inc": {"episode_count": added},
-            "$max": {"alertname_count": name_count, "instance_count": instance_count},
+            "$max": {
+                "alertname_count": name_count,
+                "instance_count": instance_count,
+                "priority": priority_of(severity),
+            },
         }
         if names or instances:
             update["$addToSet"] = {
@@ -336,6 +347,14 @@ class SignalProcessor:
         if resolved:
             log.info("incident %s resolved", incident_id)
         return resolved
+
+
+STORM_PRIORITY = 100  # above every severity: one storm analysis serves all its members
+
+
+def priority_of(severity: str) -> int:
+    """Analysis priority of an incident of `severity` (critical highest)."""
+    return Severity.parse(severity).rank
 
 
 def _changed_fields(signal: Signal, current: Anomaly) -> dict[str, Any]:

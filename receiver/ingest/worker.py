@@ -19,6 +19,7 @@ from receiver.ingest.models import WebhookPayload
 from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
 from receiver.ingest.senders import parse_payload
+from receiver.ingest.storms import StormCorrelator
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
@@ -52,7 +53,11 @@ class DeliveryWorker:
         ignore_alertnames: frozenset[str] = frozenset(),
         failures: StageFailures | None = None,
         policy: RetryPolicy | None = None,
+        concurrency: int = 8,
+        correlator: StormCorrelator | None = None,
     ) -> None:
+        self.concurrency = concurrency
+        self.correlator = correlator
         self.failures = failures
         self.policy = policy or RetryPolicy()
         self.ignore_alertnames = ignore_alertnames
@@ -76,6 +81,7 @@ class DeliveryWorker:
                     await migrate_groups()
                     self._migrated = True
                 drained = await self.drain()
+                await self._correlate()
                 backoff = self.poll_seconds
             except StoreError as err:
                 log.warning("delivery worker: %s; retrying in %.1fs", err, backoff)
@@ -91,16 +97,58 @@ class DeliveryWorker:
                         await self._wake.wait()
                 self._wake.clear()
 
+    async def _correlate(self) -> None:
+        """Storm correlation after each batch (and each idle tick, to release held incidents);
+        a bug in it must not stop deliveries from being processed."""
+        if self.correlator is None:
+            return
+        try:
+            await self.correlator.correlate()
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("storm correlation failed; held incidents wait for the next pass")
+            if self.failures is not None:
+                self.failures.failed("storm", False)
+
     async def drain(self, limit: int = 200) -> int:
-        """Process pending deliveries once; return how many were handled."""
+        """Process pending deliveries once; return how many were handled.
+
+        One read takes a batch; deliveries of one group are applied in arrival order, groups
+        side by side (at most `concurrency` at once), and the batch is marked processed in one
+        write. A failing delivery fails alone; a store outage stops its group's later
+        deliveries (they must not overtake it) and propagates once the others are done.
+        """
         pending = await self.store.pending_deliveries(limit)
+        if pending:  # at least these, until the batch is done and the exact count is read
+            self.metrics.queue_depth.set(len(pending))
+        groups: dict[tuple[str, str], list[Delivery]] = {}
         for delivery in pending:
-            await self.process(delivery)
+            groups.setdefault((delivery.receiver, delivery.group_key), []).append(delivery)
+        slots = asyncio.Semaphore(self.concurrency)
+        applied: list[Delivery] = []
+
+        async def run_group(items: list[Delivery]) -> None:
+            async with slots:
+                for delivery in items:
+                    if await self.process(delivery):
+                        applied.append(delivery)
+
+        results = await asyncio.gather(
+            *(run_group(items) for items in groups.values()), return_exceptions=True
+        )
+        if applied:
+            await self.store.finish_deliveries([d.id for d in applied], self.retention)
+            self.metrics.processed.inc(len(applied))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         self.metrics.queue_depth.set(await self.store.count_pending_deliveries() if pending else 0)
         return len(pending)
 
-    async def process(self, delivery: Delivery) -> None:
-        """Apply one delivery; any failure of its own is recorded on it, never raised.
+    async def process(self, delivery: Delivery) -> bool:
+        """Apply one delivery; True when applied (the caller marks it processed). Any failure
+        of its own is recorded on it, never raised.
 
         Only the store being unreachable propagates (the loop backs off and the same delivery
         is taken again): everything else is this delivery's problem, so it is retried later
@@ -115,12 +163,11 @@ class DeliveryWorker:
             if err.retryable:
                 raise
             await self._failed(delivery, err)
-            return
+            return False
         except Exception as err:
             await self._failed(delivery, err)
-            return
-        await self.store.finish_delivery(delivery, self.retention)
-        self.metrics.processed.inc()
+            return False
+        return True
 
     async def _failed(self, delivery: Delivery, err: Exception) -> None:
         attempts = delivery.attempts + 1

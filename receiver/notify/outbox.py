@@ -47,7 +47,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +59,21 @@ from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
 from receiver.notify.render import Attachment, Event, Message, RenderOptions, render
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.notify.storm_render import StormFacts, StormMember, render_storm
 from receiver.safety import one_line
 from receiver.settings import Settings
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
 from receiver.store.documents import Anomaly, Incident, Notification, Rca, utcnow
 from receiver.store.notify import OutboxStore, Unreadable, validation_summary
 from receiver.store.repo import StoreError
+from receiver.store.storms import STORM_SOURCE, StormStore
 from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
 
 UNFINISHED = frozenset({"pending", "sending", "waiting"})
+# messages that wait until their incident's first message on the channel is final
+FOLLOWUPS = frozenset({Event.RESOLVED.value, Event.ANALYSIS.value, Event.UPDATE.value})
 EPISODES_PER_INCIDENT = 500
 DIGEST_GRACE = timedelta(seconds=1)
 REFRESH_SECONDS = 1.0
@@ -101,6 +105,8 @@ class OutboxOptions:
     followup_max: timedelta = timedelta(hours=1)
     batch: int = 200
     jitter: float = 0.5  # a retry waits between (1 - jitter) and 1 x the backoff
+    channel_concurrency: int = 8  # rows of one channel sent at once (one incident's in order)
+    storm_followup: timedelta = timedelta(seconds=60)  # at most one storm update per interval
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxOptions:
@@ -114,6 +120,8 @@ class OutboxOptions:
             lease=timedelta(seconds=settings.notify_lease_seconds),
             poll=settings.notify_poll_seconds,
             followup_max=timedelta(seconds=settings.notify_followup_max_seconds),
+            channel_concurrency=settings.notify_channel_concurrency,
+            storm_followup=timedelta(seconds=settings.storm_followup_seconds),
         )
 
     def backoff(
@@ -207,6 +215,7 @@ class OutboxWorker:
         charts: ChartSource | None = None,
     ) -> None:
         self.outbox = outbox
+        self.storms = StormStore(outbox.store)
         self.config = config
         self.notifier = notifier
         self.metrics = metrics
@@ -315,6 +324,9 @@ class OutboxWorker:
             cleared = await self.outbox.clear_needs_notification(incident.id, incident.status)
             if cleared and str(incident.id) in unrouted:
                 self.metrics.suppressed.labels("unrouted").inc()
+        members = sum(1 for r in rows if r.reason == "storm")
+        if members:
+            self.metrics.suppressed.labels("storm").inc(members)
         return len(incidents)
 
     def _plan_incident(
@@ -330,6 +342,7 @@ class OutboxWorker:
         firing = routing.select(channels, severity, Event.FIRING)
         if not firing and incident.status == Status.FIRING.value:
             routed = False
+        member = bool(incident.storm_id)
         for channel in firing:
             rows.append(
                 Notification(
@@ -337,10 +350,16 @@ class OutboxWorker:
                     channel=channel.name,
                     event=Event.FIRING.value,
                     next_attempt_at=now + wait,
-                    hold_until=now + wait if wait > timedelta(0) else None,
+                    hold_until=now + wait if wait > timedelta(0) and not member else None,
+                    # a storm member is listed on the storm's page instead of its own
+                    status="suppressed" if member else "pending",
+                    reason="storm" if member else "",
+                    digest_key=f"storm:{incident.storm_id}" if member else "",
                     **common,
                 )
             )
+        if incident.source == STORM_SOURCE and incident.status == Status.FIRING.value:
+            rows += self._storm_update(incident, firing, now, common)
         if incident.status != Status.RESOLVED.value:
             return rows, routed
         resolved = routing.select(channels, severity, Event.RESOLVED)
@@ -357,6 +376,35 @@ class OutboxWorker:
                 )
             )
         return rows, routed
+
+    def _storm_update(
+        self,
+        storm: Incident,
+        channels: list[Channel],
+        now: datetime,
+        common: dict[str, Any],
+    ) -> list[Notification]:
+        """An update row per channel when members joined after the storm's last message.
+
+        Keyed by the follow-up interval it is due at the end of, so however many members
+        join, a channel gets at most one update per interval, listing everyone who joined
+        before it went out.
+        """
+        if not storm.storm_paged_members or storm.storm_members <= storm.storm_paged_members:
+            return []
+        step = self.options.storm_followup.total_seconds()
+        bucket = int(now.timestamp() // step)
+        due = datetime.fromtimestamp((bucket + 1) * step, UTC)
+        return [
+            Notification(
+                key=f"{storm.id}:{channel.name}:{Event.UPDATE.value}:{bucket}",
+                channel=channel.name,
+                event=Event.UPDATE.value,
+                next_attempt_at=due,
+                **common,
+            )
+            for channel in channels
+        ]
 
     async def release(self) -> int:
         """Held first messages and waiting follow-ups whose analysis has landed become due."""
@@ -386,9 +434,7 @@ class OutboxWorker:
         if not rows:
             return 0
         parent_keys = {
-            row_key(r.incident_id, r.channel, Event.FIRING)
-            for r in rows
-            if r.event in (Event.RESOLVED.value, Event.ANALYSIS.value)
+            row_key(r.incident_id, r.channel, Event.FIRING) for r in rows if r.event in FOLLOWUPS
         }
         parents = await self.outbox.statuses(parent_keys)
         by_name = {c.name: c for c in channels}
@@ -403,44 +449,58 @@ class OutboxWorker:
     async def _send_channel(
         self, channel: Channel | None, rows: list[Notification], parents: dict[str, Notification]
     ) -> int:
+        """Send one channel's due rows: up to `channel_concurrency` at once, the rows of one
+        incident in order. A channel that fails with a retryable error stops taking rows this
+        cycle (no timeout per row on a channel that is down)."""
         handled = 0
         done: set[Any] = set()
-        for index, row in enumerate(rows):
-            if row.id in done:
-                continue
-            start = self._full_window(channel.name, utcnow()) if channel is not None else None
-            if channel is not None and start is not None:
-                # The window is full: suppress this channel's waiting first messages in one
-                # write instead of claiming each (a storm's rows would otherwise cost two
-                # round trips apiece on a store that serialises every query).
-                bulk = [r for r in rows[index:] if r.id not in done and _suppressible(r)]
-                if bulk:
+        start = self._full_window(channel.name, utcnow()) if channel is not None else None
+        if channel is not None and start is not None:
+            # The window is full: suppress this channel's waiting first messages in one
+            # write instead of claiming each (a storm's rows would otherwise cost two
+            # round trips apiece on a store that serialises every query).
+            bulk = [r for r in rows if _suppressible(r)]
+            if bulk:
+                try:
+                    handled += await self._suppress_many(channel, bulk, start)
+                except StoreError as err:
+                    log.warning("outbox: %s while suppressing on %s", err, channel.name)
+                    return handled
+                done.update(r.id for r in bulk)
+        threads: dict[str, list[Notification]] = {}
+        for row in rows:
+            if row.id not in done:
+                threads.setdefault(row.incident_id or row.key, []).append(row)
+        slots = asyncio.Semaphore(self.options.channel_concurrency)
+        stopped = False
+        sent = 0
+
+        async def send_thread(items: list[Notification]) -> None:
+            nonlocal stopped, sent
+            async with slots:
+                for row in items:
+                    if stopped:
+                        return
                     try:
-                        handled += await self._suppress_many(channel, bulk, start)
+                        outcome = await self._deliver(row, channel, parents)
                     except StoreError as err:
-                        log.warning("outbox: %s while suppressing on %s", err, channel.name)
-                        return handled
-                    done.update(r.id for r in bulk)
-                    if row.id in done:
+                        log.warning("outbox: %s while handling %s", err, row.key)
+                        stopped = True
+                        return
+                    except Exception as err:
+                        # Before the claim (after it `_deliver` records the error on the row):
+                        # the row stays due and is looked at again next cycle.
+                        self._count_poison(row.key, "schedule", err)
                         continue
-            try:
-                outcome = await self._deliver(row, channel, parents)
-            except StoreError as err:
-                log.warning("outbox: %s while handling %s", err, row.key)
-                return handled
-            except Exception as err:
-                # Before the claim (after it `_deliver` records the error on the row): the row
-                # stays due and is looked at again next cycle; the others go on now.
-                self._count_poison(row.key, "schedule", err)
-                continue
-            if outcome is None:
-                continue
-            handled += 1
-            if outcome.retryable and not outcome.ok:
-                # The channel is failing: leave its other rows for the next cycle instead of
-                # paying one timeout per row now.
-                return handled
-        return handled
+                    if outcome is None:
+                        continue
+                    sent += 1
+                    if outcome.retryable and not outcome.ok:
+                        stopped = True
+                        return
+
+        await asyncio.gather(*(send_thread(items) for items in threads.values()))
+        return handled + sent
 
     async def _deliver(
         self, row: Notification, channel: Channel | None, parents: dict[str, Notification]
@@ -448,10 +508,14 @@ class OutboxWorker:
         """Handle one due row; None when it was not ours to handle (yet)."""
         now = utcnow()
         parent = None
-        if row.event in (Event.RESOLVED.value, Event.ANALYSIS.value):
+        if row.event in FOLLOWUPS:
             parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
         if parent is not None and parent.status in UNFINISHED:
-            later = max(now + timedelta(seconds=self.options.poll), aware(parent.next_attempt_at))
+            later = now + timedelta(seconds=self.options.poll)
+            if parent.hold_until is None:
+                # a parent held for its analysis is released as soon as it lands (before its
+                # deadline), so its follow-ups look again every poll instead of waiting that out
+                later = max(later, aware(parent.next_attempt_at))
             await self.outbox.defer(row.id, later)
             return None
         claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
@@ -592,6 +656,8 @@ class OutboxWorker:
         incident = (await self.outbox.incidents([row.incident_id])).get(row.incident_id)
         if incident is None:
             return None
+        if incident.source == STORM_SOURCE:
+            return await self._render_storm(incident, event)
         episodes = (await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)).get(
             row.incident_id, []
         )
@@ -619,6 +685,29 @@ class OutboxWorker:
         except Exception as err:
             log.warning("outbox: no evidence chart for %s: %r", incident.id, err)
             return None
+
+    async def _render_storm(
+        self, storm: Incident, event: Event
+    ) -> tuple[Message, bool, int] | None:
+        members = await self.storms.members(str(storm.id))
+        rca = await self.outbox.latest_analysis(str(storm.id))
+        analysis = rca_analysis(rca) if rca is not None else None
+        if analysis is None and event is Event.ANALYSIS:
+            return None
+        facts = StormFacts(
+            id=str(storm.id),
+            key=storm.storm_key,
+            severity=Severity.parse(storm.severity),
+            resolved=storm.status == Status.RESOLVED.value,
+            started=aware(storm.started_at).isoformat(timespec="seconds"),
+            labels=dict(storm.storm_labels),
+            members=[StormMember(str(m.id), m.title, m.severity, m.status) for m in members],
+            previously_paged=storm.storm_paged_members,
+        )
+        if event in (Event.FIRING, Event.UPDATE):
+            await self.storms.paged(storm.id, len(members))
+        message = render_storm(facts, event, analysis, self.render_options)
+        return message, analysis is not None, len(members)
 
     async def _render_digest(self, row: Notification) -> tuple[Message, bool, int] | None:
         members = await self.outbox.digest_members(row.key)

@@ -25,6 +25,7 @@ class Event(StrEnum):
     RESOLVED = "resolved"
     ANALYSIS = "analysis"  # follow-up once the analysis arrives after the first page
     DIGEST = "digest"  # "N more alerts in this group"
+    UPDATE = "update"  # a storm gained members since its page (receiver/notify/storm_render.py)
 
 
 # Slack limits (api.slack.com/reference/block-kit/blocks, chat.postMessage): section text 3000,

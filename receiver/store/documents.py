@@ -140,10 +140,32 @@ class Incident(Document):
     closed_by: str = ""
     silence_id: str = ""
     silence_until_ts: float = 0.0
+    # what the last analysis was: "budget" = the offline analyst answered because the model
+    # budget was spent; such an incident is analysed again by the model when it allows
+    analysis_outcome: str = ""
+    # model calls go to storms and the most severe incidents first (higher = sooner)
+    priority: int = 0
+    # storms (receiver/ingest/storms.py): `opened_ts` is when the receiver opened it (unix
+    # seconds); `correlating` holds a new incident back from analysis and paging until the
+    # correlator decided whether it joins a storm; `storm_id` is the storm it joined
+    opened_ts: float = 0.0
+    correlating: bool = False
+    storm_id: str = ""
+    # on a storm (source "storm"): the label it formed on, the labels every member shares,
+    # the exact member count, and how many members its last page or update listed
+    storm_key: str = ""
+    storm_labels: dict[str, str] = Field(default_factory=dict)
+    storm_members: int = 0
+    storm_paged_members: int = 0
+    storm_joined_ts: float = 0.0  # when the last member joined (unix seconds)
 
     class Settings:
         name = "incidents"
         indexes = [
+            IndexModel([("correlating", ASCENDING)], name="correlating"),
+            IndexModel([("opened_ts", DESCENDING)], name="opened_ts_desc"),
+            IndexModel([("storm_id", ASCENDING)], name="storm_id"),
+            IndexModel([("source", ASCENDING), ("status", ASCENDING)], name="source_status"),
             IndexModel([("key", ASCENDING), ("started_at", DESCENDING)], name="key_started"),
             IndexModel([("status", ASCENDING), ("started_at", DESCENDING)], name="status_started"),
             IndexModel([("started_at", DESCENDING)], name="started_at_desc"),

@@ -116,7 +116,7 @@ class OutboxStore:
     async def incidents_to_notify(self, limit: int) -> list[Incident]:
         docs = (
             await Incident.get_pymongo_collection()
-            .find({"needs_notification": True})
+            .find({"$and": [{"needs_notification": True}, {"correlating": {"$ne": True}}]})
             .sort([("updated_at", 1)])
             .limit(limit)
             .to_list()
@@ -405,7 +405,13 @@ class OutboxStore:
             if doc is not None:
                 return True, _from_ts(doc["start"])
             current = await collection.find_one({"channel": channel})
-            if current is not None and float(current["start"]) > edge:
+            # Full only when the current window has no room left: a concurrent sender may just
+            # have opened a new window (then try its room again), not filled it.
+            if (
+                current is not None
+                and float(current["start"]) > edge
+                and int(current.get("sent", 0)) >= limit
+            ):
                 return False, _from_ts(current["start"])
         raise RuntimeError(f"rate window of {channel} kept changing")  # pragma: no cover
 

@@ -30,6 +30,7 @@ def _claimable(incident_id: Any, now: float) -> dict[str, Any]:
         "$and": [
             {"_id": incident_id},
             {"needs_analysis": True},
+            {"correlating": {"$ne": True}},
             {
                 "$or": [
                     {"analysis_claim_until": {"$exists": False}},
@@ -50,11 +51,13 @@ class AnalysisStore:
 
     @translated
     async def pending(self, now: float, limit: int) -> list[Incident]:
-        """Incidents waiting for an analysis that nobody holds, newest first (on-call cares
-        about what is happening now; a backlog drains behind it)."""
+        """Incidents waiting for an analysis that nobody holds: storms, then the most severe,
+        newest first within a level (on-call cares about what is happening now; a backlog
+        drains behind it). Incidents the storm correlator still holds wait."""
         query = {
             "$and": [
                 {"needs_analysis": True},
+                {"correlating": {"$ne": True}},
                 {
                     "$or": [
                         {"analysis_claim_until": {"$exists": False}},
@@ -64,7 +67,11 @@ class AnalysisStore:
             ]
         }
         collection = Incident.get_pymongo_collection()
-        cursor = collection.find(query).sort([("started_at", -1), ("_id", -1)]).limit(limit)
+        cursor = (
+            collection.find(query)
+            .sort([("priority", -1), ("started_at", -1), ("_id", -1)])
+            .limit(limit)
+        )
         found: list[Incident] = []
         async for raw in cursor:
             try:
@@ -139,6 +146,7 @@ class AnalysisStore:
         token: str,
         analysis_id: str,
         signature: str,
+        outcome: str = "",
     ) -> bool:
         """Record the analysis and free the lease; True if `needs_analysis` was cleared.
 
@@ -148,6 +156,7 @@ class AnalysisStore:
         collection = Incident.get_pymongo_collection()
         done = {
             "analysis_id": analysis_id,
+            "analysis_outcome": outcome,
             "analysis_signature": signature,
             "analysis_claim_token": "",
             "analysis_claim_until": 0.0,
@@ -165,6 +174,25 @@ class AnalysisStore:
             {"_id": incident.id, "analysis_claim_token": token}, {"$set": done}
         )
         return False
+
+    @translated
+    async def budget_fallbacks(self, limit: int) -> list[Incident]:
+        """Open incidents whose last analysis was the offline analyst for lack of budget,
+        storms and the most severe first."""
+        docs = (
+            await Incident.get_pymongo_collection()
+            .find({"analysis_outcome": "budget", "status": "firing", "needs_analysis": False})
+            .sort([("priority", -1), ("started_at", -1)])
+            .limit(limit)
+            .to_list()
+        )
+        out: list[Incident] = []
+        for doc in docs:
+            try:
+                out.append(Incident.model_validate(doc))
+            except ValidationError:
+                continue  # `pending` sets such documents aside
+        return out
 
     @translated
     async def request(self, incident_id: str) -> Incident | None:

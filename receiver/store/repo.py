@@ -18,7 +18,7 @@ from beanie import Document, init_beanie
 from bson import ObjectId
 from bson.errors import InvalidId
 from pydantic import ValidationError
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
@@ -264,6 +264,15 @@ class Store:
             {"_id": delivery.id},
             {"$set": {"processed": True, "processed_at": now, "expire_at": now + retention}},
         )
+
+    @translated
+    async def finish_deliveries(self, ids: Sequence[Any], retention: timedelta) -> None:
+        """Mark several deliveries processed in one round trip."""
+        now = utcnow()
+        update = {"$set": {"processed": True, "processed_at": now, "expire_at": now + retention}}
+        ops = [UpdateOne({"_id": i}, update) for i in ids if i is not None]
+        if ops:
+            await Delivery.get_pymongo_collection().bulk_write(ops, ordered=False)
 
     @translated
     async def fail_delivery(
