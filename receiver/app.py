@@ -37,7 +37,7 @@ from receiver.enrich.metrics import EnrichMetrics
 from receiver.enrich.tracing import build_tracer
 from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
-from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.metrics import AnomalyMetrics, IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.reconcile import Reconciler
 from receiver.ingest.watchdog import Watchdog
@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_attempts=settings.retry_max_attempts,
             )
             processor = SignalProcessor(store)
+            processor.episode_listeners.append(AnomalyMetrics(registry).episode)
             watchdog = Watchdog(
                 store,
                 processor,

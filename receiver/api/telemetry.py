@@ -2,6 +2,8 @@
 
 The label is the route's template (`/api/v1/incidents/{incident_id}`), never the raw path, so
 the series count stays bounded whatever clients send; unmatched paths share one label.
+`http_requests_total` carries it twice, as `route` (the dashboard's) and as `path` (the seed's
+label name), so seed queries by `path` work; the two are always equal.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "http_requests_total",
-            "HTTP requests by method, route template and status code",
-            ["method", "route", "status"],
+            "HTTP requests by method, route template (as `route` and `path`) and status code",
+            ["method", "route", "path", "status"],
             registry=registry,
         )
         self.latency = Histogram(
@@ -91,4 +93,4 @@ class RequestMetrics:
         finally:
             metrics.in_progress.dec()
             metrics.latency.labels(method, template).observe(time.perf_counter() - started)
-            metrics.requests.labels(method, template, str(status)).inc()
+            metrics.requests.labels(method, template, template, str(status)).inc()
