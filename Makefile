@@ -26,15 +26,15 @@ venv: $(STAMP)
 
 dev: $(DEV_STAMP)
 
-# Real Prometheus and Alertmanager for the tests and the demo, and Chromium for the console
-# test (Debian packages), installed only when missing.
+# Real Prometheus and Alertmanager for the tests and the demo, Chromium for the console test
+# and systemd-analyze for the unit in deploy/ (Debian packages), installed only when missing.
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
 	   || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
-	   || ! command -v chromium >/dev/null; then \
-	  echo "installing prometheus, prometheus-alertmanager, chromium (Debian packages)"; \
+	   || ! command -v chromium >/dev/null || ! command -v systemd-analyze >/dev/null; then \
+	  echo "installing prometheus, prometheus-alertmanager, chromium, systemd (Debian packages)"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
-	    prometheus prometheus-alertmanager chromium; \
+	    prometheus prometheus-alertmanager chromium systemd; \
 	fi
 
 run: venv

@@ -1,4 +1,8 @@
-"""Wiring: `create_app(settings)` and the lifespan that builds the store, clients and registry."""
+"""Wiring: `create_app(settings)` and the lifespan that builds the store, clients and registry.
+
+`app` is the same service for ASGI servers (`uvicorn receiver.app:app`): built from the
+environment on its first event, so importing this module reads no settings.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from receiver import __version__, logs
 from receiver.api import chat as chat_api
@@ -38,7 +44,7 @@ from receiver.enrich.metrics import EnrichMetrics
 from receiver.enrich.tracing import build_tracer
 from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.commit import GroupCommit
-from receiver.ingest.metrics import IngestMetrics
+from receiver.ingest.metrics import AnomalyMetrics, IngestMetrics
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.reconcile import Reconciler
 from receiver.ingest.storms import StormCorrelator, StormMetrics, StormOptions
@@ -143,6 +149,7 @@ def create_app(settings: Settings) -> Starlette:
                 if storm_options.enabled
                 else None
             )
+            processor.episode_listeners.append(AnomalyMetrics(registry).episode)
             watchdog = Watchdog(
                 store,
                 processor,
@@ -337,3 +344,44 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(AuditLog),  # inside access control: it sees only allowed requests
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+class EnvironmentApp:
+    """An ASGI app that builds `create_app(<settings from the environment>)` on first use.
+
+    A bad setting fails the server's lifespan start-up with the one-line message (uvicorn
+    prints it and exits) and answers 500 to any request that still arrives.
+    """
+
+    def __init__(self) -> None:
+        self._app: Starlette | None = None
+        self._error = ""
+
+    def _build(self) -> Starlette | None:
+        if self._app is None and not self._error:
+            from receiver.notify.channels import ChannelError
+            from receiver.run import app_from_environment
+            from receiver.settings import SettingsError
+
+            try:
+                self._app = app_from_environment()
+            except (SettingsError, ChannelError) as err:
+                self._error = f"receiver: {err}"
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        built = self._build()
+        if built is not None:
+            await built(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": self._error})
+        elif scope["type"] == "http":
+            detail = "the service did not start: invalid settings (see its log)"
+            await JSONResponse({"error": "invalid_settings", "detail": detail}, status_code=500)(
+                scope, receive, send
+            )
+
+
+app = EnvironmentApp()

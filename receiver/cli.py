@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from receiver.logs import RedactSecrets, secret_values
-from receiver.settings import SettingsError, load_settings
+from receiver.settings import Settings, SettingsError
+
+APP_IMPORT = "receiver.app:app"
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from receiver.app import create_app
     from receiver.notify.channels import ChannelError
-    from receiver.notify.config import check_settings as check_channels
+    from receiver.run import checked_settings, configure_console
 
     overrides: dict[str, object] = {}
     if args.host is not None:
@@ -24,28 +26,65 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["receiver_port"] = args.port
     try:
-        settings = load_settings(**overrides)
-        check_channels(settings)
+        settings = checked_settings(**overrides)
     except (SettingsError, ChannelError) as err:
         print(f"receiver: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # The log files (receiver.logs) lower the `receiver` logger to DEBUG for debug.log; the
-    # console keeps LOG_LEVEL.
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(settings.log_level.upper())
-        handler.addFilter(RedactSecrets(secret_values(settings)))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.receiver_host,
-        port=settings.receiver_port,
-        log_level=settings.log_level,
-        proxy_headers=False,
-    )
+    configure_console(settings)
+    if args.workers == 1 and not args.reload:
+        from receiver.app import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=settings.receiver_host,
+            port=settings.receiver_port,
+            log_level=settings.log_level,
+            proxy_headers=False,
+        )
+        return 0
+    return _serve_processes(args, settings)
+
+
+def _serve_processes(args: argparse.Namespace, settings: Settings) -> int:
+    """Several worker processes (each one a replica) or a reloading one: uvicorn imports the
+    app by name in each, and each builds it from the environment this process hands down."""
+    import uvicorn
+
+    from receiver.store.embedded import EmbeddedStoreError, embedded_process
+
+    # --host/--port reach the workers' settings too (links, the Host allow-list)
+    os.environ["RECEIVER_HOST"] = settings.receiver_host
+    os.environ["RECEIVER_PORT"] = str(settings.receiver_port)
+    with contextlib.ExitStack() as stack:
+        if settings.mongo_uri is None:
+            # one embedded server for every worker, outliving reloads; MONGO_URI points at it
+            try:
+                uri = stack.enter_context(
+                    embedded_process(settings.data_dir / "store", settings.nx_start_timeout_seconds)
+                )
+            except EmbeddedStoreError as err:
+                print(f"receiver: {err}", file=sys.stderr)
+                return 1
+            os.environ["MONGO_URI"] = uri
+        package = Path(__file__).resolve().parent
+        uvicorn.run(
+            APP_IMPORT,
+            host=settings.receiver_host,
+            port=settings.receiver_port,
+            log_level=settings.log_level,
+            proxy_headers=False,
+            workers=None if args.reload else args.workers,
+            reload=args.reload,
+            reload_dirs=[str(package)] if args.reload else None,
+        )
     return 0
+
+
+def _workers(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default=None, help="bind address (RECEIVER_HOST)")
     serve.add_argument("--port", type=int, default=None, help="bind port (RECEIVER_PORT)")
+    how = serve.add_mutually_exclusive_group()
+    how.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes, each a replica on the same store (default 1)",
+    )
+    how.add_argument(
+        "--reload", action="store_true", help="restart when the code changes (development)"
+    )
     serve.set_defaults(func=_serve)
     rules = sub.add_parser("rules", help="generate / check / backtest Prometheus rules")
     rules.add_argument("rest", nargs=argparse.REMAINDER)

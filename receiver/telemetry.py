@@ -13,8 +13,8 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "http_requests_total",
-            "HTTP requests by method, route template and status code",
-            ["method", "route", "status"],
+            "HTTP requests by method, route template (as `route` and `path`) and status code",
+            ["method", "route", "path", "status"],
             registry=registry,
         )
         self.latency = Histogram(

@@ -42,6 +42,7 @@ def session_summary(session: ChatSession, active_after: datetime) -> dict[str, A
         "message_count": session.message_count,
         "tokens_in": session.tokens_in,
         "tokens_out": session.tokens_out,
+        "total_tokens": session.tokens_in + session.tokens_out,
         "active": last >= active_after,
     }
 

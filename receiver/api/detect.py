@@ -33,6 +33,7 @@ from receiver.store.repo import DuplicateKey, StoreError
 from receiver.timeutil import aware
 
 MAX_TARGET_BODY = 64 * 1024
+MAX_INVALID_SHOWN = 20
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -74,14 +75,26 @@ async def list_targets(request: Request) -> Response:
     store = _store(request)
     default = default_target(services(request).settings)
     try:
-        stored = await store.list_targets()
+        stored = await store.list_targets(warn=False)  # the poller logs them
         names = [t.name for t in stored] + ([DEFAULT_NAME] if default else [])
         leases = await store.leases([LEASE_PREFIX + n for n in names])
     except StoreError as err:
         return _store_error(err)
     views = [default.view(leases.get(LEASE_PREFIX + DEFAULT_NAME))] if default else []
     views += [target_view(t, leases.get(LEASE_PREFIX + t.name)) for t in stored]
-    return JSONResponse({"targets": views, "count": len(views)})
+    invalid = [
+        {"id": doc_id, "name": name or None, "error": why}
+        for doc_id, name, why in store.invalid_targets[:MAX_INVALID_SHOWN]
+    ]
+    return JSONResponse(
+        {
+            "targets": views,
+            "count": len(views),
+            # stored documents the poller skips (not a valid target): fix or delete them
+            "skipped": len(store.invalid_targets),
+            "invalid": invalid,
+        }
+    )
 
 
 async def get_target(request: Request) -> Response:
@@ -150,10 +163,21 @@ async def delete_target(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _seed_reading(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": item.get("metric"),
+        "value": item.get("value"),
+        "instance": item.get("instance"),
+    }
+
+
 def snapshot_view(s: PollSnapshot) -> dict[str, Any]:
     return {
         "id": str(s.id),
         "timestamp": aware(s.created_at).isoformat(),
+        # the seed's reading: `count` series read, `data` the top-scored few of them
+        "count": s.series,
+        "data": [_seed_reading(item) for item in s.sample],
         "target": s.target,
         "holder": s.holder,
         "duration_seconds": s.duration_seconds,

@@ -1,6 +1,7 @@
 """Notification config API (the seed's paths) and the outbox view.
 
-GET/PUT /agent/email-config, GET /agent/slack-status, POST /agent/test-email,
+GET/PUT /agent/email-config, GET /agent/slack-status, GET/PUT /agent/slack-config,
+POST /agent/test-email,
 POST /agent/test-slack, GET/PUT /api/v1/routing, GET /api/v1/notifications.
 Channel URLs appear only masked; SMTP passwords never (only whether one is set).
 """
@@ -31,6 +32,7 @@ from receiver.notify.config import (
     channel_json,
     parse_recipients,
     parse_routing_body,
+    parse_slack_body,
     routing_json,
 )
 from receiver.notify.render import Event, render
@@ -115,29 +117,50 @@ async def put_email_config(request: Request) -> Response:
 # --- slack ------------------------------------------------------------------------------------
 
 
-async def slack_status(request: Request) -> Response:
+async def _slack_view(request: Request) -> dict[str, Any]:
     svc = services(request)
-    try:
-        channels, routing = await svc.notify.config.current()
-        slack = next((c for c in channels if c.name == "slack"), None)
-        last_sent = await svc.notify.store.last_row("slack", ["sent"])
-        last_problem = await svc.notify.store.last_row("slack", ["failed", "pending"])
-    except StoreError as err:
-        return _store_error(err)
+    channels, routing = await svc.notify.config.current()
+    config = await svc.notify.config.slack()
+    slack = next((c for c in channels if c.name == "slack"), None)
+    last_sent = await svc.notify.store.last_row("slack", ["sent"])
+    last_problem = await svc.notify.store.last_row("slack", ["failed", "pending"])
     problem = last_problem.last_error if last_problem is not None else ""
     problem_at = last_problem.updated_at if last_problem is not None and problem else None
-    return JSONResponse(
-        {
-            "enabled": svc.settings.slack_enabled,
-            "configured": slack is not None,
-            "webhook_url": slack.masked_url if slack is not None else None,
-            "channel": (slack.slack_channel or None) if slack is not None else None,
-            "severities": channel_json(slack, routing)["severities"] if slack else [],
-            "last_sent_at": iso_or_none(last_sent.sent_at) if last_sent is not None else None,
-            "last_error": problem or None,
-            "last_error_at": iso_or_none(problem_at),
-        }
-    )
+    return {
+        "enabled": config.enabled,
+        "configured": slack is not None,
+        "source": "api" if config.stored else "settings",
+        "webhook_url": slack.masked_url if slack is not None else None,
+        "channel": (slack.slack_channel or None) if slack is not None else None,
+        "severities": channel_json(slack, routing)["severities"] if slack else [],
+        "last_sent_at": iso_or_none(last_sent.sent_at) if last_sent is not None else None,
+        "last_error": problem or None,
+        "last_error_at": iso_or_none(problem_at),
+    }
+
+
+async def slack_status(request: Request) -> Response:
+    try:
+        return JSONResponse(await _slack_view(request))
+    except StoreError as err:
+        return _store_error(err)
+
+
+async def put_slack_config(request: Request) -> Response:
+    """The seed's `{"enabled": bool, "webhook_url": str}`; a field left out keeps its value.
+    Stored for every replica; the URL is answered masked, never in full."""
+    config = services(request).notify.config
+    try:
+        body = await _json_body(request)
+        await config.set_slack(parse_slack_body(body, await config.slack()))
+        services(request).notify.worker.reload()
+        return JSONResponse(await _slack_view(request))
+    except BodyTooLarge as err:
+        return too_large(err)
+    except ChannelError as err:
+        return error(422, "invalid_config", str(err))
+    except StoreError as err:
+        return _store_error(err)
 
 
 # --- test messages ------------------------------------------------------------------------------
@@ -310,6 +333,8 @@ ROUTES: list[Route] = [
     Route("/agent/email-config", get_email_config, methods=["GET"]),
     Route("/agent/email-config", put_email_config, methods=["PUT"]),
     Route("/agent/slack-status", slack_status, methods=["GET"]),
+    Route("/agent/slack-config", slack_status, methods=["GET"]),
+    Route("/agent/slack-config", put_slack_config, methods=["PUT"]),
     Route("/agent/test-email", send_test_email, methods=["POST"]),
     Route("/agent/test-slack", send_test_slack, methods=["POST"]),
     Route("/api/v1/routing", get_routing, methods=["GET"]),

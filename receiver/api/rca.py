@@ -30,9 +30,14 @@ def _store_error(err: StoreError) -> Response:
 
 def rca_view(rca: Rca) -> dict[str, Any]:
     """The seed's fields first (summary, cause, fix, simplified), then how it was made."""
+    # rows stored before these fields existed: the model's and the evidence's time
+    seconds = rca.processing_seconds or (rca.latency_ms / 1000 + rca.evidence_seconds)
     return {
         "id": str(rca.id),
         "incident_id": rca.incident_id,
+        "anomaly_id": rca.anomaly_id or None,
+        "metric": rca.metric or rca.alertname,
+        "processing_time": round(seconds, 3),
         "alertname": rca.alertname,
         "instance": rca.instance,
         "severity": rca.severity,

@@ -30,6 +30,23 @@ class Error(BaseModel):
 # --- status and health ---------------------------------------------------------------------
 
 
+class LlmStatus(BaseModel):
+    provider: str = Field(description="`offline` when no LLM_URL is set")
+    model: str
+    url: str | None = Field(description="LLM_URL, masked")
+    configured: bool
+
+
+class LangfuseBrief(BaseModel):
+    enabled: bool = Field(description="both keys are set")
+    host: str | None
+
+
+class SessionCounts(BaseModel):
+    total: int
+    active: int = Field(description="sessions with activity in CHAT_SESSION_ACTIVE_MINUTES")
+
+
 class ServiceStatus(BaseModel):
     status: Literal["running"]
     service: str
@@ -40,6 +57,9 @@ class ServiceStatus(BaseModel):
     store: str
     monitor_interval: int
     webhook_auth: bool
+    llm: LlmStatus
+    langfuse: LangfuseBrief
+    sessions: SessionCounts | None = Field(description="chat sessions; null when the store is down")
 
 
 class Health(BaseModel):
@@ -306,9 +326,23 @@ class QuarantineCounts(BaseModel):
     notifications: int
 
 
-class Stats(BaseModel):
-    """Collection totals (the seed's /stats, plus incidents and deliveries)."""
+class Total(BaseModel):
+    total: int
 
+
+class CollectionTotals(BaseModel):
+    """The seed's `collections` block: `stats['collections']['anomalies']['total']`."""
+
+    metrics: Total = Field(description="poll-cycle snapshots")
+    anomalies: Total = Field(description="alert episodes")
+    rca_results: Total = Field(description="analyses (the `rca` collection)")
+    chat_sessions: Total
+
+
+class Stats(BaseModel):
+    """Collection totals: the seed's `collections` block, then this service's own counts."""
+
+    collections: CollectionTotals
     metrics: int = Field(description="poll-cycle snapshots")
     anomalies: AnomalyCounts
     incidents: IncidentCounts
@@ -330,6 +364,7 @@ class LangfuseStatus(BaseModel):
     connected: bool | None = Field(
         description="the host answered its health endpoint; null when not probed"
     )
+    session_tracking: bool = Field(description="chat turns are traced under their session id")
 
 
 # --- chat ----------------------------------------------------------------------------------
@@ -365,6 +400,7 @@ class SessionSummary(BaseModel):
     message_count: int
     tokens_in: int
     tokens_out: int
+    total_tokens: int = Field(description="tokens_in + tokens_out (the seed's field)")
     active: bool
 
 

@@ -1,5 +1,5 @@
-"""GET /stats (collection totals, the seed's shape plus incidents and deliveries) and
-GET /langfuse/status.
+"""GET /stats (collection totals: the seed's `collections` block, then our own counts of
+anomalies, incidents, deliveries and notifications) and GET /langfuse/status.
 
 /stats reads collections by name, so a collection another stage has not created yet counts 0,
 and the email settings come from the notification stage when it is wired, else from the
@@ -22,6 +22,7 @@ from receiver.api import schemas
 from receiver.api.errors import error
 from receiver.api.openapi import RouteDoc, documented
 from receiver.services import Services, services
+from receiver.settings import Settings
 from receiver.store.collections import Collections
 from receiver.store.repo import StoreError
 
@@ -46,6 +47,17 @@ async def _email(svc: Services, collections: Collections) -> dict[str, Any]:
     return {"enabled": bool(svc.settings.smtp_host), "recipients": len(configured)}
 
 
+async def _slack(svc: Services) -> dict[str, bool]:
+    config = getattr(getattr(svc, "notify", None), "config", None)
+    if config is not None and hasattr(config, "slack"):
+        slack = await config.slack()
+        return {"enabled": bool(slack.enabled), "configured": slack.webhook_url is not None}
+    return {
+        "enabled": svc.settings.slack_enabled,
+        "configured": svc.settings.slack_webhook_url is not None,
+    }
+
+
 @documented(RouteDoc("Collection totals", schemas.Stats, errors=(503,), tags=("status",)))
 async def stats(request: Request) -> Response:
     svc = services(request)
@@ -53,10 +65,19 @@ async def stats(request: Request) -> Response:
     active_after = datetime.now(UTC) - timedelta(minutes=svc.settings.chat_session_active_minutes)
     try:
         count = collections.count
+        totals = {name: await count(name) for name in ("metrics", "anomalies", "rca")}
+        chats = await count("chat_sessions")
         body = {
-            "metrics": await count("metrics"),
+            # the seed's shape: `stats['collections']['anomalies']['total']`
+            "collections": {
+                "metrics": {"total": totals["metrics"]},
+                "anomalies": {"total": totals["anomalies"]},
+                "rca_results": {"total": totals["rca"]},
+                "chat_sessions": {"total": chats},
+            },
+            "metrics": totals["metrics"],
             "anomalies": {
-                "total": await count("anomalies"),
+                "total": totals["anomalies"],
                 "open": await count("anomalies", {"status": "firing"}),
                 "analyzed": await count("anomalies", {"analyzed": True}),
             },
@@ -64,17 +85,14 @@ async def stats(request: Request) -> Response:
                 "total": await count("incidents"),
                 "open": await count("incidents", {"status": "firing"}),
             },
-            "rca_results": await count("rca"),
+            "rca_results": totals["rca"],
             "chat_sessions": {
-                "total": await count("chat_sessions"),
+                "total": chats,
                 "active": await count("chat_sessions", {"last_activity": {"$gte": active_after}}),
             },
             "notifications": {
                 "email": await _email(svc, collections),
-                "slack": {
-                    "enabled": svc.settings.slack_enabled,
-                    "configured": svc.settings.slack_webhook_url is not None,
-                },
+                "slack": await _slack(svc),
                 "outbox": {
                     status: await count("notifications", {"status": status})
                     for status in ("pending", "sent", "failed", "suppressed")
@@ -98,6 +116,10 @@ async def stats(request: Request) -> Response:
     return JSONResponse(body)
 
 
+def langfuse_enabled(s: Settings) -> bool:
+    return s.langfuse_public_key is not None and s.langfuse_secret_key is not None
+
+
 async def _probe(http: httpx.AsyncClient, host: str) -> bool:
     try:
         response = await http.get(host.rstrip("/") + "/api/public/health", timeout=PROBE_TIMEOUT)
@@ -118,7 +140,7 @@ async def langfuse_status(request: Request) -> Response:
     s = svc.settings
     installed = importlib.util.find_spec("langfuse") is not None
     version = importlib.metadata.version("langfuse") if installed else None
-    enabled = s.langfuse_public_key is not None and s.langfuse_secret_key is not None
+    enabled = langfuse_enabled(s)
     host = s.langfuse_host.strip() or None
     # Only a configured host is probed: the SDK's default is a remote service.
     connected = await _probe(svc.http, host) if enabled and host else None
@@ -131,6 +153,8 @@ async def langfuse_status(request: Request) -> Response:
             "public_key": "configured" if s.langfuse_public_key else "missing",
             "secret_key": "configured" if s.langfuse_secret_key else "missing",
             "connected": connected,
+            # every chat turn is traced under its chat session id when tracing is on
+            "session_tracking": enabled,
         }
     )
 

@@ -2,6 +2,8 @@
 
 The label is the route's template (`/api/v1/incidents/{incident_id}`), never the raw path, so
 the series count stays bounded whatever clients send; unmatched paths share one label.
+`http_requests_total` carries it twice, as `route` (the dashboard's) and as `path` (the seed's
+label name), so seed queries by `path` work; the two are always equal.
 """
 
 from __future__ import annotations
@@ -72,4 +74,4 @@ class RequestMetrics:
         finally:
             metrics.in_progress.dec()
             metrics.latency.labels(method, template).observe(time.perf_counter() - started)
-            metrics.requests.labels(method, template, str(status)).inc()
+            metrics.requests.labels(method, template, template, str(status)).inc()

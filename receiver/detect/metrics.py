@@ -75,6 +75,11 @@ class DetectorMetrics:
             ["target"],
             registry=registry,
         )
+        self.invalid_targets = Gauge(
+            "detector_targets_invalid",
+            "Stored target documents the poller skipped in its last read (not a valid target)",
+            registry=registry,
+        )
         self.lease = Gauge(
             "detector_lease_held",
             "1 when this replica holds the target's poll lease",

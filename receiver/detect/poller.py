@@ -292,6 +292,7 @@ class OutlierPoller:
 
     async def targets(self) -> list[PollTarget]:
         stored = [poll_target(t) for t in await self.store.list_targets(enabled_only=True)]
+        self.metrics.invalid_targets.set(len(self.store.invalid_targets))
         return ([self.default] if self.default is not None else []) + stored
 
     async def poll_leased(self, target: PollTarget) -> CycleReport | None:

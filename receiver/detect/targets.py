@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from receiver.detect.prometheus import PrometheusTarget
 from receiver.safety import split_userinfo
@@ -53,6 +61,18 @@ def check_url(value: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _seed_endpoint(data: Any) -> Any:
+    """The seed's `endpoint` is our `url`; both at once must agree."""
+    if not isinstance(data, dict) or "endpoint" not in data:
+        return data
+    out = dict(data)
+    endpoint = out.pop("endpoint")
+    if "url" in out and out["url"] != endpoint:
+        raise ValueError("give url or endpoint (the seed's name for it), not two different ones")
+    out["url"] = endpoint
+    return out
+
+
 def _check_name(value: str) -> str:
     if value == DEFAULT_NAME:
         raise ValueError(f"{DEFAULT_NAME!r} is the PROM_URL target and cannot be stored")
@@ -72,6 +92,7 @@ class TargetIn(BaseModel):
 
     _name = field_validator("name")(_check_name)
     _url = field_validator("url")(check_url)
+    _endpoint = model_validator(mode="before")(_seed_endpoint)
 
 
 class TargetUpdate(BaseModel):
@@ -87,6 +108,8 @@ class TargetUpdate(BaseModel):
     job: str | None = Field(default=None, max_length=256)
     enabled: StrictBool | None = None
     auth: AuthIn | None = None
+
+    _endpoint = model_validator(mode="before")(_seed_endpoint)
 
     @field_validator("url")
     @classmethod
@@ -151,6 +174,7 @@ def target_view(target: Target, lease: Lease | None = None) -> dict[str, Any]:
     return {
         "name": target.name,
         "url": target.url,
+        "endpoint": target.url,  # the seed's name for it
         "job": target.job,
         "enabled": target.enabled,
         "auth": masked_auth(target.auth),
@@ -183,6 +207,7 @@ class PollTarget:
         return {
             "name": self.name,
             "url": self.url,
+            "endpoint": self.url,
             "job": self.job,
             "enabled": True,
             "auth": masked_auth(auth),

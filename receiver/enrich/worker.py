@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from receiver.detect.prometheus import PrometheusAPI
@@ -33,7 +33,7 @@ from receiver.enrich.prompt import PROMPT_VERSION, build_messages
 from receiver.enrich.tracing import AnalysisTrace, Tracer
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.convert import incident_view
-from receiver.store.documents import Incident, Rca
+from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
 from receiver.store.storms import STORM_SOURCE, StormStore
@@ -111,8 +111,28 @@ class _Outcome:
     cached: Rca | None = None
 
 
+def _primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly | None:
+    primary = primary_signal(view)
+    if primary is None:
+        return None
+    return next(
+        (
+            e
+            for e in episodes
+            if e.fingerprint == primary.fingerprint and e.source == primary.source.value
+        ),
+        None,
+    )
+
+
 def _rca(
-    incident: Incident, view: IncidentView, sig: str, evidence: EvidenceBundle, result: _Outcome
+    incident: Incident,
+    view: IncidentView,
+    sig: str,
+    evidence: EvidenceBundle,
+    result: _Outcome,
+    episode: Anomaly | None = None,
+    seconds: float = 0.0,
 ) -> Rca:
     analysis = result.analysis
     primary = primary_signal(view)
@@ -145,6 +165,9 @@ def _rca(
         evidence_hash=result.evidence_hash,
         evidence_queries=evidence.queries,
         evidence_seconds=evidence.seconds,
+        anomaly_id=str(episode.id) if episode is not None else "",
+        metric=primary.metric if primary else "",
+        processing_seconds=round(seconds, 3),
     )
 
 
@@ -364,7 +387,11 @@ class EnrichmentWorker:
             rca = result.cached
         else:
             assert evidence is not None
-            rca = await self.analyses.insert(_rca(incident, view, sig, evidence, result))
+            episode = _primary_episode(view, episodes)
+            seconds = time.perf_counter() - started
+            rca = await self.analyses.insert(
+                _rca(incident, view, sig, evidence, result, episode, seconds)
+            )
         cleared = await self.analyses.complete(incident, token, str(rca.id), sig, result.outcome)
         await self.analyses.mark_analyzed([e.id for e in episodes if not e.analyzed])
         self._count(result, time.perf_counter() - started)

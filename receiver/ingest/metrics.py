@@ -34,3 +34,18 @@ class IngestMetrics:
         self.queue_depth = Gauge(
             "deliveries_pending", "Stored deliveries not yet processed", registry=registry
         )
+
+
+class AnomalyMetrics:
+    """The seed's `anomalies_detected_total`: every new episode, from any source."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.detected = Counter(
+            "anomalies_detected_total",
+            "New alert episodes stored, by source (alertmanager, detector, receiver) and severity",
+            ["source", "severity"],
+            registry=registry,
+        )
+
+    def episode(self, source: str, severity: str) -> None:
+        self.detected.labels(source, severity).inc()

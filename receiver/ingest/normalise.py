@@ -109,15 +109,35 @@ def episode_key(source: Source, fp: str, starts_at: datetime, group: str) -> str
     return f"{source.value}:{fp}:{at}"
 
 
+# Prometheus' `humanize` prefixes, as the generated rules' `value` annotation writes them
+_SI = {
+    "y": 1e-24, "z": 1e-21, "a": 1e-18, "f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6,
+    "µ": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Z": 1e21, "Y": 1e24,
+}  # fmt: skip
+
+
+def parse_value(raw: str) -> float | None:
+    """A number as an alert annotation states it: `97.2`, `1.5k`, `12.3m` (humanized)."""
+    text = raw.strip()
+    scale = 1.0
+    if text[-1:] in _SI and text[:-1]:
+        text, scale = text[:-1], _SI[text[-1]]
+    try:
+        value = float(text) * scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _value_from(annotations: dict[str, str], values: dict[str, float]) -> float | None:
     for name in ("value", "current_value"):
         raw = annotations.get(name)
         if raw is None:
             continue
-        try:
-            return float(raw)
-        except ValueError:
-            continue
+        value = parse_value(raw)
+        if value is not None:
+            return value
     if values:
         # Grafana's rules name queries A, B, ... and put the threshold condition (0/1) last
         return values[min(values)]

@@ -127,6 +127,8 @@ class SignalProcessor:
         self.hold_for_storms = hold_for_storms
         # called (synchronously, must not block) when an incident newly needs analysis
         self.analysis_listeners: list[Callable[[], None]] = []
+        # called once per episode this replica stored first, with (source, severity)
+        self.episode_listeners: list[Callable[[str, str], None]] = []
 
     async def apply(self, batch: SignalBatch) -> ApplyResult:
         result = ApplyResult()
@@ -149,6 +151,10 @@ class SignalProcessor:
             result.new_episodes = len(fresh) - len(raced)
             if raced:  # another replica inserted them first: treat as existing
                 existing.update(await self.store.episodes_by_key(sorted(raced)))
+            for episode in fresh:
+                if episode.episode_key not in raced:
+                    for listener in self.episode_listeners:
+                        listener(episode.source, episode.severity)
             await self._grow_incident(incident, new_signals, result.new_episodes)
 
         touched: set[str] = {str(incident.id)} if incident is not None else set()

@@ -305,7 +305,9 @@ def build_channels(
 
 # --- routing --------------------------------------------------------------------------------
 
-DEFAULT_ROUTES = "critical=email,slack;high=email,slack;medium=slack;low=slack"
+# medium is what the outlier poller raises (DETECT_SEVERITY): emailed too, so a setup with only
+# SMTP hears of outliers
+DEFAULT_ROUTES = "critical=email,slack;high=email,slack;medium=email,slack;low=slack"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,21 @@
 """The notification configuration in force: settings, overridden by what the API stored.
 
-Email recipients and the `enabled` switch (`/agent/email-config`) and the severity routing
-(`/api/v1/routing`) live in the `settings` collection, so every replica reads the same values;
-SMTP credentials, webhook URLs and APPRISE_URLS stay in the environment only.
+Email recipients and the `enabled` switch (`/agent/email-config`), Slack's switch and webhook
+URL (`/agent/slack-config`, the seed's) and the severity routing (`/api/v1/routing`) live in the
+`settings` collection, so every replica reads the same values; the Slack URL stored there is a
+secret like SLACK_WEBHOOK_URL (masked in every answer). SMTP credentials and APPRISE_URLS stay
+in the environment only.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import SecretStr
 
 from receiver.domain import Severity
 from receiver.notify.channels import (
@@ -20,12 +25,17 @@ from receiver.notify.channels import (
     SmtpMode,
     build_channels,
     parse_routes,
+    slack_channel,
 )
 from receiver.settings import Settings
 from receiver.store.notify import OutboxStore
 
+log = logging.getLogger(__name__)
+
 EMAIL_SETTING = "notify.email"
 ROUTING_SETTING = "notify.routing"
+SLACK_SETTING = "notify.slack"
+MAX_URL = 2048
 MAX_RECIPIENTS = 50
 
 _ADDRESS = re.compile(r"^[^@\s/,;<>\"]+@[^@\s/,;<>\"]+\.[^@\s/,;<>\"]+$")
@@ -37,6 +47,43 @@ class EmailConfig:
     enabled: bool
     recipients: tuple[str, ...]
     stored: bool  # False = the SMTP_TO default, never changed through the API
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    enabled: bool
+    webhook_url: str | None  # a secret: shown masked only
+    stored: bool  # False = SLACK_ENABLED / SLACK_WEBHOOK_URL, never changed through the API
+
+    def __repr__(self) -> str:
+        return f"SlackConfig(enabled={self.enabled}, stored={self.stored})"
+
+
+def parse_slack_body(body: Any, base: SlackConfig) -> SlackConfig:
+    """`{"enabled": bool, "webhook_url": str}` over `base`; ChannelError names the bad field
+    (the URL masked). Enabling needs a URL, given now or before."""
+    if not isinstance(body, dict):
+        raise ChannelError("body: expected a JSON object")
+    unknown = sorted(set(body) - {"enabled", "webhook_url"})
+    if unknown:
+        raise ChannelError(f"{unknown[0][:40]}: unknown field (enabled, webhook_url)")
+    enabled = body.get("enabled", base.enabled)
+    if not isinstance(enabled, bool):
+        raise ChannelError("enabled: expected true or false")
+    url = body.get("webhook_url", base.webhook_url)
+    if url is not None:
+        if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL:
+            raise ChannelError(f"webhook_url: expected a URL of at most {MAX_URL} characters")
+        url = url.strip()
+        try:
+            slack_channel(url)
+        except ChannelError as err:
+            raise ChannelError(
+                "webhook_url: " + str(err).removeprefix("invalid setting SLACK_WEBHOOK_URL: ")
+            ) from None
+    if enabled and url is None:
+        raise ChannelError("webhook_url: required to enable Slack")
+    return SlackConfig(enabled=enabled, webhook_url=url, stored=True)
 
 
 def parse_recipients(raw: Any) -> tuple[str, ...]:
@@ -112,9 +159,35 @@ class NotifyConfig:
     def default_email(self) -> EmailConfig:
         return default_email(self.settings)
 
+    def default_slack(self) -> SlackConfig:
+        url = self.settings.slack_webhook_url
+        return SlackConfig(
+            enabled=self.settings.slack_enabled,
+            webhook_url=url.get_secret_value() if url is not None else None,
+            stored=False,
+        )
+
     def validate_settings(self) -> list[Channel]:
         """Build the channels from settings alone; ChannelError names the bad variable."""
-        return self._build(self.default_email())
+        return self._build(self.default_email(), self.default_slack())
+
+    async def slack(self) -> SlackConfig:
+        stored = await self.outbox.get_setting(SLACK_SETTING)
+        if stored is None:
+            return self.default_slack()
+        url = stored.value.get("webhook_url")
+        return SlackConfig(
+            # the embedded store may hand a stored bool back as 0/1
+            enabled=bool(stored.value.get("enabled", False)),
+            webhook_url=url if isinstance(url, str) and url else None,
+            stored=True,
+        )
+
+    async def set_slack(self, slack: SlackConfig) -> SlackConfig:
+        await self.outbox.put_setting(
+            SLACK_SETTING, {"enabled": slack.enabled, "webhook_url": slack.webhook_url}
+        )
+        return await self.slack()
 
     async def email(self) -> EmailConfig:
         stored = await self.outbox.get_setting(EMAIL_SETTING)
@@ -148,14 +221,27 @@ class NotifyConfig:
 
     async def current(self) -> tuple[list[Channel], Routing]:
         email = await self.email()
+        slack = await self.slack()
         routing, _ = await self.routing()
-        key = (email.enabled, email.recipients)
+        key = (email.enabled, email.recipients, slack.enabled, slack.webhook_url)
         if key != self._cache_key:
-            self._channels = self._build(email)
+            self._channels = self._build(email, slack)
             self._cache_key = key
         return list(self._channels), routing
 
-    def _build(self, email: EmailConfig) -> list[Channel]:
+    def _build(self, email: EmailConfig, slack: SlackConfig) -> list[Channel]:
+        if slack.stored:
+            url = SecretStr(slack.webhook_url) if slack.webhook_url else None
+            settings = self.settings.model_copy(
+                update={
+                    "slack_enabled": slack.enabled and url is not None,
+                    "slack_webhook_url": url,
+                }
+            )
+            try:
+                return settings_channels(settings, email)
+            except ChannelError as err:  # validated on write; never trust old data
+                log.warning("stored Slack config ignored: %s", err)
         return settings_channels(self.settings, email)
 
 

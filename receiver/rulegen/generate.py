@@ -29,6 +29,8 @@ SPEC_DIR = "rules/specs"
 GENERATED_DIR = "rules/generated"
 TESTS_DIR = "rules/tests"
 EXAMPLE = "prometheus-rules.example.yml"
+# the seed's "Value" line: the ingest parses it back to a number (SI prefixes included)
+VALUE_TEMPLATE = "{{ $value | humanize }}"
 
 # z-score tests feed this many samples of a rising ramp over one window, then one spike.
 _ZSCORE_POINTS = 100
@@ -78,6 +80,7 @@ def alert_labels(spec: Spec, rule: ThresholdRule) -> dict[str, str]:
     labels = {
         **rule.labels,
         "family": rule.family_label,
+        "metric": rule.metric_name,
         "owner": rule.owner or spec.model.owner,
         "severity": rule.severity,
         "team": rule.team or spec.model.team,
@@ -102,6 +105,7 @@ def _alert(spec: Spec, rule: ThresholdRule) -> dict[str, Any]:
             "description": rule.description,
             "runbook_url": rule.runbook_url,
             "summary": rule.summary,
+            "value": VALUE_TEMPLATE,
         },
     }
 
@@ -211,6 +215,7 @@ def threshold_test(spec: Spec, rule: ThresholdRule) -> dict[str, Any]:
             "description": templates.render(rule.description, labels, firing),
             "runbook_url": rule.runbook_url,
             "summary": templates.render(rule.summary, labels, firing),
+            "value": templates.render(VALUE_TEMPLATE, labels, firing),
         },
     }
     checks: list[dict[str, Any]] = [

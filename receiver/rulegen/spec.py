@@ -20,13 +20,14 @@ Severity = Literal["critical", "high", "medium", "low"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 
 # Labels the generator sets from dedicated spec fields; a rule's free-form `labels` may not.
-RESERVED_LABELS = ("alertname", "family", "owner", "severity", "team")
+RESERVED_LABELS = ("alertname", "family", "metric", "owner", "severity", "team")
 
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _ALERT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 STEM = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _URL = re.compile(r"^https?://\S+$")
+_SEED_METRIC = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -51,6 +52,14 @@ def _alert_name(value: str) -> str:
 def _label_name(value: str) -> str:
     if not _LABEL.match(value) or value.startswith("__"):
         raise ValueError(f"invalid label name {value!r} (letters, digits and '_', not '__...')")
+    return value
+
+
+def _seed_metric(value: str) -> str:
+    if not _SEED_METRIC.match(value):
+        raise ValueError(
+            f"invalid metric label {value!r} (lower-case letters, digits and '_', e.g. cpu_usage)"
+        )
     return value
 
 
@@ -106,6 +115,7 @@ AlertName = Annotated[str, AfterValidator(_alert_name)]
 LabelName = Annotated[str, AfterValidator(_label_name)]
 NonEmpty = Annotated[str, AfterValidator(_non_empty)]
 Template = Annotated[str, AfterValidator(_template)]
+SeedMetric = Annotated[str, AfterValidator(_seed_metric)]
 Url = Annotated[str, AfterValidator(_url)]
 PromQL = Annotated[str, AfterValidator(_promql)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -175,6 +185,8 @@ class ThresholdRule(_Model):
     name: AlertName
     metric: MetricName | None = None
     expr: PromQL | None = None
+    # the alert's `metric` label: the short name /anomalies, emails and Slack show
+    metric_label: SeedMetric | None = None
     op: Op
     threshold: FiniteFloat
     for_: Duration = Field(alias="for")
@@ -194,6 +206,17 @@ class ThresholdRule(_Model):
         if self.metric is not None:
             return self.metric
         return f"({self.expr})"
+
+    @property
+    def metric_name(self) -> str:
+        """`metric_label`, else the series' name: a recorded one's middle part
+        (`instance:cpu_usage:percent` → `cpu_usage`), a raw one as it is; an `expr` rule's
+        series is the one its test drives."""
+        if self.metric_label is not None:
+            return self.metric_label
+        series = self.metric or (self.test.metric if self.test is not None else None) or ""
+        parts = series.split(":")
+        return parts[1] if len(parts) == 3 and parts[1] else series
 
     @property
     def family_label(self) -> str:

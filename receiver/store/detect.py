@@ -29,28 +29,50 @@ class DetectStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.skipped_targets = 0  # malformed target documents seen (each read counts)
+        # target documents the last read skipped: (id, name, first validation error)
+        self.invalid_targets: list[tuple[str, str, str]] = []
+        self._warned: set[str] = set()
 
     # targets --------------------------------------------------------------------------------
 
     @translated
-    async def list_targets(self, enabled_only: bool = False) -> list[Target]:
-        """Targets by name; a document that is not a valid target is skipped and logged."""
+    async def list_targets(self, enabled_only: bool = False, warn: bool = True) -> list[Target]:
+        """Targets by name. A document that is not a valid target is skipped, kept in
+        `invalid_targets` and, with `warn`, logged once per document for this store object."""
         query: dict[str, Any] = {"enabled": True} if enabled_only else {}
         found: list[Target] = []
+        invalid: list[tuple[str, str, str]] = []
         async for raw in Target.get_pymongo_collection().find(query).sort("name", 1):
             try:
                 found.append(Target.model_validate(raw))
             except ValidationError as err:
-                self.skipped_targets += 1
-                log.warning(
-                    "target document %s skipped: %s", str(raw.get("_id"))[:40], err.errors()[0]
-                )
+                first = err.errors(include_url=False, include_input=False)[0]
+                where = ".".join(str(p) for p in first["loc"]) or "document"
+                doc_id, name = str(raw.get("_id"))[:40], str(raw.get("name", ""))[:64]
+                invalid.append((doc_id, name, f"{where}: {first['msg']}"))
+                if warn and doc_id not in self._warned:
+                    self._warned.add(doc_id)
+                    log.warning(
+                        "target document %s (name %r) skipped until fixed: %s: %s",
+                        doc_id,
+                        name,
+                        where,
+                        first["msg"],
+                    )
+        self.invalid_targets = invalid
         return found
 
     @translated
     async def get_target(self, name: str) -> Target | None:
-        return await Target.find_one(Target.name == name)
+        """The target named `name`; None also when its document is not a valid target."""
+        raw = await Target.get_pymongo_collection().find_one({"name": name})
+        if raw is None:
+            return None
+        try:
+            target: Target = Target.model_validate(raw)
+            return target
+        except ValidationError:
+            return None
 
     @translated
     async def insert_target(self, target: Target) -> None:

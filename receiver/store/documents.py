@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
 from beanie import Document, Indexed
-from pydantic import Field
+from pydantic import Field, model_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 
@@ -207,6 +207,11 @@ class Rca(Document):
     evidence_hash: str = ""
     evidence_queries: int = 0  # Prometheus requests made to gather the evidence
     evidence_seconds: float = 0.0  # time spent gathering it
+    # the seed's row fields: the episode the analysis is about first, its metric, and the
+    # whole analysis' duration (evidence + model), in seconds
+    anomaly_id: str = ""
+    metric: str = ""
+    processing_seconds: float = 0.0
 
     class Settings:
         name = "rca"
@@ -298,6 +303,14 @@ class Target(Document):
 
     class Settings:
         name = "targets"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_endpoint(cls, data: Any) -> Any:
+        """The seed stored `{name, endpoint, job, enabled}`: its `endpoint` is our `url`."""
+        if isinstance(data, dict) and "url" not in data and "endpoint" in data:
+            return {**data, "url": data["endpoint"]}
+        return data
 
 
 class Lease(Document):

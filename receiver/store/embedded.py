@@ -10,7 +10,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -50,14 +55,15 @@ class EmbeddedStore:
     def log_path(self) -> Path:
         return self.data_dir / "nx-27017.log"
 
-    async def start(self) -> None:
+    def _argv(self) -> list[str]:
+        """Prepare the data dir and a port; the command line that runs the server."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pid_file = self.data_dir / "nx-27017.pid"
         # A pid file left by a crashed run would make nx-27017 refuse to start.
         pid_file.unlink(missing_ok=True)
         # keep the port across a restart so connected clients find the server again
         self.port = self.port or free_port()
-        argv = [
+        return [
             sys.executable,
             "-P",  # never import a `receiver` folder from the working directory
             "-m",
@@ -73,6 +79,9 @@ class EmbeddedStore:
             "--pid-file",
             str(pid_file.resolve()),
         ]
+
+    async def start(self) -> None:
+        argv = self._argv()
         with self.log_path.open("ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=out, stderr=out, start_new_session=True
@@ -120,3 +129,41 @@ class EmbeddedStore:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _answers_now(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def embedded_process(data_dir: Path, start_timeout: float = 20.0) -> Iterator[str]:
+    """The embedded server for processes that share it (`receiver serve --workers N`,
+    `--reload`): started without an event loop by the parent, its URI yielded, stopped on exit."""
+    store = EmbeddedStore(data_dir, start_timeout)
+    argv = store._argv()
+    with store.log_path.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not _answers_now(store.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = store.log_path.read_text(errors="replace")[-1500:]
+                raise EmbeddedStoreError(
+                    f"embedded store (nx-27017) did not answer on 127.0.0.1:{store.port} "
+                    f"within {start_timeout}s; log {store.log_path}:\n{tail}"
+                )
+            time.sleep(0.05)
+        log.info("embedded store listening on 127.0.0.1:%d (data %s)", store.port, data_dir)
+        yield store.uri
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -113,6 +113,7 @@ async def test_multi_turn_session_with_a_model(
     assert second["incidents"] == first["incidents"]
     assert second["session"]["message_count"] == 4
     assert (second["session"]["tokens_in"], second["session"]["tokens_out"]) == (720, 65)
+    assert second["session"]["total_tokens"] == 785  # the seed's field
 
     requests = [r.json() for r in fake_llm.requests]
     assert len(requests) == 2
@@ -139,6 +140,7 @@ async def test_multi_turn_session_with_a_model(
     assert detail["messages"][3]["content"] == "Restart the web tier first."
     assert detail["messages"][3]["tokens_in"] == 420
     assert (detail["tokens_in"], detail["tokens_out"]) == (720, 65)
+    assert detail["total_tokens"] == listed["sessions"][0]["total_tokens"] == 785
 
 
 async def test_model_failure_falls_back_offline(

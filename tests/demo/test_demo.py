@@ -101,9 +101,10 @@ def test_demo_fast_end_to_end(tmp_path: Path) -> None:
         images = [p for p in message.walk() if p.get_content_type() == "image/png"]
         if images and images[0]["Content-ID"] == "<evidence.png>":
             charted.append(str(message["Subject"]))
-    assert any("HighCPUUsage" in s for s in subjects), subjects
+    # the generated rule's `metric` label names the threshold page, as in the seed
+    assert "[HIGH] cpu_usage" in subjects, subjects
     assert any("job:http_request_latency_seconds:p95" in s for s in subjects), subjects
-    assert any("HighCPUUsage" in s for s in charted), (charted, subjects)
+    assert "[HIGH] cpu_usage" in charted, (charted, subjects)
     assert any("job:http_request_latency_seconds:p95" in s for s in charted), (charted, subjects)
     assert "threshold incident opened: HighCPUUsage on node-b:9100" in out
     assert "outlier incident opened" in out

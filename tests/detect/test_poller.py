@@ -33,10 +33,12 @@ from receiver.ingest.processor import SignalProcessor
 from receiver.settings import Settings
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
+from tests.notify.outbox_helpers import eventually, notify_settings
 from tests.support.exporter import SyntheticExporter
 from tests.support.procs import free_port, running
 from tests.support.prom import prometheus
 from tests.support.service import Running, make_settings, serve
+from tests.support.smtp import smtp_server
 
 METRIC = "app_queue_depth"
 NORMAL = {"orders": 10.0, "billing": 20.0}
@@ -148,6 +150,15 @@ async def test_spike_is_one_incident_that_survives_a_restart_and_resolves(
             first = (await snapshots(svc))[0]
             assert first["error"] is None
             assert first["series"] >= 3  # orders, billing, fresh (+ up)
+            # the seed's reading: `count` series read, `data` the sample as {name, value, instance}
+            assert first["count"] == first["series"]
+            assert first["data"] == [
+                {"name": x["metric"], "value": x["value"], "instance": x["instance"]}
+                for x in first["sample"]
+            ]
+            assert {"name": METRIC, "value": 10.0, "instance": prom.exporter.target} in first[
+                "data"
+            ]
             assert not any(s["flagged"] for s in first["sample"])
             assert (await svc.get("/api/v1/incidents", source="detector"))["total"] == 0
 
@@ -180,6 +191,9 @@ async def test_spike_is_one_incident_that_survives_a_restart_and_resolves(
             text = await metrics_text(svc)
             assert sample(text, "detector_episodes_opened_total", target="default") == 1
             assert sample(text, "detector_series_scored_total", target="default") >= 3
+            assert (
+                sample(text, "anomalies_detected_total", source="detector", severity="medium") == 1
+            )
 
         # a new process finds the open episode in the store and carries on with it
         async with serve(settings) as svc:
@@ -411,3 +425,26 @@ async def test_one_query_range_per_selector_and_the_series_cap(
         report = await poller(selectors="rate(up[; up").poll(target)
         assert report.series == 1
         assert report.error.startswith("query: rate(up[: ")
+
+
+async def test_an_outlier_is_emailed_when_only_smtp_is_configured(
+    prom: PromEnv, embedded_store: EmbeddedStore, tmp_path: Path
+) -> None:
+    """With the default routing an outlier (severity medium) is emailed, not only sent to
+    Slack: a setup with SMTP alone hears of it, once."""
+    with smtp_server() as smtp:
+        settings = notify_settings(embedded_store.uri, tmp_path, smtp=smtp, **fast(prom.url))
+        assert not settings.notify_routes  # the shipped default routing
+        try:
+            async with serve(settings) as svc:
+                await wait_cycles(svc, "default", 2)
+                # far above anything earlier tests left in the lookback
+                prom.exporter.set(METRIC, {"queue": "billing"}, 5000.0)
+                await eventually(lambda: smtp.messages, 30, "the outlier email")
+                await wait_cycles(svc, "default", 3)
+                incidents = await svc.get("/api/v1/incidents", source="detector")
+        finally:
+            prom.normal()
+    assert incidents["total"] == 1
+    assert incidents["incidents"][0]["severity"] == "medium"
+    assert [m.message["Subject"] for m in smtp.messages] == [f"[MEDIUM] {METRIC}"]

@@ -61,6 +61,14 @@ async def test_threshold_rule_fires_through_alertmanager_and_resolves(
         assert episode["annotations"]["summary"] == f"CPU usage on {exporter.target} is above 80%"
         assert episode["annotations"]["runbook_url"].endswith("/HighCPUUsage")
         assert "instance%3Acpu_usage%3Apercent" in episode["generator_url"]
+        # the seed's anomaly line: `[HIGH] cpu_usage … 97.2`, metric and value from the rule
+        assert episode["metric"] == "cpu_usage"
+        assert episode["value"] is not None
+        assert episode["value"] > 80
+        seed_view = await service.get("/anomalies", instance=exporter.target)
+        assert ("cpu_usage", "high") in {
+            (a["metric"], a["severity"]) for a in seed_view["anomalies"]
+        }
 
         load.set_busy(0.10)
         await service.wait_for(

@@ -13,6 +13,7 @@ from receiver.ingest.normalise import (
     episode_key,
     fingerprint,
     group_id,
+    parse_value,
     to_signals,
 )
 from tests.support.payloads import CAPTURED, load
@@ -112,3 +113,31 @@ def test_group_identity_is_receiver_and_group_key() -> None:
     assert episode_key(am, "ab", at, one) != episode_key(
         am, "ab", at, group_id(am, "pager", '{}:{alertname="A"}')
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("97.2", 97.2),
+        (" 97.2 ", 97.2),
+        ("1.1k", 1100.0),
+        ("2.5M", 2.5e6),
+        ("12.3m", 0.0123),
+        ("250u", 0.00025),
+        ("0", 0.0),
+        ("-3", -3.0),
+        ("1e3", 1000.0),
+        ("n/a", None),
+        ("k", None),
+        ("", None),
+        ("NaN", None),
+        ("inf", None),
+    ],
+)
+def test_value_annotation_reads_humanized_numbers(raw: str, expected: float | None) -> None:
+    """A `value` annotation written by Prometheus' `humanize` becomes the episode's number."""
+    got = parse_value(raw)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected)

@@ -238,7 +238,7 @@ CHANNELS = [
     [
         (None, Severity.CRITICAL, Event.FIRING, ["email", "slack", "apprise-1", "apprise-2"]),
         (None, Severity.HIGH, Event.FIRING, ["email", "slack", "apprise-1"]),
-        (None, Severity.MEDIUM, Event.FIRING, ["slack", "apprise-1"]),
+        (None, Severity.MEDIUM, Event.FIRING, ["email", "slack", "apprise-1"]),
         (None, Severity.LOW, Event.ANALYSIS, ["slack", "apprise-1"]),
         (None, Severity.CRITICAL, Event.RESOLVED, ["email", "slack", "apprise-1", "apprise-2"]),
         (
@@ -254,7 +254,7 @@ CHANNELS = [
 def test_routing_table(
     routes: str | None, severity: Severity, event: Event, expected: list[str]
 ) -> None:
-    """Severity → channels by tag; defaults page email only for critical and high."""
+    """Severity → channels by tag; defaults email critical, high and medium (outliers)."""
     routing = parse_routes(routes)
     assert [c.name for c in routing.select(CHANNELS, severity, event)] == expected
 

@@ -177,7 +177,7 @@ async def test_routing_api_changes_who_gets_what(
     assert default["routes"] == {
         "critical": ["email", "slack"],
         "high": ["email", "slack"],
-        "medium": ["slack"],
+        "medium": ["email", "slack"],
         "low": ["slack"],
     }
     assert default["source"] == "settings"
@@ -187,7 +187,7 @@ async def test_routing_api_changes_who_gets_what(
     assert put.json()["resolved"] is False
     assert put.json()["source"] == "api"
     email = next(c for c in put.json()["channels"] if c["name"] == "email")
-    assert email["severities"] == ["critical", "high", "low"]
+    assert email["severities"] == ["critical", "high", "medium", "low"]
     assert bad.status_code == 422
     assert "unknown severity 'urgent'" in bad.json()["detail"]
     assert bad_tag.status_code == 422

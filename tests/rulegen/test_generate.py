@@ -130,3 +130,21 @@ def test_alerts_share_a_group_with_the_recording_rules_they_read() -> None:
                     recorded.append(rule["record"])
                 elif ":" in (metric := rule["expr"].split(" ")[0]):
                     assert metric in recorded, (path.name, rule["alert"])
+
+
+def test_every_alert_carries_the_seed_metric_name_and_a_humanized_value() -> None:
+    """Each alert has the seed's short `metric` label and a `value` annotation of $value."""
+    doc = yaml.safe_load((REPO / "prometheus-rules.example.yml").read_text())
+    alerts = {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    assert {name: a["labels"]["metric"] for name, a in alerts.items()} == {
+        "ServiceDown": "up",
+        "HighCPUUsage": "cpu_usage",
+        "HighMemoryUsage": "memory_usage",
+        "HighDiskUsage": "disk_usage",
+        "HighRequestLatency": "http_latency_p95",
+        "HighErrorRate": "http_error_rate",
+        "HighDatabaseConnections": "db_connections",
+        "HighQueueDepth": "queue_depth",
+    }
+    for alert in alerts.values():
+        assert alert["annotations"]["value"] == "{{ $value | humanize }}", alert["alert"]

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from receiver.ingest.normalise import parse_value
 from receiver.rulegen.cli import main
 from tests.rulegen.helpers import CpuLoad, write_fast_specs
 from tests.support.exporter import SyntheticExporter
@@ -83,6 +85,7 @@ def test_high_cpu_fires_and_resolves_in_real_prometheus(tmp_path: Path) -> None:
             "family": "cpu",
             "instance": exporter.target,
             "job": "synthetic",
+            "metric": "cpu_usage",
             "owner": "sre-oncall",
             "severity": "high",
             "team": "sre",
@@ -90,6 +93,10 @@ def test_high_cpu_fires_and_resolves_in_real_prometheus(tmp_path: Path) -> None:
         assert alert["annotations"]["summary"] == f"CPU usage on {exporter.target} is above 80%"
         assert alert["annotations"]["runbook_url"] == "https://runbooks.example/alerts/HighCPUUsage"
         assert float(alert["value"]) > 80
+        # the seed's value line: humanized by Prometheus, read back to a number at ingest
+        assert parse_value(alert["annotations"]["value"]) == pytest.approx(
+            float(alert["value"]), rel=1e-3
+        )
 
         load.set_busy(0.10)
         _wait(

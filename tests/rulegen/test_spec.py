@@ -13,6 +13,7 @@ from receiver.durations import format_duration, parse_duration
 from receiver.rulegen.cli import main
 from receiver.rulegen.load import load_specs
 from receiver.rulegen.spec import Severity as SpecSeverity
+from receiver.rulegen.spec import ThresholdRule
 from tests.rulegen.helpers import DATA, REPO
 
 BAD = DATA / "bad"
@@ -36,8 +37,11 @@ EXPECTED = {
     "misspelt_field.yml": 'rules/specs/misspelt_field.yml: rule "HighCPUUsage": '
     'field "threshold": is required\n'
     'rules/specs/misspelt_field.yml: rule "HighCPUUsage": field "treshold": unknown field '
-    "(allowed: description, expr, family, for, labels, metric, name, op, owner, runbook_url, "
-    "severity, summary, team, test, threshold)",
+    "(allowed: description, expr, family, for, labels, metric, metric_label, name, op, owner, "
+    "runbook_url, severity, summary, team, test, threshold)",
+    "bad_metric_label.yml": 'rules/specs/bad_metric_label.yml: rule "HighCPUUsage": '
+    "field \"metric_label\": invalid metric label 'CPU usage' (lower-case letters, digits "
+    "and '_', e.g. cpu_usage)",
     "reserved_label.yml": 'rules/specs/reserved_label.yml: rule "HighCPUUsage": '
     "field \"labels.severity\": 'severity' is set by the generator; use the severity field",
     "threshold_not_number.yml": 'rules/specs/threshold_not_number.yml: rule "HighCPUUsage": '
@@ -147,3 +151,36 @@ def test_invalid_durations_are_rejected(text: str) -> None:
     """Anything Prometheus would not parse as a duration raises ValueError."""
     with pytest.raises(ValueError, match="invalid Prometheus duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"metric": "instance:cpu_usage:percent"}, "cpu_usage"),
+        ({"metric": "queue_depth"}, "queue_depth"),
+        ({"metric": "job:http_request_latency_seconds:p95"}, "http_request_latency_seconds"),
+        (
+            {"metric": "job:http_request_latency_seconds:p95", "metric_label": "http_latency_p95"},
+            "http_latency_p95",
+        ),
+        ({"expr": "max(queue_depth)", "test": {"metric": "queue_depth"}}, "queue_depth"),
+    ],
+)
+def test_metric_label_comes_from_the_spec_or_the_series_name(
+    fields: dict[str, object], expected: str
+) -> None:
+    """`metric_label` wins; else a recorded series' middle part, else the series' own name."""
+    rule = ThresholdRule.model_validate(
+        {
+            "name": "A",
+            "op": ">",
+            "threshold": 1,
+            "for": "1m",
+            "severity": "high",
+            "summary": "s",
+            "description": "d",
+            "runbook_url": "https://runbooks.example/a",
+            **fields,
+        }
+    )
+    assert rule.metric_name == expected

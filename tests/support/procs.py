@@ -51,6 +51,7 @@ def running(
     ready_url: str | None = None,
     timeout: float = 30.0,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start `argv` with output to `log_path`, wait for `ready_url`, stop it on exit."""
     log = log_path.open("wb")
@@ -59,6 +60,7 @@ def running(
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     try:
         if ready_url is not None:
