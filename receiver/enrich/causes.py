@@ -28,6 +28,7 @@ from receiver.enrich.candidates import (
     selector,
 )
 from receiver.enrich.evidence import EvidenceBundle
+from receiver.enrich.relations import relate
 from receiver.enrich.timeline import (
     CHANGE_SIZE,
     Candidate,
@@ -94,13 +95,13 @@ def _changes(candidates: Sequence[Candidate], base_end: float, alert_at: float) 
                 continue
             previous = firsts[n - 1][1]
             at = float(c.timestamps[first])
-            if at > alert_at:
-                continue
             c.change = {
                 k: f"{previous.labels.get(k, '')} → {v}"
                 for k, v in c.labels.items()
                 if previous.labels.get(k) != v
             }
+            if at > alert_at:
+                continue  # not a candidate, but part of a rollout (relations.py)
             present = bool(np.isfinite(c.values[c.timestamps <= alert_at]).any())
             c.departure = Departure(
                 at, "changed", CHANGE_SIZE, 1.0 if present else 0.5, None, None, None
@@ -163,7 +164,9 @@ async def _recurrence(
             e = by_key.get((c.metric, tuple(sorted(c.labels.items()))))
             if e is None or c.recurring or c.departure is None:
                 continue
-            if recurring(c.departure, e.timestamps + day * 86400.0, e.values, TOLERANCE):
+            # `x offset 1d` answers at today's timestamps with yesterday's values: the clock
+            # times already line up
+            if recurring(c.departure, e.timestamps, e.values, TOLERANCE):
                 c.recurring = True
 
 
@@ -191,6 +194,7 @@ async def find_causes(
     _, candidates = build(results, *args)
     finder.info.metrics = len({c.metric for c in candidates})
     time_candidates(candidates, base_end, alert_at)
+    candidates = relate(candidates, base_end, alert_at)
     shared = not hosts or (len(hosts) >= 2 and len(hosts & job_hosts) >= 2 * len(job_hosts) / 3)
     scope = Scope(alert_at, step, frozenset(hosts), frozenset(jobs), shared, frozenset(symptoms))
     ranked = rank(candidates, scope, job_hosts)

@@ -32,6 +32,8 @@ MIN_BASELINE = 8  # finite baseline points needed
 MAX_SIZE = 200.0  # a departure from a flat zero series is "huge", not infinite
 REL_FLOOR = 0.02  # scale floor relative to the baseline level
 CHANGE_SIZE = 20.0  # a new version or a restart counts as this many noise units
+STRONG_SIZE = 4 * K  # an earlier departure this large on the same host is upstream of later ones
+CHAIN_WINDOW = 1800.0  # seconds after a change, restart or earlier rise that its effects follow
 STRONG = 1.0  # a ranked score at or above this is a candidate worth naming
 
 Role = str  # resource | saturation | change | restart | load | dependency | symptom | other
@@ -40,6 +42,7 @@ _SHARED_ROLE = {
     "change": 1.6,
     "dependency": 1.5,
     "load": 1.4,
+    "imbalance": 0.8,
     "restart": 1.1,
     "saturation": 1.0,
     "resource": 0.9,
@@ -49,6 +52,7 @@ _SHARED_ROLE = {
 _SINGLE_ROLE = {
     "change": 1.5,
     "restart": 1.3,
+    "imbalance": 1.3,
     "resource": 1.2,
     "saturation": 1.2,
     "dependency": 1.2,
@@ -90,6 +94,10 @@ class Candidate:
     rank: int = 0
     why: list[str] = field(default_factory=list)  # reasons the score was raised or lowered
     change: dict[str, str] = field(default_factory=dict)  # info metrics: label → "old → new"
+    # set once by relations.py (a pool at its limit, a rollout, an instance's load share);
+    # `rank` applies them every time it scores
+    boost: float = 1.0
+    notes: list[str] = field(default_factory=list)
 
 
 def _finite_last(values: FloatArray, upto: int) -> float | None:
@@ -168,7 +176,9 @@ def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: flo
     onset_idx = start
     while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > BACK:
         onset_idx -= 1
-    span = z[onset_idx : last + 1]
+    # size and persistence over the sustained run only: the walk back above may cross a slow
+    # drift that would dilute them
+    span = z[start : last + 1]
     span = span[np.isfinite(span)]
     size = min(float(np.percentile(np.abs(span), 75)), MAX_SIZE) if span.size else 0.0
     persistence = float((span * sign > K).mean()) if span.size else 0.0
@@ -230,13 +240,15 @@ class Scope:
 
 
 def symptom_onset(candidates: Iterable[Candidate], scope: Scope) -> float:
-    """The alert's own onset: its symptom series' earliest recent departure, else startsAt."""
+    """The alert's own onset: its symptom series' earliest recent strong departure, else
+    startsAt (a denominator drifting with the time of day is not the alert moving)."""
     onsets = [
         c.departure.onset
         for c in candidates
         if c.role == "symptom"
         and c.departure is not None
         and c.departure.onset is not None
+        and c.departure.size >= 2 * K
         and c.departure.onset >= scope.alert_at - 1800
     ]
     return min([*onsets, scope.alert_at])
@@ -252,6 +264,13 @@ def _spread(candidates: Sequence[Candidate]) -> dict[tuple[str, str], set[str]]:
     return moved
 
 
+def _is_event(c: Candidate) -> bool:
+    """A change or a restart: one moment, not a level in noise units."""
+    return c.role in ("change", "restart") and c.departure is not None and (
+        c.departure.direction in ("changed", "step")
+    )
+
+
 def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list[Candidate]:
     """Score every candidate with an onset, best first (rank 1…); the rest are dropped."""
     live = [c for c in candidates if c.departure is not None and c.departure.onset is not None]
@@ -263,12 +282,17 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
         assert d is not None
         assert d.onset is not None
         why: list[str] = []
-        score = math.log1p(min(d.size, MAX_SIZE)) * max(d.persistence, 0.1)
+        # a new version or a restart explains much and is cheap to verify: as strong as the
+        # strongest departure (RCA.md "changes and restarts high")
+        size = MAX_SIZE if _is_event(c) else min(d.size, MAX_SIZE)
+        score = math.log1p(size) * max(d.persistence, 0.1)
         score *= weights.get(c.role, 0.8)
+        # a change is seen at the first scrape after its restart: allow for the gap
+        slack = (8 if _is_event(c) else 2) * scope.step
         if d.onset > scope.alert_at + scope.step:
             score *= 0.1
             why.append("began after the alert fired")
-        elif d.onset > alert_onset + 2 * scope.step:
+        elif d.onset > alert_onset + slack:
             score *= 0.5
             why.append("began after the alert's own series moved")
         else:
@@ -291,6 +315,8 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
             else:
                 score *= 0.4
                 why.append("on another instance than the alerting one")
+        score *= c.boost
+        why.extend(c.notes)
         if c.recurring:
             score *= 0.2
             why.append("the same departure happened at this time on an earlier day")
@@ -304,26 +330,45 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
     return live
 
 
+def _upstream(c: Candidate, earlier: Candidate, scope: Scope) -> bool:
+    """Is `earlier` an element before `c` in a chain on the same host?"""
+    d, e = c.departure, earlier.departure
+    if earlier is c or d is None or e is None or d.onset is None or e.onset is None:
+        return False
+    if earlier.host != c.host or not c.host or earlier.recurring:
+        return False
+    if _is_event(earlier):
+        # what moves on a host after its version changed or its process restarted follows it
+        return (
+            not _is_event(c)
+            and e.onset <= d.onset + 2 * scope.step
+            and d.onset - e.onset <= CHAIN_WINDOW
+        )
+    if earlier.role not in ("resource", "saturation", "dependency"):
+        return False
+    if e.onset > d.onset - 3 * scope.step or d.onset - e.onset > CHAIN_WINDOW:
+        return False
+    if c.role in ("restart", "symptom"):
+        return e.size >= K  # leak → memory at limit → restart → instance down
+    # two departures of one host: the one that began clearly earlier, strongly and steadily,
+    # is upstream (heap growth → GC time → latency)
+    return (
+        c.role in ("resource", "saturation", "other")
+        and e.size >= STRONG_SIZE
+        and e.persistence >= 0.8
+        and earlier.score >= 0.5 * c.score
+    )
+
+
 def _chain(live: Sequence[Candidate], scope: Scope) -> None:
-    """A restart or an outage that follows an earlier departure on the same host is its
-    consequence (leak → memory at limit → restart): the earlier element ranks first."""
+    """A departure that follows an earlier element on the same host is its consequence: the
+    earlier element ranks first (RCA.md "prefer the earliest upstream element of a chain")."""
+    before = {id(c): c.score for c in live}
     for c in live:
-        d = c.departure
-        if d is None or d.onset is None or c.role not in ("restart", "symptom"):
-            continue
         for earlier in live:
-            e = earlier.departure
-            if (
-                earlier is c
-                or e is None
-                or e.onset is None
-                or earlier.role not in ("resource", "saturation", "change", "dependency")
-                or earlier.host != c.host
-                or e.onset > d.onset - 3 * scope.step
-                or e.size < K
-            ):
+            if not _upstream(c, earlier, scope):
                 continue
-            c.score *= 0.5
+            c.score = before[id(c)] * 0.5
             c.why.append(f"follows {earlier.metric}, which moved first")
             break
 
