@@ -155,7 +155,7 @@ async def _recurrence(
             return None
 
     answers = await asyncio.gather(*(one(d) for d in days))
-    for day, answer in zip(days, answers, strict=True):
+    for answer in answers:
         if answer is None or not answer.series:
             continue
         _, earlier = build([answer], *args)

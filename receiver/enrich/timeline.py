@@ -266,8 +266,10 @@ def _spread(candidates: Sequence[Candidate]) -> dict[tuple[str, str], set[str]]:
 
 def _is_event(c: Candidate) -> bool:
     """A change or a restart: one moment, not a level in noise units."""
-    return c.role in ("change", "restart") and c.departure is not None and (
-        c.departure.direction in ("changed", "step")
+    return (
+        c.role in ("change", "restart")
+        and c.departure is not None
+        and (c.departure.direction in ("changed", "step"))
     )
 
 
