@@ -16,11 +16,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from receiver.detect.prometheus import PrometheusAPI, PrometheusError, RangeResult
+from receiver.detect.prometheus import (
+    PrometheusAPI,
+    PrometheusClient,
+    PrometheusError,
+    RangeResult,
+)
 from receiver.detect.promql import promql_string
 from receiver.domain import Signal
 from receiver.enrich.candidates import (
     AGGREGATED_AWAY,
+    MAX_PER_QUERY,
     Discovery,
     Finder,
     build,
@@ -36,6 +42,7 @@ from receiver.enrich.timeline import (
     Scope,
     as_data,
     departure,
+    event_departure,
     host_of,
     rank,
     recurring,
@@ -47,6 +54,7 @@ BASELINE = 3600.0  # the first part of the window is the normal
 AFTER = 300.0
 MAX_POINTS = 400
 MIN_STEP = 15.0
+CANDIDATE_MAX_BYTES = 32 * 1024 * 1024  # one batched answer: 600 series x 400 points is ~8 MB
 QUERY_BUDGET = 40  # every Prometheus request of one incident, the alert's own included
 RECURRENCE_DAYS = (1, 2)
 RECURRENCE_TOP = 6  # candidates checked for a daily pattern
@@ -115,16 +123,33 @@ def time_candidates(candidates: Sequence[Candidate], base_end: float, alert_at: 
             continue
         if c.kind == "start":
             c.departure = restart_departure(c.timestamps, c.values, base_end, alert_at)
+        elif c.kind == "event":
+            c.departure = event_departure(c.timestamps, c.values, base_end, alert_at)
         else:
             c.departure = departure(c.timestamps, c.values, base_end, alert_at)
     _changes(candidates, base_end, alert_at)
 
 
-def _raw_selector(c: Candidate) -> list[str]:
-    labels = {k: v for k, v in c.labels.items() if k not in AGGREGATED_AWAY}
-    inner = [f"{k}={promql_string(v)}" for k, v in sorted(labels.items())]
-    names = [c.metric + "_sum", c.metric + "_count"] if c.kind == "mean" else [c.metric]
-    return [selector([f"__name__={promql_string(n)}", *inner]) for n in names]
+def _recurrence_selectors(candidates: Sequence[Candidate]) -> list[str]:
+    """One selector per label set, its metric names as a regex: `a or b` matches on the labels
+    without the name, so `x{l} offset 1d or y{l} offset 1d` would drop y."""
+    names: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for c in candidates:
+        if c.kind in ("share", "total"):
+            continue  # derived on the client; their parts are not single series
+        labels = tuple(sorted((k, v) for k, v in c.labels.items() if k not in AGGREGATED_AWAY))
+        wanted = [c.metric + "_sum", c.metric + "_count"] if c.kind == "mean" else [c.metric]
+        group = names.setdefault(labels, [])
+        group.extend(n for n in wanted if n not in group)
+    return [
+        selector(
+            [
+                f"__name__=~{promql_string('|'.join(group))}",
+                *(f"{k}={promql_string(v)}" for k, v in labels),
+            ]
+        )
+        for labels, group in names.items()
+    ]
 
 
 async def _recurrence(
@@ -140,7 +165,9 @@ async def _recurrence(
     onsets = [c.departure.onset for c in timed if c.departure and c.departure.onset is not None]
     start = min(onsets) - 6 * TOLERANCE - 300
     end = max(onsets) + 3 * TOLERANCE
-    selectors = [s for c in timed for s in _raw_selector(c)]
+    selectors = _recurrence_selectors(timed)
+    if not selectors:
+        return
     days = [d for d in RECURRENCE_DAYS if finder.queries < finder.budget]
     finder.queries += len(days)
 
@@ -182,6 +209,10 @@ async def find_causes(
 ) -> CauseReport:
     """Discover, time and rank the candidates for an alert that started at `alert_at`."""
     t0 = time.perf_counter()
+    if isinstance(prometheus, PrometheusClient):
+        # the evidence client stops at 50 series / 2 MB per answer; one batched candidate
+        # query brings up to MAX_PER_QUERY series of MAX_POINTS points
+        prometheus = prometheus.widened(max_series=MAX_PER_QUERY, max_bytes=CANDIDATE_MAX_BYTES)
     start, end, step, base_end = window(alert_at, now)
     finder = Finder(prometheus, query_timeout=query_timeout, budget=budget)
     report = CauseReport(info=finder.info, alert_at=alert_at, window=(start, end, step))

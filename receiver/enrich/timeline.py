@@ -34,6 +34,7 @@ REL_FLOOR = 0.02  # scale floor relative to the baseline level
 CHANGE_SIZE = 20.0  # a new version or a restart counts as this many noise units
 STRONG_SIZE = 4 * K  # an earlier departure this large on the same host is upstream of later ones
 CHAIN_WINDOW = 1800.0  # seconds after a change, restart or earlier rise that its effects follow
+MAX_EVENTS = 2  # jumps of a "time of the last X" gauge that are still events, not a heartbeat
 STRONG = 1.0  # a ranked score at or above this is a candidate worth naming
 
 Role = str  # resource | saturation | change | restart | load | dependency | symptom | other
@@ -85,7 +86,7 @@ class Candidate:
     role: Role
     timestamps: FloatArray
     values: FloatArray
-    kind: str = "gauge"  # gauge | counter | mean | info | start
+    kind: str = "gauge"  # gauge | counter | mean | info | start | event
     host: str = ""
     dependency: bool = False
     departure: Departure | None = None
@@ -217,6 +218,20 @@ def restart_departure(
         scale=None,
         value=float(seen[-1]),
     )
+
+
+def event_departure(
+    ts: FloatArray, values: FloatArray, base_end: float, alert_at: float
+) -> Departure | None:
+    """A "time of the last X" gauge that stood still through the baseline and then jumped (a
+    config reload); one that keeps moving (a heartbeat) is no event."""
+    before = values[(ts < base_end) & np.isfinite(values)]
+    if before.size < 2 or float(np.ptp(before)) > 1.0:
+        return None
+    upto = (ts <= alert_at) & np.isfinite(values)
+    if int((np.diff(values[upto]) > 1.0).sum()) > MAX_EVENTS:
+        return None  # a heartbeat that started ticking, not an event
+    return restart_departure(ts, values, base_end, alert_at)
 
 
 def host_of(instance: str) -> str:
