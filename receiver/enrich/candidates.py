@@ -143,6 +143,25 @@ def role_of(family: Family, labels: Mapping[str, str], dependency: bool, symptom
     return "other"
 
 
+_EFFECT_NAME = re.compile(
+    r"(^|_)(errors?|failures?|failed|exceptions?|panics?)(_|$)|"
+    r"(request|response|http|rpc|grpc|handler|server)\w*_(duration|latency)",
+    re.IGNORECASE,
+)
+_EFFECT_LEVEL = frozenset({"error", "fatal", "critical", "crit", "err"})
+
+
+def effect(name: str, labels: Mapping[str, str]) -> bool:
+    """Errors or request latency: in the alerting job these are the alert's own kind of
+    trouble (symptoms), not its cause (RCA.md "symptoms rank low")."""
+    if _EFFECT_NAME.search(name):
+        return True
+    if labels.get("level", labels.get("severity", "")).lower() in _EFFECT_LEVEL:
+        return True
+    code = labels.get("code", labels.get("status", labels.get("status_code", "")))
+    return len(code) == 3 and code.startswith("5") and code.isdigit()
+
+
 def _label_text(labels: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={promql_string(v)}" for k, v in sorted(labels.items()))
 
@@ -465,7 +484,9 @@ def _candidate(
     in_alert_scope = labels.get("job") in alert_scope_jobs or (host and host in alert_hosts)
     base = re.sub(r"_(bucket|sum|count)$", "", family.name)
     symptom = (
-        bool(in_alert_scope) and not dependency and (family.name in symptoms or base in symptoms)
+        bool(in_alert_scope)
+        and not dependency
+        and (family.name in symptoms or base in symptoms or effect(family.name, labels))
     )
     return Candidate(
         metric=family.name,

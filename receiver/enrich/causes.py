@@ -227,7 +227,9 @@ async def find_causes(
     time_candidates(candidates, base_end, alert_at)
     candidates = relate(candidates, base_end, alert_at)
     shared = not hosts or (len(hosts) >= 2 and len(hosts & job_hosts) >= 2 * len(job_hosts) / 3)
-    scope = Scope(alert_at, step, frozenset(hosts), frozenset(jobs), shared, frozenset(symptoms))
+    scope = Scope(
+        alert_at, step, frozenset(hosts), frozenset(jobs), shared, frozenset(symptoms), base_end
+    )
     ranked = rank(candidates, scope, job_hosts)
     if ranked:
         await _recurrence(finder, ranked[:RECURRENCE_TOP], step, args)

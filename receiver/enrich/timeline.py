@@ -33,6 +33,8 @@ MAX_SIZE = 200.0  # a departure from a flat zero series is "huge", not infinite
 REL_FLOOR = 0.02  # scale floor relative to the baseline level
 CHANGE_SIZE = 20.0  # a new version or a restart counts as this many noise units
 STRONG_SIZE = 4 * K  # an earlier departure this large on the same host is upstream of later ones
+LEAD_BONUS = 0.2  # up to this much more for a departure 30 min before the alert's own
+CENSORED = 600.0  # a departure seen within this of the baseline's end began at an unknown time
 CHAIN_WINDOW = 1800.0  # seconds after a change, restart or earlier rise that its effects follow
 MAX_EVENTS = 2  # jumps of a "time of the last X" gauge that are still events, not a heartbeat
 STRONG = 1.0  # a ranked score at or above this is a candidate worth naming
@@ -174,13 +176,16 @@ def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: flo
     run = out[start : last + 1]
     if int(run.sum()) < SUSTAIN:
         return none
-    onset_idx = start
-    while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > BACK:
-        onset_idx -= 1
-    # size and persistence over the sustained run only: the walk back above may cross a slow
+    start = _jump(z, sign, start, last)
+    # size and persistence over the sustained run only: the walk back below may cross a slow
     # drift that would dilute them
     span = z[start : last + 1]
     span = span[np.isfinite(span)]
+    # back to where the excursion began; a drift of a tenth of the jump is not its beginning
+    back = max(BACK, 0.1 * float(np.median(np.abs(span)))) if span.size else BACK
+    onset_idx = start
+    while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > back:
+        onset_idx -= 1
     size = min(float(np.percentile(np.abs(span), 75)), MAX_SIZE) if span.size else 0.0
     persistence = float((span * sign > K).mean()) if span.size else 0.0
     return Departure(
@@ -192,6 +197,26 @@ def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: flo
         scale=scale,
         value=value,
     )
+
+
+def _jump(z: FloatArray, sign: float, start: int, last: int) -> int:
+    """Where a run out of band jumped, when one step made most of the departure (a slow drift
+    took the series just out of band before the real change): the later start; else `start`."""
+    w = 2 * SUSTAIN
+    run = z[start : last + 1] * sign
+    if run.size < 3 * w or not np.isfinite(run).all():
+        return start
+    now = float(np.median(run[-w:]))
+    steps = np.array(
+        [np.median(run[k : k + w]) - np.median(run[k - w : k]) for k in range(w, run.size - w + 1)]
+    )
+    best = int(np.argmax(steps))
+    if steps[best] < 0.5 * now:
+        return start
+    k = best + w
+    half = float(np.median(run[k - w : k])) + 0.25 * float(steps[best])
+    above = np.nonzero(run[k - w : k + w] > half)[0]
+    return start + k - w + (int(above[0]) if above.size else w)
 
 
 def restart_departure(
@@ -252,6 +277,7 @@ class Scope:
     jobs: frozenset[str]
     shared: bool
     symptoms: frozenset[str]  # base metric names of the alert's expression
+    search_start: float = 0.0  # where departures can first be seen (the baseline's end)
 
 
 def symptom_onset(candidates: Iterable[Candidate], scope: Scope) -> float:
@@ -306,6 +332,9 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
         score *= weights.get(c.role, 0.8)
         # a change is seen at the first scrape after its restart: allow for the gap
         slack = (8 if _is_event(c) else 2) * scope.step
+        if d.onset <= scope.search_start + CENSORED:
+            score *= 0.6
+            why.append("already out of its band when the search began (a drift, or older)")
         if d.onset > scope.alert_at + scope.step:
             score *= 0.1
             why.append("began after the alert fired")
@@ -314,7 +343,7 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
             why.append("began after the alert's own series moved")
         else:
             lead = alert_onset - d.onset
-            score *= 1.0 + 0.4 * min(max(lead, 0.0) / 1800.0, 1.0)
+            score *= 1.0 + LEAD_BONUS * min(max(lead, 0.0) / 1800.0, 1.0)
         if c.dependency:
             why.append("a dependency of the alerting job")
         elif scope.shared:
@@ -348,18 +377,30 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
 
 
 def _upstream(c: Candidate, earlier: Candidate, scope: Scope) -> bool:
-    """Is `earlier` an element before `c` in a chain on the same host?"""
+    """Is `earlier` an element before `c` in a chain (same host, or one dependency)?"""
     d, e = c.departure, earlier.departure
     if earlier is c or d is None or e is None or d.onset is None or e.onset is None:
         return False
-    if earlier.host != c.host or not c.host or earlier.recurring:
+    if earlier.recurring:
         return False
+    if earlier.host != c.host or not c.host:
+        if not (c.dependency and earlier.dependency):
+            return False
     if _is_event(earlier):
         # what moves on a host after its version changed or its process restarted follows it
         return (
             not _is_event(c)
             and e.onset <= d.onset + 2 * scope.step
             and d.onset - e.onset <= CHAIN_WINDOW
+        )
+    if c.dependency and earlier.dependency and not _is_event(c):
+        # the trouble of a dependency is one chain whatever host shows it (lock waits in the
+        # callee → its latency → the callers' timeouts): its earliest strong element leads
+        return (
+            e.onset <= d.onset - 3 * scope.step
+            and d.onset - e.onset <= CHAIN_WINDOW
+            and e.size >= STRONG_SIZE
+            and e.persistence >= 0.8
         )
     if earlier.role not in ("resource", "saturation", "dependency"):
         return False
