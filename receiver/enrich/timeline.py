@@ -383,9 +383,8 @@ def _upstream(c: Candidate, earlier: Candidate, scope: Scope) -> bool:
         return False
     if earlier.recurring:
         return False
-    if earlier.host != c.host or not c.host:
-        if not (c.dependency and earlier.dependency):
-            return False
+    if (earlier.host != c.host or not c.host) and not (c.dependency and earlier.dependency):
+        return False
     if _is_event(earlier):
         # what moves on a host after its version changed or its process restarted follows it
         return (
