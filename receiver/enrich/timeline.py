@@ -403,10 +403,12 @@ def _upstream(c: Candidate, earlier: Candidate, scope: Scope) -> bool:
         )
     if earlier.role not in ("resource", "saturation", "dependency"):
         return False
-    if e.onset > d.onset - 3 * scope.step or d.onset - e.onset > CHAIN_WINDOW:
+    if e.onset > d.onset - 3 * scope.step:
         return False
     if c.role in ("restart", "symptom"):
-        return e.size >= K  # leak → memory at limit → restart → instance down
+        return e.size >= K  # leak → memory at limit → restart → instance down, however slow
+    if d.onset - e.onset > CHAIN_WINDOW:
+        return False
     # two departures of one host: the one that began clearly earlier, strongly and steadily,
     # is upstream (heap growth → GC time → latency)
     return (
@@ -425,7 +427,8 @@ def _chain(live: Sequence[Candidate], scope: Scope) -> None:
         for earlier in live:
             if not _upstream(c, earlier, scope):
                 continue
-            c.score = before[id(c)] * 0.5
+            # below the element it follows, whatever their sizes say
+            c.score = min(before[id(c)] * 0.5, before[id(earlier)] * 0.95)
             c.why.append(f"follows {earlier.metric}, which moved first")
             break
 
