@@ -76,7 +76,8 @@ def test_a_gauge_reaching_its_limit_becomes_a_strong_saturation_candidate() -> N
     assert full.role == "saturation"
     assert full.boost >= 1.9
     assert "100% of its limit ingest_queue_capacity" in full.notes[0]
-    assert low.boost == 1.0 and not low.notes
+    assert low.boost == 1.0
+    assert not low.notes
 
 
 def _requests(instance: str, values: np.ndarray) -> Candidate:
@@ -98,7 +99,8 @@ def test_one_instance_taking_more_than_its_share_is_an_imbalance() -> None:
     [share] = [c for c in derived if c.kind == "share"]
     assert share.labels == {"instance": "api-2:8080", "job": "api"}
     assert share.role == "imbalance"
-    assert share.departure is not None and share.departure.direction == "up"
+    assert share.departure is not None
+    assert share.departure.direction == "up"
     scope = Scope(ALERT, STEP, frozenset({"api-2"}), frozenset({"api"}), False, frozenset())
     ranked = rank([*raw, *derived], scope, {"api-1", "api-2", "api-3"})
     assert ranked[0] is share
@@ -135,7 +137,9 @@ def test_a_reload_timestamp_is_an_event_but_a_heartbeat_is_not() -> None:
     that ticks every minute, or already jumped in the baseline, is none."""
     reload = np.where(ALERT - 600 <= TS, ALERT - 600, 1_000.0)
     found = event_departure(TS, reload, BASE_END, ALERT)
-    assert found is not None and found.onset == ALERT - 600 and found.direction == "step"
+    assert found is not None
+    assert found.onset == ALERT - 600
+    assert found.direction == "step"
     heartbeat = np.floor(TS / 60) * 60
     assert event_departure(TS, heartbeat, BASE_END, ALERT) is None
     early = np.where(BASE_END - 900 <= TS, BASE_END - 900, 1_000.0)
