@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "ui": 4,
     # 5: composition roots and programs
     "app": 5,
+    "run": 5,
     "cli": 5,
     "demo": 5,
 }

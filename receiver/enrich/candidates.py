@@ -56,6 +56,8 @@ _RESOURCE = re.compile(
     r"cpu|disk|filesystem|fds|gc_",
     re.IGNORECASE,
 )
+# gauges holding the unix time of the last time something happened (a config reload, a boot)
+_EVENT_TIME = re.compile(r"_(timestamp|time)_seconds$")
 _LOAD = re.compile(r"requests|http_server_requests|rpc_server|calls|messages_received", re.I)
 
 
@@ -92,7 +94,7 @@ class Family:
     """One base metric to turn into candidates: how to read it and which role it plays."""
 
     name: str  # base name (`x` for `x_sum`/`x_count`)
-    kind: str  # gauge | counter | mean | info | start
+    kind: str  # gauge | counter | mean | info | start | event
     raw: tuple[str, ...]  # the metric names to fetch
 
 
@@ -109,6 +111,8 @@ def families(names: Iterable[str]) -> list[Family]:
     for name in sorted(names - used):
         if name == "process_start_time_seconds":
             out.append(Family(name, "start", (name,)))
+        elif _EVENT_TIME.search(name):
+            out.append(Family(name, "event", (name,)))
         elif name.endswith("_info"):
             out.append(Family(name, "info", (name,)))
         elif name.endswith(("_total", "_count")):
@@ -123,6 +127,8 @@ def role_of(family: Family, labels: Mapping[str, str], dependency: bool, symptom
         return "change"
     if family.kind == "start" or family.name == "up":
         return "restart"
+    if family.kind == "event":
+        return "restart" if re.search(r"start|boot", family.name) else "change"
     if symptom:
         return "symptom"
     if dependency:
@@ -135,6 +141,25 @@ def role_of(family: Family, labels: Mapping[str, str], dependency: bool, symptom
     if _RESOURCE.search(family.name):
         return "resource"
     return "other"
+
+
+_EFFECT_NAME = re.compile(
+    r"(^|_)(errors?|failures?|failed|exceptions?|panics?)(_|$)|"
+    r"(request|response|http|rpc|grpc|handler|server)\w*_(duration|latency)",
+    re.IGNORECASE,
+)
+_EFFECT_LEVEL = frozenset({"error", "fatal", "critical", "crit", "err"})
+
+
+def effect(name: str, labels: Mapping[str, str]) -> bool:
+    """Errors or request latency: in the alerting job these are the alert's own kind of
+    trouble (symptoms), not its cause (RCA.md "symptoms rank low")."""
+    if _EFFECT_NAME.search(name):
+        return True
+    if labels.get("level", labels.get("severity", "")).lower() in _EFFECT_LEVEL:
+        return True
+    code = labels.get("code", labels.get("status", labels.get("status_code", "")))
+    return len(code) == 3 and code.startswith("5") and code.isdigit()
 
 
 def _label_text(labels: Mapping[str, str]) -> str:
@@ -459,7 +484,9 @@ def _candidate(
     in_alert_scope = labels.get("job") in alert_scope_jobs or (host and host in alert_hosts)
     base = re.sub(r"_(bucket|sum|count)$", "", family.name)
     symptom = (
-        bool(in_alert_scope) and not dependency and (family.name in symptoms or base in symptoms)
+        bool(in_alert_scope)
+        and not dependency
+        and (family.name in symptoms or base in symptoms or effect(family.name, labels))
     )
     return Candidate(
         metric=family.name,

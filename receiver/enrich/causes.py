@@ -16,11 +16,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from receiver.detect.prometheus import PrometheusAPI, PrometheusError, RangeResult
+from receiver.detect.prometheus import (
+    PrometheusAPI,
+    PrometheusClient,
+    PrometheusError,
+    RangeResult,
+)
 from receiver.detect.promql import label_matcher, promql_string
 from receiver.domain import Signal
 from receiver.enrich.candidates import (
     AGGREGATED_AWAY,
+    MAX_PER_QUERY,
     Discovery,
     Finder,
     build,
@@ -28,6 +34,7 @@ from receiver.enrich.candidates import (
     selector,
 )
 from receiver.enrich.evidence import EvidenceBundle
+from receiver.enrich.relations import relate
 from receiver.enrich.timeline import (
     CHANGE_SIZE,
     Candidate,
@@ -35,6 +42,7 @@ from receiver.enrich.timeline import (
     Scope,
     as_data,
     departure,
+    event_departure,
     host_of,
     rank,
     recurring,
@@ -46,6 +54,7 @@ BASELINE = 3600.0  # the first part of the window is the normal
 AFTER = 300.0
 MAX_POINTS = 400
 MIN_STEP = 15.0
+CANDIDATE_MAX_BYTES = 32 * 1024 * 1024  # one batched answer: 600 series x 400 points is ~8 MB
 QUERY_BUDGET = 40  # every Prometheus request of one incident, the alert's own included
 RECURRENCE_DAYS = (1, 2)
 RECURRENCE_TOP = 6  # candidates checked for a daily pattern
@@ -94,13 +103,13 @@ def _changes(candidates: Sequence[Candidate], base_end: float, alert_at: float) 
                 continue
             previous = firsts[n - 1][1]
             at = float(c.timestamps[first])
-            if at > alert_at:
-                continue
             c.change = {
                 k: f"{previous.labels.get(k, '')} → {v}"
                 for k, v in c.labels.items()
                 if previous.labels.get(k) != v
             }
+            if at > alert_at:
+                continue  # not a candidate, but part of a rollout (relations.py)
             present = bool(np.isfinite(c.values[c.timestamps <= alert_at]).any())
             c.departure = Departure(
                 at, "changed", CHANGE_SIZE, 1.0 if present else 0.5, None, None, None
@@ -114,16 +123,33 @@ def time_candidates(candidates: Sequence[Candidate], base_end: float, alert_at: 
             continue
         if c.kind == "start":
             c.departure = restart_departure(c.timestamps, c.values, base_end, alert_at)
+        elif c.kind == "event":
+            c.departure = event_departure(c.timestamps, c.values, base_end, alert_at)
         else:
             c.departure = departure(c.timestamps, c.values, base_end, alert_at)
     _changes(candidates, base_end, alert_at)
 
 
-def _raw_selector(c: Candidate) -> list[str]:
-    labels = {k: v for k, v in c.labels.items() if k not in AGGREGATED_AWAY}
-    inner = [label_matcher(k, v) for k, v in sorted(labels.items())]
-    names = [c.metric + "_sum", c.metric + "_count"] if c.kind == "mean" else [c.metric]
-    return [selector([f"__name__={promql_string(n)}", *inner]) for n in names]
+def _recurrence_selectors(candidates: Sequence[Candidate]) -> list[str]:
+    """One selector per label set, its metric names as a regex: `a or b` matches on the labels
+    without the name, so `x{l} offset 1d or y{l} offset 1d` would drop y."""
+    names: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for c in candidates:
+        if c.kind in ("share", "total"):
+            continue  # derived on the client; their parts are not single series
+        labels = tuple(sorted((k, v) for k, v in c.labels.items() if k not in AGGREGATED_AWAY))
+        wanted = [c.metric + "_sum", c.metric + "_count"] if c.kind == "mean" else [c.metric]
+        group = names.setdefault(labels, [])
+        group.extend(n for n in wanted if n not in group)
+    return [
+        selector(
+            [
+                f"__name__=~{promql_string('|'.join(group))}",
+                *(label_matcher(k, v) for k, v in labels),
+            ]
+        )
+        for labels, group in names.items()
+    ]
 
 
 async def _recurrence(
@@ -139,7 +165,9 @@ async def _recurrence(
     onsets = [c.departure.onset for c in timed if c.departure and c.departure.onset is not None]
     start = min(onsets) - 6 * TOLERANCE - 300
     end = max(onsets) + 3 * TOLERANCE
-    selectors = [s for c in timed for s in _raw_selector(c)]
+    selectors = _recurrence_selectors(timed)
+    if not selectors:
+        return
     days = [d for d in RECURRENCE_DAYS if finder.queries < finder.budget]
     finder.queries += len(days)
 
@@ -154,7 +182,7 @@ async def _recurrence(
             return None
 
     answers = await asyncio.gather(*(one(d) for d in days))
-    for day, answer in zip(days, answers, strict=True):
+    for answer in answers:
         if answer is None or not answer.series:
             continue
         _, earlier = build([answer], *args)
@@ -163,7 +191,9 @@ async def _recurrence(
             e = by_key.get((c.metric, tuple(sorted(c.labels.items()))))
             if e is None or c.recurring or c.departure is None:
                 continue
-            if recurring(c.departure, e.timestamps + day * 86400.0, e.values, TOLERANCE):
+            # `x offset 1d` answers at today's timestamps with yesterday's values: the clock
+            # times already line up
+            if recurring(c.departure, e.timestamps, e.values, TOLERANCE):
                 c.recurring = True
 
 
@@ -179,6 +209,10 @@ async def find_causes(
 ) -> CauseReport:
     """Discover, time and rank the candidates for an alert that started at `alert_at`."""
     t0 = time.perf_counter()
+    if isinstance(prometheus, PrometheusClient):
+        # the evidence client stops at 50 series / 2 MB per answer; one batched candidate
+        # query brings up to MAX_PER_QUERY series of MAX_POINTS points
+        prometheus = prometheus.widened(max_series=MAX_PER_QUERY, max_bytes=CANDIDATE_MAX_BYTES)
     start, end, step, base_end = window(alert_at, now)
     finder = Finder(prometheus, query_timeout=query_timeout, budget=budget)
     report = CauseReport(info=finder.info, alert_at=alert_at, window=(start, end, step))
@@ -191,8 +225,11 @@ async def find_causes(
     _, candidates = build(results, *args)
     finder.info.metrics = len({c.metric for c in candidates})
     time_candidates(candidates, base_end, alert_at)
+    candidates = relate(candidates, base_end, alert_at)
     shared = not hosts or (len(hosts) >= 2 and len(hosts & job_hosts) >= 2 * len(job_hosts) / 3)
-    scope = Scope(alert_at, step, frozenset(hosts), frozenset(jobs), shared, frozenset(symptoms))
+    scope = Scope(
+        alert_at, step, frozenset(hosts), frozenset(jobs), shared, frozenset(symptoms), base_end
+    )
     ranked = rank(candidates, scope, job_hosts)
     if ranked:
         await _recurrence(finder, ranked[:RECURRENCE_TOP], step, args)

@@ -1,5 +1,6 @@
-"""PromQL and history evidence: the alert's expression as a range around its start, sibling
-series of the same instance/job, and similar past incidents with their analysis and duration.
+"""The evidence gatherer: the alert's expression as a range around its start, sibling series
+of the same instance/job, the ranked cause candidates (causes.py) and similar past incidents
+(history.py). Rule files and thresholds live in rules.py, series descriptions in describe.py.
 
 Nothing here stops an analysis: Prometheus down, a bad expression or an empty answer becomes a
 `note` item or no item. Queries are bounded (points, series shown, timeout); text is bounded by
@@ -11,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import yaml
 
 from receiver.detect.prometheus import (
     PrometheusAPI,
@@ -29,7 +26,6 @@ from receiver.detect.prometheus import (
     PrometheusTooLarge,
     PrometheusUnavailable,
     RangeResult,
-    Series,
 )
 from receiver.detect.promql import (
     generator_expression,
@@ -38,14 +34,36 @@ from receiver.detect.promql import (
 )
 from receiver.domain import IncidentView, Signal, Status
 from receiver.enrich.causes import QUERY_BUDGET, add_candidates, find_causes
+from receiver.enrich.describe import clock, describe, matches, series_name, trend
 from receiver.enrich.evidence import (
     EvidenceBundle,
     clean_text,
     evidence_from_incident,
     primary_signal,
 )
+from receiver.enrich.history import (
+    SIGNIFICANT_LABELS,
+    HistoryLookup,
+    PastIncident,
+    history_text,
+    rank_similar,
+)
+from receiver.enrich.rules import RuleIndex, Threshold, split_threshold
 from receiver.safety import mask_url
 from receiver.timeutil import aware
+
+__all__ = [
+    "SIGNIFICANT_LABELS",
+    "ContextGatherer",
+    "HistoryLookup",
+    "PastIncident",
+    "RuleIndex",
+    "Threshold",
+    "describe",
+    "rank_similar",
+    "split_threshold",
+    "trend",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,277 +86,10 @@ SIBLINGS: tuple[tuple[str, str, str], ...] = (
     ("job:http_request_latency_seconds:p95", "job", "p95 HTTP latency (s)"),
     ("job:http_error_rate:percent", "job", "HTTP 5xx error rate %"),
 )
-# Labels that make two incidents of the same alert "the same kind of trouble" when they agree.
-SIGNIFICANT_LABELS = ("job", "service", "namespace", "cluster", "env", "environment", "app")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# --- rules -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuleIndex:
-    """Alert expressions by alertname, read from generated Prometheus rule files."""
-
-    alerts: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, directory: Path) -> RuleIndex:
-        """Read `directory/*.yml`; a missing directory or a broken file is skipped, logged."""
-        alerts: dict[str, str] = {}
-        if not directory.is_dir():
-            return cls(alerts)
-        for path in sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")]):
-            try:
-                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-                log.warning("rule file %s skipped: %s", path, err)
-                continue
-            groups = doc.get("groups") if isinstance(doc, dict) else None
-            for group in groups if isinstance(groups, list) else []:
-                rules = group.get("rules") if isinstance(group, dict) else None
-                for rule in rules if isinstance(rules, list) else []:
-                    if not isinstance(rule, dict):
-                        continue
-                    name, expr = rule.get("alert"), rule.get("expr")
-                    if isinstance(name, str) and isinstance(expr, str) and expr.strip():
-                        alerts.setdefault(name, " ".join(expr.split()))
-        return cls(alerts)
-
-
-# --- expressions -----------------------------------------------------------------------------
-
-
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-_COMPARE: dict[str, np.ufunc] = {
-    ">": np.greater,
-    ">=": np.greater_equal,
-    "<": np.less,
-    "<=": np.less_equal,
-    "==": np.equal,
-    "!=": np.not_equal,
-}
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """The `<op> <number>` an alert expression ends with (`x > 80`)."""
-
-    op: str
-    value: float
-
-    def holds(self, values: FloatArray) -> BoolArray:
-        compare = _COMPARE[self.op]
-        with np.errstate(invalid="ignore"):
-            result: BoolArray = compare(values, self.value)
-        return result
-
-    def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
-
-
-_COMPARISON = re.compile(
-    r"^(?P<lhs>.+?)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?:bool\s+)?"
-    r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$",
-    re.DOTALL,
-)
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_PARENS = re.compile(r"\([^()]*\)")
-_MATCHERS = re.compile(r"\{[^{}]*\}")  # label matchers may hold =, != and =~
-_SET_OPERATOR = re.compile(r"\b(and|or|unless)\b|[<>=!]=|[<>]", re.IGNORECASE)
-
-
-def split_threshold(expr: str) -> tuple[str, Threshold | None]:
-    """`lhs <op> number` → (lhs, threshold) so the value itself can be graphed; else (expr, None).
-
-    Only splits when the comparison is the outermost operator: the left side has balanced
-    brackets and no other comparison or set operator (`a and b > 5` is left alone).
-    """
-    match = _COMPARISON.match(expr.strip())
-    if match is None:
-        return expr.strip(), None
-    lhs = match.group("lhs").strip()
-    bare = _QUOTED.sub('""', lhs)
-    balanced = all(bare.count(a) == bare.count(b) for a, b in ("()", "{}", "[]"))
-    if not lhs or not balanced:
-        return expr.strip(), None
-    outer = _MATCHERS.sub("{}", bare)
-    while (inner := _PARENS.sub("_", outer)) != outer:  # only the top level decides
-        outer = inner
-    if _SET_OPERATOR.search(outer):
-        return expr.strip(), None
-    return lhs, Threshold(match.group("op"), float(match.group("num")))
-
-
-# --- describing a series ---------------------------------------------------------------------
-
-
-def _n(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return f"{value:.4g}"
-
-
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
-
-
-def _minutes(seconds: float) -> str:
-    minutes = abs(seconds) / 60
-    return f"{minutes:.0f} min" if minutes >= 1 else f"{abs(seconds):.0f} s"
-
-
-def trend(values: FloatArray) -> str:
-    """rising / falling / flat / spike, from the first and last quarter of the window."""
-    finite = values[np.isfinite(values)]
-    if finite.size < 4:
-        return "too few points for a trend"
-    quarter = max(1, finite.size // 4)
-    first, last = float(np.median(finite[:quarter])), float(np.median(finite[-quarter:]))
-    spread = float(finite.max() - finite.min())
-    if spread == 0:
-        return "flat"
-    change = f"{last - first:+.4g} from the first to the last quarter of the window"
-    relative = (last - first) / spread
-    if relative > 0.3:
-        return f"rising ({change})"
-    if relative < -0.3:
-        return f"falling ({change})"
-    if float(finite.max()) - max(first, last) > 0.5 * spread:
-        return f"spiked and came back ({change})"
-    return f"roughly flat ({change})"
-
-
-def describe(series: Series, at: float, threshold: Threshold | None) -> tuple[str, dict[str, Any]]:
-    """Text about one series around the alert start (key fact first) and its numbers."""
-    ts, values = series.timestamps, series.values
-    finite = np.isfinite(values)
-    if not finite.any():
-        return "no numeric samples in the window", {}
-    before_at = np.nonzero(finite & (ts <= at))[0]
-    at_idx = int(before_at[-1]) if before_at.size else int(np.nonzero(finite)[0][0])
-    value_at = float(values[at_idx])
-    lo, hi = float(np.nanmin(values[finite])), float(np.nanmax(values[finite]))
-    hi_ts = float(ts[finite][int(np.argmax(values[finite]))])
-    last = float(values[np.nonzero(finite)[0][-1]])
-    earlier = values[finite & (ts < at - 60)]
-    baseline = float(np.median(earlier)) if earlier.size else math.nan
-
-    first = f"at alert start {_n(value_at)}"
-    if threshold is not None:
-        first += f" (alert threshold {threshold})"
-        breach = threshold.holds(values) & finite
-        if breach.any():
-            since = float(ts[int(np.argmax(breach))])
-            when = "before" if since <= at else "after"
-            first += f"; first past the threshold at {_clock(since)} UTC, "
-            first += f"{_minutes(at - since)} {when} the alert start"
-        else:
-            first += "; not past the threshold anywhere in the window"
-    if not math.isnan(baseline):
-        first += f"; median before the alert {_n(baseline)}"
-    direction = trend(values)
-    step = float(ts[1] - ts[0]) if ts.size > 1 else 0.0
-    lines = [
-        first,
-        f"min {_n(lo)}, max {_n(hi)} at {_clock(hi_ts)} UTC, last {_n(last)}",
-        f"trend: {direction}",
-        f"window {_clock(float(ts[0]))}-{_clock(float(ts[-1]))} UTC, "
-        f"{int(finite.sum())} points, step {step:g}s",
-    ]
-    data = {
-        "at_start": value_at,
-        "min": lo,
-        "max": hi,
-        "last": last,
-        "baseline": None if math.isnan(baseline) else baseline,
-        "trend": direction.split(" (")[0],
-    }
-    return "\n".join(lines), data
-
-
-def _series_name(series: Series) -> str:
-    labels = {k: v for k, v in series.labels.items() if k != "__name__"}
-    name = series.labels.get("__name__", "")
-    inner = ",".join(label_matcher(k, v) for k, v in sorted(labels.items()))
-    return clean_text(f"{name}{{{inner}}}", 300, multiline=False)
-
-
-def _matches(series: Series, labels: Mapping[str, str]) -> bool:
-    return all(labels[k] == v for k, v in series.labels.items() if k in labels and k != "__name__")
-
-
-# --- past incidents --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PastIncident:
-    """A resolved incident of the same alert, with what its analysis said."""
-
-    id: str
-    key: str
-    title: str
-    started_at: datetime
-    resolved_at: datetime | None
-    labels: Mapping[str, str]  # group + common labels
-    instances: Sequence[str] = ()
-    summary: str = ""
-    cause: str = ""
-    offline: bool = True
-
-    @property
-    def duration(self) -> timedelta | None:
-        if self.resolved_at is None:
-            return None
-        return aware(self.resolved_at) - aware(self.started_at)
-
-
-HistoryLookup = Callable[[str, str], Awaitable[list[PastIncident]]]
-"""(alertname, current incident id) → resolved incidents of that alert, newest first."""
-
-
-def rank_similar(
-    incident: IncidentView, primary: Signal, candidates: Sequence[PastIncident], limit: int
-) -> list[PastIncident]:
-    """Past incidents whose significant labels do not contradict the primary alert's, best first.
-
-    Same group key weighs most, then a shared instance, then each agreeing significant label.
-    """
-    wanted = {k: primary.labels[k] for k in SIGNIFICANT_LABELS if primary.labels.get(k)}
-    scored: list[tuple[int, float, PastIncident]] = []
-    for past in candidates:
-        if past.id == incident.id:
-            continue
-        if any(past.labels.get(k, v) != v for k, v in wanted.items()):
-            continue
-        score = 4 * (past.key == incident.key) + 2 * (primary.instance in past.instances)
-        score += sum(past.labels.get(k) == v for k, v in wanted.items())
-        scored.append((score, aware(past.started_at).timestamp(), past))
-    scored.sort(key=lambda s: (-s[0], -s[1]))
-    return [past for _, _, past in scored[:limit]]
-
-
-def _history_text(past: PastIncident) -> str:
-    duration = past.duration
-    lasted = f"lasted {_minutes(duration.total_seconds())}" if duration else "end unknown"
-    lines = [
-        f"started {aware(past.started_at):%Y-%m-%d %H:%M} UTC, {lasted}",
-    ]
-    if past.instances:
-        lines.append("instances: " + ", ".join(clean_text(i, 80) for i in past.instances[:5]))
-    if past.summary:
-        source = "offline analysis" if past.offline else "analysis"
-        lines.append(f"{source}: {clean_text(past.summary, 500)}")
-    if past.cause and not past.offline:
-        lines.append(f"cause given: {clean_text(past.cause, 500)}")
-    return "\n".join(lines)
-
-
-# --- gathering -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -528,17 +279,17 @@ class ContextGatherer:
             bundle.add(
                 "note",
                 f"the expression of {name} returned no data around the alert",
-                f"{expr}\nno series between {_clock(answer.start)} and {_clock(answer.end)} UTC",
+                f"{expr}\nno series between {clock(answer.start)} and {clock(answer.end)} UTC",
                 {"expr": expr, "series": 0},
             )
             return
-        ordered = sorted(answer.series, key=lambda s: not _matches(s, primary.labels))
+        ordered = sorted(answer.series, key=lambda s: not matches(s, primary.labels))
         parts: list[str] = []
         described: list[dict[str, Any]] = []
         for series in ordered[:MAX_SERIES_SHOWN]:
             text, data = describe(series, at, threshold)
-            parts.append(f"{_series_name(series)}:\n{text}")
-            described.append({"series": _series_name(series), **data})
+            parts.append(f"{series_name(series)}:\n{text}")
+            described.append({"series": series_name(series), **data})
         if len(ordered) > MAX_SERIES_SHOWN:
             parts.append(f"({len(ordered) - MAX_SERIES_SHOWN} more series not shown)")
         bundle.add(
@@ -578,9 +329,9 @@ class ContextGatherer:
         described: list[dict[str, Any]] = []
         for series in ordered[:MAX_SERIES_SHOWN]:
             text, data = describe(series, at, None)
-            prefix = f"{_series_name(series)}:\n" if len(ordered) > 1 else ""
+            prefix = f"{series_name(series)}:\n" if len(ordered) > 1 else ""
             parts.append(prefix + text)
-            described.append({"series": _series_name(series), **data})
+            described.append({"series": series_name(series), **data})
         if answer.dropped:
             parts.append(f"({answer.cap_note})")
         value = clean_text(primary.labels[label], 120, multiline=False)
@@ -604,7 +355,7 @@ class ContextGatherer:
             bundle.add(
                 "history",
                 f"past incident: {clean_text(past.title, 120)}",
-                _history_text(past),
+                history_text(past),
                 {
                     "incident_id": past.id,
                     "duration_seconds": past.duration.total_seconds() if past.duration else None,

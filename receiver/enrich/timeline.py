@@ -32,6 +32,11 @@ MIN_BASELINE = 8  # finite baseline points needed
 MAX_SIZE = 200.0  # a departure from a flat zero series is "huge", not infinite
 REL_FLOOR = 0.02  # scale floor relative to the baseline level
 CHANGE_SIZE = 20.0  # a new version or a restart counts as this many noise units
+STRONG_SIZE = 4 * K  # an earlier departure this large on the same host is upstream of later ones
+LEAD_BONUS = 0.2  # up to this much more for a departure 30 min before the alert's own
+CENSORED = 600.0  # a departure seen within this of the baseline's end began at an unknown time
+CHAIN_WINDOW = 1800.0  # seconds after a change, restart or earlier rise that its effects follow
+MAX_EVENTS = 2  # jumps of a "time of the last X" gauge that are still events, not a heartbeat
 STRONG = 1.0  # a ranked score at or above this is a candidate worth naming
 
 Role = str  # resource | saturation | change | restart | load | dependency | symptom | other
@@ -40,6 +45,7 @@ _SHARED_ROLE = {
     "change": 1.6,
     "dependency": 1.5,
     "load": 1.4,
+    "imbalance": 0.8,
     "restart": 1.1,
     "saturation": 1.0,
     "resource": 0.9,
@@ -49,6 +55,7 @@ _SHARED_ROLE = {
 _SINGLE_ROLE = {
     "change": 1.5,
     "restart": 1.3,
+    "imbalance": 1.3,
     "resource": 1.2,
     "saturation": 1.2,
     "dependency": 1.2,
@@ -81,7 +88,7 @@ class Candidate:
     role: Role
     timestamps: FloatArray
     values: FloatArray
-    kind: str = "gauge"  # gauge | counter | mean | info | start
+    kind: str = "gauge"  # gauge | counter | mean | info | start | event
     host: str = ""
     dependency: bool = False
     departure: Departure | None = None
@@ -90,6 +97,10 @@ class Candidate:
     rank: int = 0
     why: list[str] = field(default_factory=list)  # reasons the score was raised or lowered
     change: dict[str, str] = field(default_factory=dict)  # info metrics: label → "old → new"
+    # set once by relations.py (a pool at its limit, a rollout, an instance's load share);
+    # `rank` applies them every time it scores
+    boost: float = 1.0
+    notes: list[str] = field(default_factory=list)
 
 
 def _finite_last(values: FloatArray, upto: int) -> float | None:
@@ -165,11 +176,16 @@ def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: flo
     run = out[start : last + 1]
     if int(run.sum()) < SUSTAIN:
         return none
-    onset_idx = start
-    while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > BACK:
-        onset_idx -= 1
-    span = z[onset_idx : last + 1]
+    start = _jump(z, sign, start, last)
+    # size and persistence over the sustained run only: the walk back below may cross a slow
+    # drift that would dilute them
+    span = z[start : last + 1]
     span = span[np.isfinite(span)]
+    # back to where the excursion began; a drift of a tenth of the jump is not its beginning
+    back = max(BACK, 0.1 * float(np.median(np.abs(span)))) if span.size else BACK
+    onset_idx = start
+    while onset_idx > 0 and np.isfinite(z[onset_idx - 1]) and z[onset_idx - 1] * sign > back:
+        onset_idx -= 1
     size = min(float(np.percentile(np.abs(span), 75)), MAX_SIZE) if span.size else 0.0
     persistence = float((span * sign > K).mean()) if span.size else 0.0
     return Departure(
@@ -181,6 +197,26 @@ def departure(ts: FloatArray, values: FloatArray, base_end: float, alert_at: flo
         scale=scale,
         value=value,
     )
+
+
+def _jump(z: FloatArray, sign: float, start: int, last: int) -> int:
+    """Where a run out of band jumped, when one step made most of the departure (a slow drift
+    took the series just out of band before the real change): the later start; else `start`."""
+    w = 2 * SUSTAIN
+    run = z[start : last + 1] * sign
+    if run.size < 3 * w or not np.isfinite(run).all():
+        return start
+    now = float(np.median(run[-w:]))
+    steps = np.array(
+        [np.median(run[k : k + w]) - np.median(run[k - w : k]) for k in range(w, run.size - w + 1)]
+    )
+    best = int(np.argmax(steps))
+    if steps[best] < 0.5 * now:
+        return start
+    k = best + w
+    half = float(np.median(run[k - w : k])) + 0.25 * float(steps[best])
+    above = np.nonzero(run[k - w : k + w] > half)[0]
+    return start + k - w + (int(above[0]) if above.size else w)
 
 
 def restart_departure(
@@ -209,6 +245,20 @@ def restart_departure(
     )
 
 
+def event_departure(
+    ts: FloatArray, values: FloatArray, base_end: float, alert_at: float
+) -> Departure | None:
+    """A "time of the last X" gauge that stood still through the baseline and then jumped (a
+    config reload); one that keeps moving (a heartbeat) is no event."""
+    before = values[(ts < base_end) & np.isfinite(values)]
+    if before.size < 2 or float(np.ptp(before)) > 1.0:
+        return None
+    upto = (ts <= alert_at) & np.isfinite(values)
+    if int((np.diff(values[upto]) > 1.0).sum()) > MAX_EVENTS:
+        return None  # a heartbeat that started ticking, not an event
+    return restart_departure(ts, values, base_end, alert_at)
+
+
 def host_of(instance: str) -> str:
     """`api-1:8080` → `api-1`; `[::1]:9100` → `[::1]`; a bare host stays as it is."""
     if instance.startswith("["):
@@ -227,16 +277,19 @@ class Scope:
     jobs: frozenset[str]
     shared: bool
     symptoms: frozenset[str]  # base metric names of the alert's expression
+    search_start: float = 0.0  # where departures can first be seen (the baseline's end)
 
 
 def symptom_onset(candidates: Iterable[Candidate], scope: Scope) -> float:
-    """The alert's own onset: its symptom series' earliest recent departure, else startsAt."""
+    """The alert's own onset: its symptom series' earliest recent strong departure, else
+    startsAt (a denominator drifting with the time of day is not the alert moving)."""
     onsets = [
         c.departure.onset
         for c in candidates
         if c.role == "symptom"
         and c.departure is not None
         and c.departure.onset is not None
+        and c.departure.size >= 2 * K
         and c.departure.onset >= scope.alert_at - 1800
     ]
     return min([*onsets, scope.alert_at])
@@ -252,6 +305,15 @@ def _spread(candidates: Sequence[Candidate]) -> dict[tuple[str, str], set[str]]:
     return moved
 
 
+def _is_event(c: Candidate) -> bool:
+    """A change or a restart: one moment, not a level in noise units."""
+    return (
+        c.role in ("change", "restart")
+        and c.departure is not None
+        and (c.departure.direction in ("changed", "step"))
+    )
+
+
 def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list[Candidate]:
     """Score every candidate with an onset, best first (rank 1…); the rest are dropped."""
     live = [c for c in candidates if c.departure is not None and c.departure.onset is not None]
@@ -263,17 +325,25 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
         assert d is not None
         assert d.onset is not None
         why: list[str] = []
-        score = math.log1p(min(d.size, MAX_SIZE)) * max(d.persistence, 0.1)
+        # a new version or a restart explains much and is cheap to verify: as strong as the
+        # strongest departure (RCA.md "changes and restarts high")
+        size = MAX_SIZE if _is_event(c) else min(d.size, MAX_SIZE)
+        score = math.log1p(size) * max(d.persistence, 0.1)
         score *= weights.get(c.role, 0.8)
+        # a change is seen at the first scrape after its restart: allow for the gap
+        slack = (8 if _is_event(c) else 2) * scope.step
+        if d.onset <= scope.search_start + CENSORED:
+            score *= 0.6
+            why.append("already out of its band when the search began (a drift, or older)")
         if d.onset > scope.alert_at + scope.step:
             score *= 0.1
             why.append("began after the alert fired")
-        elif d.onset > alert_onset + 2 * scope.step:
+        elif d.onset > alert_onset + slack:
             score *= 0.5
             why.append("began after the alert's own series moved")
         else:
             lead = alert_onset - d.onset
-            score *= 1.0 + 0.4 * min(max(lead, 0.0) / 1800.0, 1.0)
+            score *= 1.0 + LEAD_BONUS * min(max(lead, 0.0) / 1800.0, 1.0)
         if c.dependency:
             why.append("a dependency of the alerting job")
         elif scope.shared:
@@ -291,6 +361,8 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
             else:
                 score *= 0.4
                 why.append("on another instance than the alerting one")
+        score *= c.boost
+        why.extend(c.notes)
         if c.recurring:
             score *= 0.2
             why.append("the same departure happened at this time on an earlier day")
@@ -304,26 +376,59 @@ def rank(candidates: list[Candidate], scope: Scope, job_hosts: set[str]) -> list
     return live
 
 
+def _upstream(c: Candidate, earlier: Candidate, scope: Scope) -> bool:
+    """Is `earlier` an element before `c` in a chain (same host, or one dependency)?"""
+    d, e = c.departure, earlier.departure
+    if earlier is c or d is None or e is None or d.onset is None or e.onset is None:
+        return False
+    if earlier.recurring:
+        return False
+    if (earlier.host != c.host or not c.host) and not (c.dependency and earlier.dependency):
+        return False
+    if _is_event(earlier):
+        # what moves on a host after its version changed or its process restarted follows it
+        return (
+            not _is_event(c)
+            and e.onset <= d.onset + 2 * scope.step
+            and d.onset - e.onset <= CHAIN_WINDOW
+        )
+    if c.dependency and earlier.dependency and not _is_event(c):
+        # the trouble of a dependency is one chain whatever host shows it (lock waits in the
+        # callee → its latency → the callers' timeouts): its earliest strong element leads
+        return (
+            e.onset <= d.onset - 3 * scope.step
+            and d.onset - e.onset <= CHAIN_WINDOW
+            and e.size >= STRONG_SIZE
+            and e.persistence >= 0.8
+        )
+    if earlier.role not in ("resource", "saturation", "dependency"):
+        return False
+    if e.onset > d.onset - 3 * scope.step:
+        return False
+    if c.role in ("restart", "symptom"):
+        return e.size >= K  # leak → memory at limit → restart → instance down, however slow
+    if d.onset - e.onset > CHAIN_WINDOW:
+        return False
+    # two departures of one host: the one that began clearly earlier, strongly and steadily,
+    # is upstream (heap growth → GC time → latency)
+    return (
+        c.role in ("resource", "saturation", "other")
+        and e.size >= STRONG_SIZE
+        and e.persistence >= 0.8
+        and earlier.score >= 0.5 * c.score
+    )
+
+
 def _chain(live: Sequence[Candidate], scope: Scope) -> None:
-    """A restart or an outage that follows an earlier departure on the same host is its
-    consequence (leak → memory at limit → restart): the earlier element ranks first."""
+    """A departure that follows an earlier element on the same host is its consequence: the
+    earlier element ranks first (RCA.md "prefer the earliest upstream element of a chain")."""
+    before = {id(c): c.score for c in live}
     for c in live:
-        d = c.departure
-        if d is None or d.onset is None or c.role not in ("restart", "symptom"):
-            continue
         for earlier in live:
-            e = earlier.departure
-            if (
-                earlier is c
-                or e is None
-                or e.onset is None
-                or earlier.role not in ("resource", "saturation", "change", "dependency")
-                or earlier.host != c.host
-                or e.onset > d.onset - 3 * scope.step
-                or e.size < K
-            ):
+            if not _upstream(c, earlier, scope):
                 continue
-            c.score *= 0.5
+            # below the element it follows, whatever their sizes say
+            c.score = min(before[id(c)] * 0.5, before[id(earlier)] * 0.95)
             c.why.append(f"follows {earlier.metric}, which moved first")
             break
 

@@ -27,9 +27,10 @@ from receiver.enrich.analyst import analyse
 from receiver.enrich.budget import Budget
 from receiver.enrich.context import ContextGatherer, PastIncident, RuleIndex
 from receiver.enrich.evidence import EvidenceBundle, evidence_from_incident, primary_signal
+from receiver.enrich.fit import OUTPUT_TOKENS, estimate_tokens, fit, prompt_limit
 from receiver.enrich.llm import LLMProvider
 from receiver.enrich.metrics import EnrichMetrics
-from receiver.enrich.prompt import PROMPT_VERSION, build_messages
+from receiver.enrich.prompt import PROMPT_VERSION
 from receiver.enrich.tracing import AnalysisTrace, Tracer
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.convert import incident_view
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN = 60.0  # seconds a lease outlives the analysis timeout
 MAX_EPISODES = 200  # newest episodes an analysis looks at (the evidence shows ~15)
 HISTORY_CANDIDATES = 30
-OUTPUT_TOKENS = 1_000  # what an answer costs on top of the prompt, for budget estimates
 BATCH = 32  # candidates read per pending query
 REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
 COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
@@ -63,12 +63,6 @@ def signature(incident: Incident) -> str:
     ):  # the lists are capped: growth past the cap shows only in the counts
         text += f"\n--\n{incident.alertname_count}/{incident.instance_count}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def estimate_tokens(incident: IncidentView, evidence: EvidenceBundle) -> int:
-    """Prompt tokens at ~4 characters each, plus an answer."""
-    chars = sum(len(m["content"]) for m in build_messages(incident, evidence))
-    return chars // 4 + OUTPUT_TOKENS
 
 
 def evidence_hash(evidence: EvidenceBundle, provider: LLMProvider) -> str:
@@ -412,6 +406,10 @@ class EnrichmentWorker:
         if provider is None:
             analysis = await analyse(view, evidence, None, recorder)
             return _Outcome(analysis, "offline", recorder.trace_id)
+        # the lower-ranked candidates give way first when the prompt would not fit the model's
+        # context or the per-incident cap; the stored evidence keeps them all
+        limit = prompt_limit(getattr(provider, "num_ctx", None), self.budget.per_incident)
+        evidence = fit(view, evidence, limit)
         over = await self._over_budget(view, evidence)
         if over:
             analysis = await analyse(view, evidence, None, recorder, offline_reason=over)

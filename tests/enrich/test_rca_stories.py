@@ -237,7 +237,6 @@ async def test_the_service_sees_the_story_in_prometheus(
     assert "first past the threshold" in ranges[0]["text"]
 
 
-@pytest.mark.xfail(strict=False, reason="engine lands in h-rca")
 @pytest.mark.parametrize(
     "name", ["memory_leak", "slow_upstream", "rolling_deploy", "nightly_not_guilty"]
 )

@@ -20,7 +20,7 @@ from tests.support.service import Running, make_settings, serve
 
 ANALYSIS_WITHIN = 90.0
 # Names the service may expose per incident; the first one present is read (see report()).
-QUERY_METRICS = ("rca_prometheus_queries", "rca_queries_per_incident", "rca_queries")
+QUERY_METRICS = ("rca_evidence_queries", "rca_prometheus_queries", "rca_queries")
 EVIDENCE_METRIC = "rca_evidence_seconds"
 
 
@@ -109,7 +109,7 @@ async def analyse(
         analysis = await _analysis(svc, group, ANALYSIS_WITHIN)
         metrics = (await svc.client.get(f"{svc.url}/metrics")).text
     # each service instance analysed exactly this incident, so its histogram sums are its own
-    queries = _from_document(analysis, "queries", "prometheus_queries")
+    queries = _from_document(analysis, "evidence_queries", "queries", "prometheus_queries")
     if queries is None:
         queries = next(
             (v for n in QUERY_METRICS if (v := _histogram_sum(metrics, n)) is not None), None

@@ -1093,6 +1093,80 @@ def nightly_not_guilty(w: World, p: Params) -> Outcome:
     )
 
 
+def config_reload(w: World, p: Params) -> Outcome:
+    """One gateway reloads a bad config; its errors follow. Another reloaded long before."""
+    hosts = _app(w, "gateway", 3)
+    h = _pick(w, hosts)
+    other = next(o for o in hosts if o is not h)
+    earlier = p.cause - float(w.rng.uniform(70, 100)) * 60
+    for g in hosts:
+        last = np.full(len(w.t), g.started + float(w.rng.uniform(0.2, 2.0)) * 86400)
+        at = p.cause if g is h else earlier if g is other else None
+        if at is not None:
+            last = np.where(w.t >= at, at, last)
+        labels = {"instance": g.instance, "job": g.job}
+        w.add("gauge", "gateway_config_last_reload_success_timestamp_seconds", labels, last)
+        w.add("gauge", "gateway_config_last_reload_successful", labels, 1.0)
+    lag = float(w.rng.uniform(1, 3)) * 60
+    h.err = h.err + float(w.rng.uniform(0.15, 0.3)) * w.step(p.cause + lag)
+    return Outcome(
+        "config",
+        [error_alert(h, p.cause + lag + float(w.rng.uniform(150, 240)))],
+        CauseRef("gateway_config_last_reload_success_timestamp_seconds", {"instance": h.instance}),
+        distractions=[f"config reload on {other.instance} an hour earlier", _early_blip(w, p, h)],
+    )
+
+
+def queue_backlog(w: World, p: Params) -> Outcome:
+    """One ingester's queue fills up to its capacity; once full, requests are rejected."""
+    hosts = _app(w, "ingest", 3, rps=80)
+    h = _pick(w, hosts)
+    capacity = float(w.rng.choice([5_000.0, 10_000.0, 20_000.0]))
+    full = p.cause + float(w.rng.uniform(15, 25)) * 60
+    for g in hosts:
+        depth = np.clip(capacity * 0.03 * (1 + w.noise(0.3, 0.9)), 0, None)
+        if g is h:
+            depth = np.minimum(depth + capacity * w.ramp(p.cause, full) ** 1.5, capacity)
+        labels = {"instance": g.instance, "job": g.job, "queue": "events"}
+        w.add("gauge", "ingest_queue_depth", labels, np.round(depth))
+        w.add("gauge", "ingest_queue_capacity", labels, capacity)
+    h.err = h.err + float(w.rng.uniform(0.2, 0.4)) * w.ramp(full - 60, full)
+    return Outcome(
+        "backlog",
+        [error_alert(h, full + 180)],
+        CauseRef("ingest_queue_depth", {"instance": h.instance}),
+        distractions=[_other_host_cpu(w, p, h)],
+    )
+
+
+def peer_timeout(w: World, p: Params) -> Outcome:
+    """Lock waits pile up in the ledger service; every edge instance's calls to its `peer`
+    time out, and the edge tier's errors follow."""
+    callers = _app(w, "edge", 3)
+    callees = _app(w, "ledger", 2, rps=30, latency=0.02)
+    for c in callees:
+        waiting = np.clip(np.round(2 + w.noise(1.0, 0.8)), 0, None)
+        waiting = waiting + float(w.rng.uniform(40, 80)) * w.ramp(p.cause, p.cause + 180)
+        w.add("gauge", "ledger_db_locks_waiting", {"instance": c.instance, "job": c.job}, waiting)
+        _slower(w, c, p.cause + float(w.rng.uniform(2, 4)) * 60, float(w.rng.uniform(5, 10)))
+    lag = float(w.rng.uniform(3, 5)) * 60
+    alerts = []
+    for h in callers:
+        labels = {"instance": h.instance, "job": h.job, "peer": "ledger"}
+        calls = h.rate * 0.5
+        timeouts = calls * (0.001 + float(w.rng.uniform(0.1, 0.3)) * w.step(p.cause + lag))
+        w.add("counter", "edge_peer_requests_total", labels, w.counter(calls))
+        w.add("counter", "edge_peer_timeouts_total", labels, w.counter(timeouts))
+        h.err = h.err + float(w.rng.uniform(0.1, 0.25)) * w.step(p.cause + lag + 30)
+        alerts.append(error_alert(h, p.cause + lag + float(w.rng.uniform(150, 240))))
+    return Outcome(
+        "dependency-saturation",
+        alerts,
+        CauseRef("ledger_db_locks_waiting", {"job": "ledger"}),
+        distractions=[_unrelated_deploy(w, p)],
+    )
+
+
 # (builder, minutes of the cause before "now" (low, high), whether it needs earlier days)
 STORIES: dict[str, tuple[Builder, tuple[float, float], bool]] = {
     "memory_leak": (memory_leak, (80, 110), False),
@@ -1109,6 +1183,9 @@ STORIES: dict[str, tuple[Builder, tuple[float, float], bool]] = {
     "iowait": (iowait, (25, 40), False),
     "gc_pressure": (gc_pressure, (35, 50), True),
     "nightly_not_guilty": (nightly_not_guilty, (60, 80), True),
+    "config_reload": (config_reload, (25, 40), False),
+    "queue_backlog": (queue_backlog, (40, 60), False),
+    "peer_timeout": (peer_timeout, (20, 35), False),
 }
 
 
@@ -1358,6 +1435,9 @@ def departure(story: Story, ref: CauseRef, run: int = 8) -> float | None:
         fresh = [f for f in firsts if f > t[0]]
         return min(fresh) if fresh else None
     values = observed(story, ref)
+    if ref.metric.endswith("_timestamp_seconds"):
+        jumps = np.flatnonzero(np.diff(values) > 0)
+        return float(t[jumps[0] + 1]) if jumps.size else None
     search = story.cause_onset - 600
     base = values[(t >= search - 3600) & (t < search)]
     median = float(np.nanmedian(base))
