@@ -26,8 +26,8 @@ _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 
 try:  # Python 3.11 names the regex parser `re._parser`; its constants moved with it
-    from re import _constants as _sre_const
-    from re import _parser as _sre_parse
+    from re import _constants as _sre_const  # type: ignore[attr-defined, unused-ignore]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined, unused-ignore]
 except ImportError:  # pragma: no cover - older layouts
     import sre_constants as _sre_const
     import sre_parse as _sre_parse
