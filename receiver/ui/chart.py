@@ -13,7 +13,6 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter
 from PIL import Image, PngImagePlugin
 
-from receiver.ui.units import Unit, tick_text
+from receiver.ui.units import Unit, clock, tick_text, time_step, y_ticks
 
 FloatArray = npt.NDArray[np.float64]
 Color = tuple[int, int, int]
@@ -61,10 +60,6 @@ FONT = "DejaVu Sans"  # ships with matplotlib: Latin, Greek, Cyrillic and more
 MIN_BAND_PX = 8  # a normal band is never drawn thinner than this, so it stays visible
 SERIES_PX = 2.0
 LABEL_LIMIT = 40
-
-_TIME_STEPS = (
-    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-)  # fmt: skip
 
 # Immutable configuration, not state: the code points the font can draw, read once at import;
 # others are drawn as U+FFFD instead of a missing-glyph warning (the PNG metadata keeps them).
@@ -261,13 +256,13 @@ def _axes_ticks(
     scale = unit.scale(max(abs(y[0]), abs(y[1]))) if unit is not None else None
     divisor = scale[0] if scale is not None else 1.0
     # nice steps in the unit shown (0.5 GiB, not 0.537 GB)
-    y_ticks = [v * divisor for v in _y_ticks(y[0] / divisor, y[1] / divisor)]
-    ax.yaxis.set_major_locator(FixedLocator(y_ticks))
+    ticks = [v * divisor for v in y_ticks(y[0] / divisor, y[1] / divisor)]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(float(v), scale)))
-    step = _time_step(x[1] - x[0], plot_w)
+    step = time_step(x[1] - x[0], plot_w)
     first = math.ceil(x[0] / step) * step
     ax.xaxis.set_major_locator(FixedLocator(list(np.arange(first, x[1] + 1e-9, step))))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _clock(float(v), step)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: clock(float(v), step)))
 
 
 def _shade(
@@ -417,38 +412,3 @@ def _y_range(values: FloatArray) -> tuple[float, float]:
     pad = (hi - lo) * 0.08
     lo2 = lo - pad if lo < 0 or lo - pad >= 0 else 0.0  # do not dip below 0 for non-negative data
     return lo2, hi + pad
-
-
-def _nice_step(span: float, target: int) -> float:
-    raw = span / max(target, 1)
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 2.5, 5, 10):
-        if raw <= factor * magnitude:
-            return factor * magnitude
-    return 10 * magnitude
-
-
-def _y_ticks(lo: float, hi: float) -> list[float]:
-    step = _nice_step(hi - lo, 4)
-    first = math.ceil(lo / step) * step
-    ticks: list[float] = []
-    value = first
-    while value <= hi + step * 1e-9 and len(ticks) < 12:
-        ticks.append(0.0 if abs(value) < step * 1e-9 else value)
-        value += step
-    return ticks
-
-
-def _time_step(span: float, plot_w: int) -> float:
-    want = max(2, min(8, plot_w // 90))
-    for step in _TIME_STEPS:
-        if span / step <= want:
-            return float(step)
-    return float(_TIME_STEPS[-1] * math.ceil(span / (_TIME_STEPS[-1] * want)))
-
-
-def _clock(ts: float, step: float) -> str:
-    moment = datetime.fromtimestamp(ts, UTC)
-    if step >= 86400:
-        return moment.strftime("%m-%d")
-    return moment.strftime("%H:%M:%S" if step < 60 else "%H:%M")

@@ -392,8 +392,7 @@ def chart_png(
     spec: ChartSpec, data: ChartData, window: Window, *, title: bool = False, scale: int = 1
 ) -> bytes:
     """The PNG of one chart; `title` puts the spec's title into the image (for emails).
-
-    CPU-bound (tens of ms): async callers run it in a thread (`asyncio.to_thread`)."""
+    CPU-bound (tens of ms): async callers run it in a thread."""
     return render_chart(
         _lines(spec, data),
         threshold=spec.threshold,
@@ -442,11 +441,5 @@ async def main_chart_png(
 
 
 def _panel(spec: ChartSpec, data: ChartData, window: Window) -> Panel:
-    return Panel(
-        _lines(spec, data),
-        spec.threshold,
-        _band(spec, data),
-        _marks(spec, window),
-        spec.title,
-        unit=unit_of(spec.expr),
-    )
+    lines, band, marks = _lines(spec, data), _band(spec, data), _marks(spec, window)
+    return Panel(lines, spec.threshold, band, marks, spec.title, unit=unit_of(spec.expr))

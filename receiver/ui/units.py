@@ -1,9 +1,11 @@
-"""The unit of a chart's y axis, read from the metric name's suffix (Prometheus naming:
+"""The axes of a chart: the y unit read from the metric name's suffix (Prometheus naming:
 `_seconds`, `_bytes`, `_ratio`, `percent`) and the functions around it, and its tick labels.
 
 Only what the expression makes certain: one metric, no arithmetic, only functions that keep
 the unit (`sum`, `max_over_time`, …), make it per second (`rate`, `irate`, `deriv`) or read a
-histogram (`histogram_quantile` of `_bucket`). Anything else has no unit, and plain numbers.
+histogram (`histogram_quantile` of `_bucket`); a recording rule (`level:metric:operations`) is read
+by its metric part and its operations (`:p95` keeps, `:rate5m` is per second, `:ratio`). Anything
+else has no unit, and plain numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 # Functions and aggregations whose result has the unit of their argument.
 _KEEP = frozenset(
@@ -39,6 +42,10 @@ _NUMBER = re.compile(r"(?<![A-Za-z0-9_:.])[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
 
 _SECONDS = ((1e-6, "µs"), (1e-3, "ms"), (1.0, "s"), (60.0, "min"), (3600.0, "h"), (86400.0, "d"))
 _BYTES = tuple((1024.0**i, name) for i, name in enumerate(("B", "KiB", "MiB", "GiB", "TiB")))
+
+_TIME_STEPS = (
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,22 @@ def unit_of(expr: str) -> Unit | None:
         functions = [f for f in functions if f not in _PER_SECOND]  # the quantile of a rate
     elif "histogram_quantile" in functions:
         return None
+    per_second = any(f in _PER_SECOND for f in functions)
+    parts = name.split(":")
+    if len(parts) == 3:  # a recording rule, `level:metric:operations` (`job:x_seconds:p95`)
+        name, operations = parts[1], parts[2].lower()
+        per_second = per_second or operations.startswith(("rate", "irate", "deriv"))
+        if _base(operations) in ("ratio", "percent"):
+            return Unit(str(_base(operations)), per_second=False)
     base = _base(name.removesuffix("_total").removesuffix("_sum"))
     if base is None or name.endswith("_count"):
         return None
-    return Unit(base, per_second=any(f in _PER_SECOND for f in functions))
+    return Unit(base, per_second=per_second)
 
 
 def _base(name: str) -> str | None:
+    if name in ("ratio", "percent"):
+        return name
     if name.endswith("_seconds"):
         return "seconds"
     if name.endswith("_bytes"):
@@ -135,3 +151,44 @@ def tick_text(value: float, scale: tuple[float, str] | None) -> str:
     if size < 0.001:
         return f"{value:.1e}"
     return f"{value:.3g}"
+
+
+# --- ticks ----------------------------------------------------------------------------------
+
+
+def _nice_step(span: float, target: int) -> float:
+    raw = span / max(target, 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def y_ticks(lo: float, hi: float) -> list[float]:
+    """About four round values between lo and hi."""
+    step = _nice_step(hi - lo, 4)
+    first = math.ceil(lo / step) * step
+    ticks: list[float] = []
+    value = first
+    while value <= hi + step * 1e-9 and len(ticks) < 12:
+        ticks.append(0.0 if abs(value) < step * 1e-9 else value)
+        value += step
+    return ticks
+
+
+def time_step(span: float, plot_w: int) -> float:
+    """Seconds between time ticks: a round step giving 2..8 ticks over the plot's width."""
+    want = max(2, min(8, plot_w // 90))
+    for step in _TIME_STEPS:
+        if span / step <= want:
+            return float(step)
+    return float(_TIME_STEPS[-1] * math.ceil(span / (_TIME_STEPS[-1] * want)))
+
+
+def clock(ts: float, step: float) -> str:
+    """A time tick in UTC, as precise as the step needs."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if step >= 86400:
+        return moment.strftime("%m-%d")
+    return moment.strftime("%H:%M:%S" if step < 60 else "%H:%M")
