@@ -60,6 +60,8 @@ FONT = "DejaVu Sans"  # ships with matplotlib: Latin, Greek, Cyrillic and more
 MIN_BAND_PX = 8  # a normal band is never drawn thinner than this, so it stays visible
 SERIES_PX = 2.0
 LABEL_LIMIT = 40
+RIGHT = 12  # pixels right of the plot
+CHAR_PX = 6.6  # the average advance of an 8 pt tick label character at scale 1
 
 # Immutable configuration, not state: the code points the font can draw, read once at import;
 # others are drawn as U+FFFD instead of a missing-glyph warning (the PNG metadata keeps them).
@@ -182,15 +184,15 @@ def _draw(fig: Figure, panel: Panel, *, top: int, width: int, height: int, total
     series = [_as_arrays(line.timestamps, line.values) for line in panel.lines]
     legend = _legend_entries(panel)
     head = 6 + (16 if panel.title else 0) + (16 if legend else 0)
-    left, right, bottom = 64, 12, 22
-    plot_w, plot_h = width - left - right, height - head - bottom
+    left, bottom = 64, 22
+    plot_w, plot_h = width - left - RIGHT, height - head - bottom
     ax = fig.add_axes(
         (left / width, (total - top - head - plot_h) / total, plot_w / width, plot_h / total)
     )
     _frame(ax)
     y_text = 1 - (top + 4) / total
     if panel.title:
-        _text(fig, 4 / width, y_text, _fit(panel.title, width - 8, 6.6), size=9, color=TITLE)
+        _text(fig, 4 / width, y_text, _fit(panel.title, width - 8, CHAR_PX), size=9, color=TITLE)
         y_text -= 16 / total
     if legend:
         _legend(fig, legend, x=left / width, y=y_text, room=width - left)
@@ -261,7 +263,11 @@ def _axes_ticks(
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(float(v), scale)))
     step = time_step(x[1] - x[0], plot_w)
     first = math.ceil(x[0] / step) * step
-    ax.xaxis.set_major_locator(FixedLocator(list(np.arange(first, x[1] + 1e-9, step))))
+    times = np.arange(first, x[1] + 1e-9, step)
+    # a label centred on a tick near the right edge would be cut off by the image's border
+    room = (x[1] - times) / (x[1] - x[0]) * plot_w + RIGHT
+    half = len(clock(first, step)) * CHAR_PX / 2
+    ax.xaxis.set_major_locator(FixedLocator(list(times[room >= half])))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: clock(float(v), step)))
 
 
