@@ -323,7 +323,7 @@ def _legend(
     kept: list[tuple[Artist, str]] = []
     used = 0.0
     for handle, label in entries:
-        need = 30 + 6.2 * len(label)
+        need = 30 + CHAR_PX * len(label)
         if used + need > room:
             break
         kept.append((handle, _drawable(label)))
