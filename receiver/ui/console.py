@@ -9,6 +9,7 @@ API auth is on (`receiver.ui.gate` turns the console's login cookie into that he
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -407,7 +408,7 @@ async def incident_chart(request: Request) -> Response:
     data = await fetch_chart(
         svc.http, svc.settings.prom_url, specs[n], window, query_timeout=CHART_QUERY_TIMEOUT
     )
-    png = chart_png(specs[n], data, window)
+    png = await asyncio.to_thread(chart_png, specs[n], data, window)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=15"})
 
 

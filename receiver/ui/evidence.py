@@ -34,6 +34,7 @@ from receiver.enrich.context import RuleIndex, split_threshold
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.timeutil import aware
 from receiver.ui.chart import Band, Line, Panel, render_chart, render_panels
+from receiver.ui.units import unit_of
 
 MAX_CHARTS = 6
 MAX_CANDIDATE_CHARTS = 2
@@ -41,6 +42,7 @@ MAX_LINES = 5
 POINTS = 240
 QUERY_TIMEOUT = 5.0
 MAX_EXPR = 1_000
+EMAIL_SCALE = 2  # the email chart's pixels per CSS pixel; its HTML shows it 640 wide
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 
 
@@ -375,7 +377,7 @@ def _lines(spec: ChartSpec, data: ChartData) -> list[Line]:
     lines = list(data.lines)
     if spec.season is not None and lines:
         t = np.asarray(lines[0].timestamps, dtype=np.float64)
-        lines.append(Line(t, spec.season.values(t), "expected"))
+        lines.append(Line(t, spec.season.values(t), "expected", role="expected"))
     return lines
 
 
@@ -386,14 +388,19 @@ def _marks(spec: ChartSpec, window: Window) -> tuple[float, ...]:
     return (*window.marks, spec.onset)
 
 
-def chart_png(spec: ChartSpec, data: ChartData, window: Window, *, title: bool = False) -> bytes:
-    """The PNG of one chart; `title` puts the spec's title into the image (for emails)."""
+def chart_png(
+    spec: ChartSpec, data: ChartData, window: Window, *, title: bool = False, scale: int = 1
+) -> bytes:
+    """The PNG of one chart; `title` puts the spec's title into the image (for emails).
+    CPU-bound (tens of ms): async callers run it in a thread."""
     return render_chart(
         _lines(spec, data),
         threshold=spec.threshold,
         band=_band(spec, data),
         marks=_marks(spec, window),
         title=spec.title if title else "",
+        unit=unit_of(spec.expr),
+        scale=scale,
     )
 
 
@@ -409,7 +416,8 @@ async def main_chart_png(
 ) -> bytes | None:
     """The incident's main evidence chart as PNG (for an email attachment), with the analysis'
     top cause candidate as a second panel below it when it has data; None when there is no
-    expression to draw or Prometheus has no data for it (unreachable included)."""
+    expression to draw or Prometheus has no data for it (unreachable included). Drawn at
+    EMAIL_SCALE times the console's pixels, so it stays sharp on high-density screens."""
     specs = chart_specs(incident, episodes, rca, rules)
     main = [s for s in specs if s.kind != "candidate"][:1]
     if not main:
@@ -425,12 +433,13 @@ async def main_chart_png(
         else ChartData()
     )
     if not extra.lines:
-        return chart_png(main[0], data, window, title=True)
+        return await asyncio.to_thread(
+            chart_png, main[0], data, window, title=True, scale=EMAIL_SCALE
+        )
     panels = [_panel(spec, chart, window) for spec, chart in ((main[0], data), (cause[0], extra))]
-    return render_panels(panels, height=180)
+    return await asyncio.to_thread(render_panels, panels, height=180, scale=EMAIL_SCALE)
 
 
 def _panel(spec: ChartSpec, data: ChartData, window: Window) -> Panel:
-    return Panel(
-        _lines(spec, data), spec.threshold, _band(spec, data), _marks(spec, window), spec.title
-    )
+    lines, band, marks = _lines(spec, data), _band(spec, data), _marks(spec, window)
+    return Panel(lines, spec.threshold, band, marks, spec.title, unit=unit_of(spec.expr))

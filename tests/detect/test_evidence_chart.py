@@ -8,7 +8,7 @@ import numpy as np
 
 from receiver.store.documents import Anomaly, Incident
 from receiver.store.repo import Store
-from receiver.ui.chart import BAND, MARK, PALETTE, Line
+from receiver.ui.chart import BAND, EXPECTED, MARK, Line
 from receiver.ui.evidence import ChartData, Window, _band, chart_png, chart_specs
 from tests.ui import pngs
 
@@ -74,7 +74,7 @@ async def test_seasonal_band_follows_the_profile_and_the_onset_is_marked(store: 
     window = Window(t[0], t[-1], 60.0, (t[0] + 600.0,))
     pixels = pngs.decode(chart_png(spec, data, window))
     assert pngs.count(pixels, BAND) > 2_000
-    assert pngs.count(pixels, PALETTE[1]) > 200  # the expectation line
+    assert pngs.count(pixels, EXPECTED) > 200  # the expectation line, dashed
     # the onset is a second mark; when it is the incident's own mark it is drawn once
     same = pngs.decode(chart_png(spec, data, Window(t[0], t[-1], 60.0, (ONSET.timestamp(),))))
     assert pngs.count(pixels, MARK) > 1.5 * pngs.count(same, MARK) > 0

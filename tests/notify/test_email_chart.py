@@ -78,11 +78,12 @@ async def test_email_carries_the_evidence_chart_and_slack_links_the_console(
             assert part["Content-ID"] == "<evidence.png>"
             assert part.get_content_disposition() == "inline"
             assert part.get_filename() == "evidence.png"
-            assert 'src="cid:evidence.png"' in _html(first)
-            assert pngs.size(png) == (640, 240)
+            assert 'src="cid:evidence.png" width="640"' in _html(first)
+            assert pngs.size(png) == (1280, 480)  # twice the console's pixels, shown 640 wide
             pixels = pngs.decode(png)
-            assert pngs.count(pixels, THRESHOLD) > 100  # the `> 5` line of the rule
-            assert pngs.count(pixels, PALETTE[0]) > 20  # the series itself
+            assert pngs.count(pixels, THRESHOLD) > 400  # the `> 5` line of the rule
+            assert pngs.count(pixels, PALETTE[0]) > 80  # the series itself
+            assert pngs.texts(png)["Title"].startswith("QueueBacklog on ")  # case kept
 
             [post] = slack.accepted
             [footer] = [b for b in post["attachments"][0]["blocks"] if b["type"] == "context"]
@@ -97,4 +98,4 @@ async def test_email_carries_the_evidence_chart_and_slack_links_the_console(
             await rows_where(service, lambda r: sum(x["status"] == "sent" for x in r) == 4)
             _, second = smtp.messages
             assert second.message["In-Reply-To"] == f"<incident.{incident}@ai-devops-monitor>"
-            assert pngs.size(_image(second.message)[1]) == (640, 240)
+            assert pngs.size(_image(second.message)[1]) == (1280, 480)

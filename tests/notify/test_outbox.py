@@ -80,6 +80,8 @@ def _expected_slack(incident: str) -> dict[str, Any]:
                             {
                                 "type": "mrkdwn",
                                 "text": f"<{PUBLIC_URL}/ui/incidents/{incident}|Console>"
+                                " · <http://127.0.0.1:9093/#/silences/new"
+                                "?filter=%7Bgroup%3D%22g1%22%7D|Silence>"
                                 " · <http://127.0.0.1:9/graph?g0.expr=up|Prometheus>"
                                 " · <http://127.0.0.1:9093|Alertmanager>"
                                 f" · <{PUBLIC_URL}/api/v1/incidents/{incident}|Incident API>",

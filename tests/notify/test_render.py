@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -251,3 +252,61 @@ def test_grafana_links_must_be_http() -> None:
     assert "Silence" not in message.text
     assert "javascript:" not in message.html
     assert "javascript:" not in _all_text(message.slack)
+
+
+class _Markup(HTMLParser):
+    """Every start tag and attribute of an HTML body, as a browser's tokenizer sees them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+
+def test_script_labels_and_javascript_urls_are_inert_in_the_template_html() -> None:
+    """A `<script>` label, a quote-breaking annotation and `javascript:` URLs (generator,
+    runbook, dashboard, silence) leave the template's HTML with no script element, no event
+    handler attribute and only http(s) links, the hostile text still readable as text."""
+    breakout = '"><img src=x onerror=alert(1)>'
+    signal = make_signal(
+        metric="<script>alert(1)</script>", instance=breakout, reason=breakout
+    ).model_copy(
+        update={
+            "generator_url": "JaVaScRiPt:alert(1)",
+            "annotations": {"runbook_url": "javascript:alert(2)", "summary": breakout},
+            "links": {"dashboard": " javascript:alert(3)", "silence": "data:text/html,x"},
+        }
+    )
+    analysis = make_analysis(summary=breakout, fix=["<script>x</script>\nnext"])
+    for event in (Event.FIRING, Event.ANALYSIS, Event.DIGEST):
+        message = render(make_incident(signals=[signal]), event, analysis, chart=b"png")
+        parser = _Markup()
+        parser.feed(message.html)
+        tags = [tag for tag, _ in parser.tags]
+        assert "script" not in tags
+        assert tags.count("img") == (0 if event is Event.DIGEST else 1)  # only the chart's
+        for tag, attrs in parser.tags:
+            assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+            if tag == "a":
+                assert attrs["href"].startswith(("http://", "https://")), attrs
+        assert "javascript:" not in message.html.lower()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+
+
+def test_silence_link_is_listed_once() -> None:
+    """The silence form is one link in each channel, not repeated after the dashboard."""
+    message = render(make_incident(), Event.FIRING)
+    assert message.html.count(">Silence</a>") == 1
+    assert message.text.count("Silence: ") == 1
+    assert _all_text(message.slack).count("|Silence>") == 1
+
+
+def test_chart_is_shown_at_its_css_width() -> None:
+    """The inline chart (drawn at twice the pixels) is sized 640 CSS pixels wide, scaling down
+    on narrow screens; without a chart there is no image."""
+    with_chart = render(make_incident(), Event.FIRING, chart=b"png").html
+    assert '<img src="cid:evidence.png" width="640"' in with_chart
+    assert "max-width:100%;height:auto" in with_chart
+    assert "<img" not in render(make_incident(), Event.FIRING).html

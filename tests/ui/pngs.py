@@ -78,3 +78,19 @@ def decode(data: bytes) -> npt.NDArray[np.uint8]:
 
 def count(pixels: npt.NDArray[np.uint8], color: tuple[int, int, int]) -> int:
     return int(np.all(pixels == np.array(color, dtype=np.uint8), axis=2).sum())
+
+
+def texts(data: bytes) -> dict[str, str]:
+    """The PNG's text chunks: tEXt (Latin-1) and uncompressed iTXt (UTF-8), by keyword."""
+    out: dict[str, str] = {}
+    for kind, body in chunks(data):
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            assert rest[0] == 0, "compressed iTXt is not read here"
+            _language, _, rest = rest[2:].partition(b"\0")
+            _translated, _, value = rest.partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("utf-8")
+    return out
