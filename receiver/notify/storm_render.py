@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from receiver.domain import Analysis, Severity
+from receiver.notify.content import analysis_label
 from receiver.notify.render import (
     RESOLVED_COLOUR,
     SEVERITY_COLOURS,
@@ -16,14 +17,15 @@ from receiver.notify.render import (
     Event,
     Message,
     RenderOptions,
-    _analysis_label,
-    _html_block,
-    _pack,
-    _sections,
-    _slack_link,
     thread_id,
 )
+from receiver.notify.slack_blocks import pack, sections, slack_link
 from receiver.safety import html_escape, one_line, safe_url
+
+
+def _html_block(text: str) -> str:
+    # Keep the author's line breaks without trusting any markup in them.
+    return "<br>".join(html_escape(line) for line in text.splitlines()) or "&nbsp;"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def render_storm(
 
     text = [title, "", intro, f"Likely cause: {cause}", ""]
     if shown is not None:
-        text += [_analysis_label(shown), f"Summary: {shown.summary}"]
+        text += [analysis_label(shown), f"Summary: {shown.summary}"]
         text += [f"  {n}. {step}" for n, step in enumerate(shown.fix, 1)]
         text.append("")
     text += [f"Members ({len(storm.members)}):", *lines]
@@ -121,7 +123,7 @@ def render_storm(
         f"<p><b>Likely cause:</b> {_html_block(cause)}</p>",
     ]
     if shown is not None:
-        parts.append(f"<h3>{html_escape(_analysis_label(shown))}</h3>")
+        parts.append(f"<h3>{html_escape(analysis_label(shown))}</h3>")
         parts.append(f"<p><b>Summary:</b> {_html_block(shown.summary)}</p>")
         if shown.fix:
             steps = "".join(f"<li>{_html_block(step)}</li>" for step in shown.fix)
@@ -131,13 +133,13 @@ def render_storm(
         parts.append(f'<p><a href="{html_escape(storm_link)}">Storm</a></p>')
     parts.append("</div>")
 
-    body = _sections("Shared", intro) + _sections("Likely cause", cause)
+    body = sections("Shared", intro) + sections("Likely cause", cause)
     if shown is not None:
-        body += _sections(_analysis_label(shown), shown.summary)
-    body += _sections(f"Members ({len(storm.members)})", "\n".join(lines))
+        body += sections(analysis_label(shown), shown.summary)
+    body += sections(f"Members ({len(storm.members)})", "\n".join(lines))
     footer = []
     if storm_link:
-        link = {"type": "mrkdwn", "text": _slack_link(storm_link, "Storm")}
+        link = {"type": "mrkdwn", "text": slack_link(storm_link, "Storm")}
         footer = [{"type": "context", "elements": [link]}]
     return Message(
         incident_id=storm.id,
@@ -146,7 +148,7 @@ def render_storm(
         title=title,
         text="\n".join(text).strip() + "\n",
         html="\n".join(parts),
-        slack=_pack(title, colour, body, footer),
+        slack=pack(title, colour, body, footer),
         thread_id=thread_id(storm.id, opts.thread_domain),
         colour=colour,
     )
