@@ -232,6 +232,7 @@ class Worker:
         backoff_cap: float = 30.0,
         metrics: WorkMetrics | None = None,
         idle: Callable[[], Awaitable[None]] | None = None,
+        event: asyncio.Event | None = None,
     ) -> None:
         self.stage = stage
         self.step = step
@@ -241,7 +242,7 @@ class Worker:
         self.backoff = RetryPolicy(base_seconds=poll, cap_seconds=backoff_cap, max_attempts=0)
         self.metrics = metrics
         self.idle = idle
-        self.event = asyncio.Event()
+        self.event = event if event is not None else asyncio.Event()
 
     def wake(self) -> None:
         self.event.set()
