@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import httpx
@@ -67,6 +67,7 @@ from receiver.telemetry import AuditMetrics, HttpMetrics
 from receiver.ui import console
 from receiver.ui.evidence import main_chart_png, rules_for
 from receiver.ui.gate import ConsoleGate
+from receiver.work import WorkMetrics, supervise
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +85,6 @@ def email_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | N
         return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)
 
     return chart
-
-
-async def supervise(name: str, run: Callable[[], Awaitable[None]], delay: float = 1.0) -> None:
-    """Run a background loop; if it dies of a bug, log it and start it again after `delay`."""
-    while True:
-        try:
-            await run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting in %.0fs", name, delay)
-            await asyncio.sleep(delay)
 
 
 @contextlib.asynccontextmanager
@@ -137,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
             registry = CollectorRegistry()
             ingest_metrics = IngestMetrics(registry)
             failures = StageFailures(registry)
+            work_metrics = WorkMetrics(registry)
             policy = RetryPolicy(
                 base_seconds=settings.retry_base_seconds,
                 cap_seconds=settings.retry_max_seconds,
@@ -169,6 +158,7 @@ def create_app(settings: Settings) -> Starlette:
                 policy=policy,
                 concurrency=settings.ingest_concurrency,
                 correlator=correlator,
+                work_metrics=work_metrics,
             )
             notify = build_notify(
                 settings, store, http, registry, failures, charts=email_charts(settings, http)
@@ -251,13 +241,17 @@ def create_app(settings: Settings) -> Starlette:
             await stack.enter_async_context(
                 _background(
                     "delivery worker",
-                    asyncio.create_task(supervise("delivery worker", deliveries.run)),
+                    asyncio.create_task(
+                        supervise("delivery worker", deliveries.run, metrics=work_metrics)
+                    ),
                 )
             )
             await stack.enter_async_context(
                 _background(
                     "outbox worker",
-                    asyncio.create_task(supervise("outbox worker", notify.worker.run)),
+                    asyncio.create_task(
+                        supervise("outbox worker", notify.worker.run, metrics=work_metrics)
+                    ),
                 )
             )
             if watchdog.enabled:
@@ -265,7 +259,9 @@ def create_app(settings: Settings) -> Starlette:
                 await stack.enter_async_context(
                     _background(
                         "watchdog",
-                        asyncio.create_task(supervise("watchdog", lambda: watchdog.run(every))),
+                        asyncio.create_task(
+                            supervise("watchdog", lambda: watchdog.run(every), metrics=work_metrics)
+                        ),
                     )
                 )
             am_urls = [u.strip() for u in settings.alertmanager_urls.split(",") if u.strip()]
@@ -283,26 +279,35 @@ def create_app(settings: Settings) -> Starlette:
                 await stack.enter_async_context(
                     _background(
                         "reconciler",
-                        asyncio.create_task(supervise("reconciler", reconciler.run)),
+                        asyncio.create_task(
+                            supervise("reconciler", reconciler.run, metrics=work_metrics)
+                        ),
                     )
                 )
             if settings.monitor_interval > 0:
                 await stack.enter_async_context(
                     _background(
                         "outlier poller",
-                        asyncio.create_task(supervise("outlier poller", poller.run)),
+                        asyncio.create_task(
+                            supervise("outlier poller", poller.run, metrics=work_metrics)
+                        ),
                     )
                 )
             await stack.enter_async_context(
                 _background(
                     "enrichment worker",
-                    asyncio.create_task(supervise("enrichment worker", enrichment.run)),
+                    asyncio.create_task(
+                        supervise("enrichment worker", enrichment.run, metrics=work_metrics)
+                    ),
                 )
             )
             if settings.retention_interval_seconds > 0:
                 await stack.enter_async_context(
                     _background(
-                        "retention", asyncio.create_task(supervise("retention", retention.run))
+                        "retention",
+                        asyncio.create_task(
+                            supervise("retention", retention.run, metrics=work_metrics)
+                        ),
                     )
                 )
             if not settings.api_auth_configured:

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "timeutil": 0,
     "ports": 0,
     "retry": 0,
+    "work": 0,
     "telemetry": 0,
     "ratelimit": 0,
     "logs": 0,

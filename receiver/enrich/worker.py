@@ -38,6 +38,7 @@ from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
 from receiver.store.storms import STORM_SOURCE, StormStore
+from receiver.work import REAL_CLOCK, Clock, Worker
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,9 @@ class EnrichmentWorker:
         lease_margin: float = LEASE_MARGIN,
         failures: StageFailures | None = None,
         policy: RetryPolicy | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
+        self.clock = clock
         self.failures = failures
         self.policy = policy or RetryPolicy()
         self.analyses = AnalysisStore(store)
@@ -224,34 +227,38 @@ class EnrichmentWorker:
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        backoff = self.poll_seconds
+        worker = Worker(
+            "enrichment worker",
+            self._step,
+            poll=self.poll_seconds,
+            clock=self.clock,
+            outages=(StoreError,),
+            backoff_cap=60.0,
+            idle=self._idle,
+        )
         try:
-            while True:
-                try:
-                    await self.fill()
-                    backoff = self.poll_seconds
-                except StoreError as err:
-                    self.metrics.errors.inc()
-                    log.warning("enrichment worker: %s; retrying in %.1fs", err, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 60.0)
-                    continue
-                await self._idle()
+            await worker.run()
         finally:
             running = list(self._running.values())
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
+    async def _step(self) -> bool:
+        try:
+            await self.fill()
+        except StoreError:
+            self.metrics.errors.inc()
+            raise
+        return False  # the next pass waits for a free slot, new work or the poll
+
     async def _idle(self) -> None:
         was_idle = not self._running and not self._queue
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_seconds):  # not wait_for: see DeliveryWorker
-                await self._wake.wait()
+        await self.clock.wait_for_wake(self._wake, self.poll_seconds)
         if was_idle and self._fresh and self.settle_seconds:
             # the first deliveries of a burst for one group land within moments: let them all
             # land, then analyse the group once (not when a slot frees up mid-storm)
-            await asyncio.sleep(self.settle_seconds)
+            await self.clock.sleep(self.settle_seconds)
         self._wake.clear()
 
     async def fill(self) -> int:
@@ -263,12 +270,12 @@ class EnrichmentWorker:
         """
         started = 0
         free = self.concurrency - len(self._running)
-        now = time.time()
+        now = self.clock.time()
         if free > 0:
-            stale = self._fresh and time.monotonic() - self._queried_at >= REQUERY_SECONDS
+            stale = self._fresh and self.clock.monotonic() - self._queried_at >= REQUERY_SECONDS
             if not self._queue or stale:
                 self._fresh = False
-                self._queried_at = time.monotonic()
+                self._queried_at = self.clock.monotonic()
                 self._queue = collections.deque(await self.analyses.pending(now, BATCH))
             while started < free and self._queue:
                 incident = self._queue.popleft()
@@ -283,11 +290,11 @@ class EnrichmentWorker:
                 self._running[key] = task
                 task.add_done_callback(functools.partial(self._finished, key))
                 started += 1
-        if not self._queue and not self._running and time.monotonic() >= self._reanalyse_at:
-            self._reanalyse_at = time.monotonic() + REANALYSE_SECONDS
+        if not self._queue and not self._running and self.clock.monotonic() >= self._reanalyse_at:
+            self._reanalyse_at = self.clock.monotonic() + REANALYSE_SECONDS
             await self._reanalyse()
-        if time.monotonic() - self._counted_at >= COUNT_SECONDS:
-            self._counted_at = time.monotonic()
+        if self.clock.monotonic() - self._counted_at >= COUNT_SECONDS:
+            self._counted_at = self.clock.monotonic()
             self.metrics.pending.set(await self.analyses.count_pending())
         self.metrics.in_flight.set(len(self._running))
         return started
@@ -319,7 +326,7 @@ class EnrichmentWorker:
         """Retry this incident after a backoff; quarantine it after the last attempt."""
         attempts = incident.analysis_attempts + 1
         quarantine = self.policy.exhausted(attempts)
-        retry_at = time.time() + self.policy.delay(attempts)
+        retry_at = self.clock.time() + self.policy.delay(attempts)
         if self.failures is not None:
             self.failures.failed("enrichment", quarantine)
         try:

@@ -7,10 +7,8 @@ database, so a restart resumes where it stopped and ingest never waits on proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from datetime import timedelta
 
 from receiver.ingest.metrics import IngestMetrics
@@ -23,6 +21,7 @@ from receiver.ingest.storms import StormCorrelator
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
+from receiver.work import REAL_CLOCK, Clock, ItemFailure, Worker, WorkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,11 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         concurrency: int = 8,
         correlator: StormCorrelator | None = None,
+        clock: Clock = REAL_CLOCK,
+        work_metrics: WorkMetrics | None = None,
     ) -> None:
+        self.clock = clock
+        self.work_metrics = work_metrics
         self.concurrency = concurrency
         self.correlator = correlator
         self.failures = failures
@@ -66,36 +69,32 @@ class DeliveryWorker:
         self.metrics = metrics
         self.retention = retention
         self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self.record = ItemFailure("delivery", self.policy, clock, failures)
+        self.worker = Worker(
+            "delivery worker",
+            self.step,
+            poll=poll_seconds,
+            clock=clock,
+            outages=(StoreError,),
+            metrics=work_metrics,
+        )
         self._migrated = False
 
     def wake(self) -> None:
-        self._wake.set()
+        self.worker.wake()
 
     async def run(self) -> None:
-        backoff = self.poll_seconds
-        while True:
-            try:
-                if not self._migrated:
-                    # before the first delivery: legacy incidents must be found by group id
-                    await migrate_groups()
-                    self._migrated = True
-                drained = await self.drain()
-                await self._correlate()
-                backoff = self.poll_seconds
-            except StoreError as err:
-                log.warning("delivery worker: %s; retrying in %.1fs", err, backoff)
-                drained = 0
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            if drained == 0:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that lands as its timeout fires, and shutdown then waits on this loop.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_seconds):
-                        await self._wake.wait()
-                self._wake.clear()
+        await self.worker.run()
+
+    async def step(self) -> bool:
+        """One pass: migrate once, drain a batch, correlate storms; True when it took any."""
+        if not self._migrated:
+            # before the first delivery: legacy incidents must be found by group id
+            await migrate_groups()
+            self._migrated = True
+        drained = await self.drain()
+        await self._correlate()
+        return drained > 0
 
     async def _correlate(self) -> None:
         """Storm correlation after each batch (and each idle tick, to release held incidents);
@@ -119,7 +118,7 @@ class DeliveryWorker:
         write. A failing delivery fails alone; a store outage stops its group's later
         deliveries (they must not overtake it) and propagates once the others are done.
         """
-        pending = await self.store.pending_deliveries(limit)
+        pending = await self.store.pending_deliveries(limit, self.clock.time())
         if pending:  # at least these, until the batch is done and the exact count is read
             self.metrics.queue_depth.set(len(pending))
         groups: dict[tuple[str, str], list[Delivery]] = {}
@@ -140,6 +139,8 @@ class DeliveryWorker:
         if applied:
             await self.store.finish_deliveries([d.id for d in applied], self.retention)
             self.metrics.processed.inc(len(applied))
+            if self.work_metrics is not None:
+                self.work_metrics.items.labels("delivery").inc(len(applied))
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -170,18 +171,16 @@ class DeliveryWorker:
         return True
 
     async def _failed(self, delivery: Delivery, err: Exception) -> None:
-        attempts = delivery.attempts + 1
-        quarantine = self.policy.exhausted(attempts)
-        retry_at = 0.0 if quarantine else time.time() + self.policy.delay(attempts)
+        outcome = self.record.decide(delivery.attempts)
         log.error(
             "delivery %s failed (attempt %d/%d%s): %s",
             delivery.delivery_key[:12],
-            attempts,
+            outcome.attempts,
             self.policy.max_attempts,
-            ", quarantined" if quarantine else "",
+            ", quarantined" if outcome.quarantined else "",
             describe(err),
         )
         self.metrics.failed.inc()
-        if self.failures is not None:
-            self.failures.failed("delivery", quarantine)
-        await self.store.fail_delivery(delivery, describe(err), quarantine, retry_at)
+        await self.store.fail_delivery(
+            delivery, describe(err), outcome.quarantined, outcome.retry_at
+        )

@@ -1,0 +1,230 @@
+"""The outbox's state and bookkeeping: recording sends, failures, poison rows and plan failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from receiver.domain import Status
+from receiver.notify.channels import Channel, Routing
+from receiver.notify.config import NotifyConfig
+from receiver.notify.metrics import NotifyMetrics
+from receiver.notify.outbox_rows import STAGE, ChartSource, OutboxOptions, row_key
+from receiver.notify.render import Event, RenderOptions
+from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.safety import one_line
+from receiver.store.documents import Incident, Notification
+from receiver.store.notify import OutboxStore, Unreadable, validation_summary
+from receiver.store.storms import StormStore
+from receiver.work import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+
+class OutboxState:
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        config: NotifyConfig,
+        notifier: Notifier,
+        metrics: NotifyMetrics,
+        options: OutboxOptions,
+        render_options: RenderOptions,
+        owner: str = "",
+        charts: ChartSource | None = None,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
+        self.clock = clock
+        self.outbox = outbox
+        self.storms = StormStore(outbox.store)
+        self.config = config
+        self.notifier = notifier
+        self.metrics = metrics
+        self.options = options
+        self.render_options = render_options
+        self.charts = charts  # evidence charts for emails; None = emails without a chart
+        self.owner = owner or f"outbox-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._digests: set[str] = set()
+        self._current: tuple[list[Channel], Routing] | None = None
+        self._refresh_at = 0.0
+        self._reload = False
+        # channel → start of a window known to be full: it stays full until it ends, so rows
+        # in a storm are suppressed without asking the store for a slot each time
+        self._full: dict[str, datetime] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def reload(self) -> None:
+        """Configuration changed here: use it from the next cycle (other replicas within a
+        second, when they next read it)."""
+        self._reload = True
+        self._wake.set()
+
+    async def _read_config(self) -> tuple[list[Channel], Routing]:
+        self._reload = False
+        self._current = await self.config.current()
+        return self._current
+
+
+class Bookkeeping(OutboxState):
+    async def _sent(self, row: Notification, result: SendResult) -> None:
+        if row.event == Event.FIRING.value and not row.with_analysis:
+            await self.outbox.insert_row(
+                Notification(
+                    key=row_key(row.incident_id, row.channel, Event.ANALYSIS),
+                    incident_id=row.incident_id,
+                    group_key=row.group_key,
+                    channel=row.channel,
+                    event=Event.ANALYSIS.value,
+                    severity=row.severity,
+                    status="waiting",
+                )
+            )
+        kept = await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "sent",
+                "sent_at": self.clock.now(),
+                "parts_sent": result.parts_sent,
+                "last_error": "",
+                "reason": "",
+                "lease_until": None,
+            },
+        )
+        if not kept:
+            log.warning("outbox: %s was sent after its lease expired", row.key)
+        if row.event == Event.DIGEST.value:
+            self.metrics.digests.labels(row.channel).inc()
+        else:
+            self.metrics.sent.labels(row.channel).inc()
+
+    async def _failed(self, row: Notification, result: SendResult) -> None:
+        if not result.retryable:
+            await self._finish(row, "failed", "permanent", result.error, result.parts_sent)
+            self.metrics.failed.labels(row.channel, "permanent").inc()
+            return
+        if row.attempts >= self.options.max_attempts:
+            await self._finish(row, "failed", "exhausted", result.error, result.parts_sent)
+            self.metrics.failed.labels(row.channel, "exhausted").inc()
+            log.error("outbox: giving up on %s after %d attempts", row.key, row.attempts)
+            return
+        delay = self.options.backoff(row.attempts, result.retry_after)
+        await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "pending",
+                "next_attempt_at": self.clock.now() + timedelta(seconds=delay),
+                "last_error": result.error,
+                "parts_sent": result.parts_sent,
+                "lease_until": None,
+            },
+        )
+        self.metrics.failed.labels(row.channel, "transient").inc()
+
+    async def _finish(
+        self, row: Notification, status: str, reason: str, error: str = "", parts_sent: int = 0
+    ) -> None:
+        fields: dict[str, Any] = {"status": status, "reason": reason, "lease_until": None}
+        if error:
+            fields["last_error"] = error
+        if parts_sent:
+            fields["parts_sent"] = parts_sent
+        await self.outbox.update_claimed(row.id, self.owner, fields)
+
+    def _masked(self, text: str) -> str:
+        """`text` on one capped line with every configured channel's URL and secrets masked."""
+        for channel in self._current[0] if self._current is not None else []:
+            text = channel.redact(text)
+        return one_line(text, ERROR_LIMIT)
+
+    def _count_poison(
+        self, what: str, step: str, err: BaseException, quarantined: bool = True
+    ) -> str:
+        """Count and log an exception that one item raised; its masked description."""
+        frames = traceback.extract_tb(err.__traceback__)
+        where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        detail = validation_summary(err) if isinstance(err, ValidationError) else str(err)
+        error = self._masked(f"{step}: {type(err).__name__}: {detail}{where}")
+        self.metrics.failures.failed(STAGE, quarantined)
+        # no traceback: its last line repeats the message, which may hold what we just masked
+        log.error("outbox: %s failed: %s", what, error)
+        return error
+
+    async def _poisoned(self, row: Notification, step: str, err: BaseException) -> SendResult:
+        """Record an exception on the claimed row: retried with backoff, `failed` at the max."""
+        last = row.attempts >= self.options.max_attempts
+        error = self._count_poison(row.key, step, err, quarantined=last)
+        if last:
+            await self._finish(row, "failed", "poison", error)
+            self.metrics.failed.labels(row.channel, "poison").inc()
+        else:
+            delay = self.options.backoff(row.attempts, None)
+            await self.outbox.update_claimed(
+                row.id,
+                self.owner,
+                {
+                    "status": "pending",
+                    "next_attempt_at": self.clock.now() + timedelta(seconds=delay),
+                    "last_error": error,
+                    "lease_until": None,
+                },
+            )
+        return SendResult(ok=False, error=error)
+
+    async def _plan_failed(self, incident_id: Any, status: Any, err: BaseException) -> None:
+        error = self._count_poison(f"planning incident {incident_id}", "plan", err)
+        await self._record_plan_failure(incident_id, status, "poison", error)
+
+    async def _record_plan_failure(
+        self, incident_id: Any, status: Any, reason: str, error: str
+    ) -> None:
+        """A failed `plan:` row says why an incident got no rows; its flag is cleared, so it is
+        planned again only when its status changes (the same data would fail the same way)."""
+        resolved = status == Status.RESOLVED.value
+        iid = str(incident_id)
+        await self.outbox.insert_row(
+            Notification(
+                key=f"plan:{iid}:{'resolved' if resolved else 'firing'}",
+                incident_id=iid,
+                channel="",
+                event=(Event.RESOLVED if resolved else Event.FIRING).value,
+                status="failed",
+                reason=reason,
+                attempts=1,
+                last_error=error,
+            )
+        )
+        await self.outbox.clear_needs_notification(incident_id, status)
+
+    async def _set_aside(self, items: list[Unreadable]) -> int:
+        """Fail unreadable rows and incidents at once; how many there were."""
+        seen: set[tuple[str, str]] = set()
+        for item in items:
+            if (item.collection, str(item.id)) in seen:
+                continue  # read twice in one cycle
+            seen.add((item.collection, str(item.id)))
+            error = self._masked(item.error)
+            self.metrics.failures.failed(STAGE, quarantined=True)
+            log.error("outbox: set aside %s %s: %s", item.collection, item.id, error)
+            if item.collection == Incident.get_pymongo_collection().name:
+                await self._record_plan_failure(
+                    item.id, item.raw.get("status"), "unreadable", error
+                )
+                continue
+            await self.outbox.set_aside(item, error)
+            channel = item.raw.get("channel")
+            self.metrics.failed.labels(
+                channel if isinstance(channel, str) else "", "unreadable"
+            ).inc()
+        return len(seen)

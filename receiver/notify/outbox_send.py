@@ -1,0 +1,232 @@
+"""Sending due rows: per channel and thread, rate limiting, digests and storm suppression."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.notify.channels import Channel
+from receiver.notify.outbox_render import Rendering
+from receiver.notify.outbox_rows import (
+    DIGEST_GRACE,
+    FOLLOWUPS,
+    UNFINISHED,
+    _rate_limited,
+    _suppressible,
+    digest_key,
+    row_key,
+)
+from receiver.notify.render import Event
+from receiver.notify.send import SendResult
+from receiver.store.documents import Notification
+from receiver.store.repo import StoreError
+from receiver.timeutil import aware
+
+log = logging.getLogger(__name__)
+
+
+class Sending(Rendering):
+    async def send_due(self, channels: list[Channel]) -> int:
+        """Send due rows, channels in parallel, rows of one channel in order."""
+        rows = await self.outbox.due(self.clock.now(), self.options.batch)
+        if not rows:
+            return 0
+        parent_keys = {
+            row_key(r.incident_id, r.channel, Event.FIRING) for r in rows if r.event in FOLLOWUPS
+        }
+        parents = await self.outbox.statuses(parent_keys)
+        by_name = {c.name: c for c in channels}
+        groups: dict[str, list[Notification]] = {}
+        for row in rows:
+            groups.setdefault(row.channel, []).append(row)
+        counts = await asyncio.gather(
+            *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
+        )
+        return sum(counts)
+
+    async def _send_channel(
+        self, channel: Channel | None, rows: list[Notification], parents: dict[str, Notification]
+    ) -> int:
+        """Send one channel's due rows: up to `channel_concurrency` at once, the rows of one
+        incident in order. A channel that fails with a retryable error stops taking rows this
+        cycle (no timeout per row on a channel that is down)."""
+        handled = 0
+        done: set[Any] = set()
+        start = self._full_window(channel.name, self.clock.now()) if channel is not None else None
+        if channel is not None and start is not None:
+            # The window is full: suppress this channel's waiting first messages in one
+            # write instead of claiming each (a storm's rows would otherwise cost two
+            # round trips apiece on a store that serialises every query).
+            bulk = [r for r in rows if _suppressible(r)]
+            if bulk:
+                try:
+                    handled += await self._suppress_many(channel, bulk, start)
+                except StoreError as err:
+                    log.warning("outbox: %s while suppressing on %s", err, channel.name)
+                    return handled
+                done.update(r.id for r in bulk)
+        threads: dict[str, list[Notification]] = {}
+        for row in rows:
+            if row.id not in done:
+                threads.setdefault(row.incident_id or row.key, []).append(row)
+        slots = asyncio.Semaphore(self.options.channel_concurrency)
+        stopped = False
+        sent = 0
+
+        async def send_thread(items: list[Notification]) -> None:
+            nonlocal stopped, sent
+            async with slots:
+                for row in items:
+                    if stopped:
+                        return
+                    try:
+                        outcome = await self._deliver(row, channel, parents)
+                    except StoreError as err:
+                        log.warning("outbox: %s while handling %s", err, row.key)
+                        stopped = True
+                        return
+                    except Exception as err:
+                        # Before the claim (after it `_deliver` records the error on the row):
+                        # the row stays due and is looked at again next cycle.
+                        self._count_poison(row.key, "schedule", err)
+                        continue
+                    if outcome is None:
+                        continue
+                    sent += 1
+                    if outcome.retryable and not outcome.ok:
+                        stopped = True
+                        return
+
+        await asyncio.gather(*(send_thread(items) for items in threads.values()))
+        return handled + sent
+
+    async def _deliver(
+        self, row: Notification, channel: Channel | None, parents: dict[str, Notification]
+    ) -> SendResult | None:
+        """Handle one due row; None when it was not ours to handle (yet)."""
+        now = self.clock.now()
+        parent = None
+        if row.event in FOLLOWUPS:
+            parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
+        if parent is not None and parent.status in UNFINISHED:
+            later = now + timedelta(seconds=self.options.poll)
+            if parent.hold_until is None:
+                # a parent held for its analysis is released as soon as it lands (before its
+                # deadline), so its follow-ups look again every poll instead of waiting that out
+                later = max(later, aware(parent.next_attempt_at))
+            await self.outbox.defer(row.id, later)
+            return None
+        claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
+        if claimed is None:
+            return None  # another worker took it (or it is unreadable: set aside this cycle)
+        row = claimed
+        if channel is None:
+            error = f"channel {row.channel!r} is no longer configured"
+            await self._finish(row, "failed", "unconfigured", error)
+            self.metrics.failed.labels(row.channel, "unconfigured").inc()
+            return SendResult(ok=False, error=error)
+        if parent is not None and parent.status == "suppressed" and row.event == "resolved":
+            await self._finish(row, "suppressed", "parent_suppressed")
+            self.metrics.suppressed.labels("parent_suppressed").inc()
+            return SendResult(ok=True)
+        if not await self._admit(row, channel, now):
+            return SendResult(ok=True)
+        # Whatever a row carries (a stored message of the wrong shape, fields that break the
+        # renderer, text the notifier chokes on) fails this row only.
+        try:
+            message = await self._message(row, channel)
+        except StoreError:
+            raise
+        except Exception as err:
+            return await self._poisoned(row, "render", err)
+        if message is None:
+            await self._finish(row, "failed", "missing", "incident or analysis not found")
+            self.metrics.failed.labels(row.channel, "missing").inc()
+            return SendResult(ok=False, error="missing")
+        try:
+            result = await self.notifier.send(channel, message, first_part=row.parts_sent)
+        except Exception as err:
+            return await self._poisoned(row, "send", err)
+        if result.ok:
+            await self._sent(row, result)
+        else:
+            await self._failed(row, result)
+        return result
+
+    def _full_window(self, channel: str, now: datetime) -> datetime | None:
+        """Start of the channel's current window if it is known to be full."""
+        start = self._full.get(channel)
+        if start is not None and now < start + self.options.rate_window:
+            return start
+        return None
+
+    async def _digest_for(self, channel: Channel, start: datetime, severity: str) -> str:
+        """The digest row of (channel, window), created once; its key."""
+        key = digest_key(channel.name, start)
+        if key not in self._digests:
+            await self.outbox.insert_row(
+                Notification(
+                    key=key,
+                    channel=channel.name,
+                    event=Event.DIGEST.value,
+                    severity=severity,
+                    next_attempt_at=start + self.options.rate_window + DIGEST_GRACE,
+                    window_start=start,
+                    admitted=True,
+                )
+            )
+            self._digests.add(key)
+        return key
+
+    async def _suppress_many(
+        self, channel: Channel, rows: list[Notification], start: datetime
+    ) -> int:
+        key = await self._digest_for(channel, start, rows[0].severity)
+        count = await self.outbox.suppress_due(
+            [r.id for r in rows],
+            self.clock.now(),
+            {
+                "status": "suppressed",
+                "reason": "rate_limit",
+                "window_start": start,
+                "digest_key": key,
+                "attempts": 1,
+            },
+        )
+        self.metrics.suppressed.labels("rate_limit").inc(count)
+        return count
+
+    async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
+        """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
+        limit = self.options.rate_limit
+        if not _rate_limited(row) or row.admitted or limit <= 0:
+            return True
+        window = self.options.rate_window
+        full = self._full_window(channel.name, now)
+        if full is not None:
+            admitted, start = False, full
+        else:
+            admitted, start = await self.outbox.take_slot(channel.name, now, limit, window)
+            if not admitted:
+                self._full[channel.name] = start
+        if admitted:
+            await self.outbox.update_claimed(
+                row.id, self.owner, {"admitted": True, "window_start": start}
+            )
+            return True
+        key = await self._digest_for(channel, start, row.severity)
+        await self.outbox.update_claimed(
+            row.id,
+            self.owner,
+            {
+                "status": "suppressed",
+                "reason": "rate_limit",
+                "window_start": start,
+                "digest_key": key,
+                "lease_until": None,
+            },
+        )
+        self.metrics.suppressed.labels("rate_limit").inc()
+        return False
