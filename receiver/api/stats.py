@@ -75,36 +75,36 @@ async def stats(request: Request) -> Response:
         "metrics": totals["metrics"],
         "anomalies": {
             "total": totals["anomalies"],
-            "open": await count("anomalies", {"status": "firing"}),
-            "analyzed": await count("anomalies", {"analyzed": True}),
+            "open": await count("anomalies", status="firing"),
+            "analyzed": await count("anomalies", analyzed=True),
         },
         "incidents": {
             "total": await count("incidents"),
-            "open": await count("incidents", {"status": "firing"}),
+            "open": await count("incidents", status="firing"),
         },
         "rca_results": totals["rca"],
         "chat_sessions": {
             "total": chats,
-            "active": await count("chat_sessions", {"last_activity": {"$gte": active_after}}),
+            "active": await collections.active_sessions(active_after),
         },
         "notifications": {
             "email": await _email(svc, collections),
             "slack": await _slack(svc),
             "outbox": {
-                status: await count("notifications", {"status": status})
+                status: await count("notifications", status=status)
                 for status in ("pending", "sent", "failed", "suppressed")
             },
         },
         "deliveries": {
             "total": await count("deliveries"),
-            "pending": await count("deliveries", {"processed": False}),
-            "failed": await count("deliveries", {"failed": True}),
+            "pending": await count("deliveries", processed=False),
+            "failed": await count("deliveries", failed=True),
         },
         # items a stage gave up on after its last attempt (an operator retries them)
         "quarantined": {
-            "deliveries": await count("deliveries", {"failed": True}),
-            "analyses": await count("incidents", {"analysis_failed": True}),
-            "notifications": await count("notifications", {"status": "failed"}),
+            "deliveries": await count("deliveries", failed=True),
+            "analyses": await count("incidents", analysis_failed=True),
+            "notifications": await count("notifications", status="failed"),
         },
         "store": svc.store.kind,
     }
