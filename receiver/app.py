@@ -62,7 +62,7 @@ from receiver.store.collections import Collections
 from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
-from receiver.store.repo import Store
+from receiver.store.repo import Store, StoreError
 from receiver.telemetry import AuditMetrics, HttpMetrics
 from receiver.ui import console
 from receiver.ui.evidence import main_chart_png, rules_for
@@ -348,7 +348,12 @@ def create_app(settings: Settings) -> Starlette:
         *api_middleware(settings, throttle),
         Middleware(AuditLog),  # inside access control: it sees only allowed requests
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={StoreError: console.store_error_handler},
+    )
 
 
 class EnvironmentApp:

@@ -117,6 +117,40 @@ class Signal(BaseModel):
     values: dict[str, float] = Field(default_factory=dict)
 
 
+class Episode(Signal):
+    """A stored episode: the signal it was made from, its identity and its incident."""
+
+    id: str = ""
+    episode_key: str
+    incident_id: str
+    group_key: str = ""
+    group_id: str = ""
+    resolved_by: str = ""
+
+    def signal(self) -> Signal:
+        """The signal alone (without the store's bookkeeping)."""
+        return Signal.model_validate(self.model_dump(include=set(Signal.model_fields)))
+
+
+# an incident keeps the first MAX_NAMES distinct alertnames and instances; its counts are exact
+MAX_NAMES = 100
+
+
+class IncidentState(BaseModel):
+    """What ingest reads of an incident to grow or resolve it."""
+
+    id: str
+    key: str
+    open_key: str
+    status: Status
+    severity: Severity
+    alertnames: list[str] = Field(default_factory=list)
+    instances: list[str] = Field(default_factory=list)
+    alertname_count: int = 0
+    instance_count: int = 0
+    firing_count: int = 0
+
+
 class IncidentView(BaseModel):
     """What enrichment and notification need to know about an incident."""
 

@@ -7,7 +7,8 @@ alert
 episode
     One firing of one alert, from `startsAt` until it resolves; identity (group, fingerprint,
     starts_at). Kept as the `Anomaly` document in the `anomalies` collection and handed between
-    stages as `domain.Signal`; the seed's `/anomalies` route lists episodes.
+    stages as `domain.Signal` (as `domain.Episode` once stored: the signal with its key and
+    incident); the seed's `/anomalies` route lists episodes.
 
 incident
     The episodes of one Alertmanager group (identity: receiver + groupKey), analysed once and

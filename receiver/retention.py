@@ -1,6 +1,7 @@
 """Retention: cap each collection at MAX_DOCS and drop documents older than their TTL days.
 
-What may go is decided here, per collection: never a firing (open) incident or episode, never
+Which collections, how old and how many is decided here; what may never go is the store's to
+enforce (`Collections.prune`): never a firing (open) incident or episode, never
 an incident still waiting for its notification, never an unsent notification, never an
 unprocessed delivery. Notification rows also stay while their incident is open (or its resolve
 is not planned yet) and while the digest that lists them is unsent: the outbox plans a page per
@@ -17,63 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from bson import ObjectId
 from prometheus_client import CollectorRegistry, Counter
 
 from receiver.settings import Settings
 from receiver.store.collections import Collections
-from receiver.store.documents import utcnow
 from receiver.store.repo import StoreError
+from receiver.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 
-# Protection that depends on other documents, read once per pass: extra filter terms.
-Guard = Callable[[Collections], Awaitable[Mapping[str, Any]]]
-
-UNFINISHED = ["pending", "sending", "waiting"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    collection: str
-    deletable: Mapping[str, Any] = field(default_factory=dict)
-    guard: Guard | None = None
-
-
-async def _notification_guard(collections: Collections) -> Mapping[str, Any]:
-    """Rows of open (or not yet re-planned) incidents, and members of unsent digests, stay."""
-    open_ids = await collections.values(
-        "incidents",
-        "_id",
-        {"$or": [{"status": {"$ne": "resolved"}}, {"needs_notification": True}]},
-    )
-    unsent = await collections.values(
-        "notifications", "key", {"event": "digest", "status": {"$in": UNFINISHED}}
-    )
-    guard: dict[str, Any] = {}
-    if open_ids:
-        guard["incident_id"] = {"$nin": sorted(str(i) for i in open_ids)}
-    if unsent:
-        guard["digest_key"] = {"$nin": sorted(str(k) for k in unsent)}
-    return guard
-
-
-RULES: tuple[Rule, ...] = (
-    Rule("deliveries", {"processed": True}),
-    Rule("anomalies", {"status": {"$ne": "firing"}}),
-    Rule("incidents", {"status": {"$ne": "firing"}, "needs_notification": {"$ne": True}}),
-    Rule("rca"),
-    Rule("notifications", {"status": {"$in": ["sent", "suppressed"]}}, _notification_guard),
-    Rule("chat_sessions"),
-    Rule("metrics"),
-    Rule("incident_events"),
-    Rule("audit"),
+# The collections retention keeps in bounds (which of their rows are still needed, and so never
+# deleted, is the store's to know: `Collections.prune`).
+COLLECTIONS: tuple[str, ...] = (
+    "deliveries",
+    "anomalies",
+    "incidents",
+    "rca",
+    "notifications",
+    "chat_sessions",
+    "metrics",
+    "incident_events",
+    "audit",
 )
 
 
@@ -95,7 +64,7 @@ class Limits:
     def from_settings(cls, settings: Settings) -> Limits:
         overrides = parse_pairs(settings.max_docs_per_collection)
         ttl = parse_pairs(settings.retention_days)
-        names = {r.collection for r in RULES}
+        names = set(COLLECTIONS)
         return cls(
             max_docs={n: overrides.get(n, settings.max_docs) for n in names},
             ttl_days={n: d for n, d in ttl.items() if n in names},
@@ -135,32 +104,21 @@ class Retention:
         now = now or utcnow()
         deleted: dict[str, int] = {}
         present = await self.collections.names()
-        for rule in RULES:
-            if rule.collection not in present:
+        for name in COLLECTIONS:
+            if name not in present:
                 continue
-            removed = 0
-            deletable = rule.deletable
-            if rule.guard is not None:
-                deletable = {**deletable, **await rule.guard(self.collections)}
-            days = self.limits.ttl_days.get(rule.collection)
+            days = self.limits.ttl_days.get(name)
+            by_age, by_count = await self.collections.prune(
+                name,
+                created_before=now - timedelta(days=days) if days else None,
+                keep_at_most=self.limits.max_docs.get(name) or None,
+            )
             if days:
-                cutoff = ObjectId.from_datetime(now - timedelta(days=days))
-                n = await self.collections.delete_older_than(
-                    rule.collection, "_id", cutoff, deletable
-                )
-                self.metrics.deleted.labels(rule.collection, "ttl").inc(n)
-                removed += n
-            cap = self.limits.max_docs.get(rule.collection)
-            if cap:
-                excess = await self.collections.count(rule.collection) - cap
-                if excess > 0:
-                    n = await self.collections.delete_oldest(
-                        rule.collection, excess, "_id", deletable
-                    )
-                    self.metrics.deleted.labels(rule.collection, "max_docs").inc(n)
-                    removed += n
-            if removed:
-                deleted[rule.collection] = removed
+                self.metrics.deleted.labels(name, "ttl").inc(by_age)
+            if by_count:
+                self.metrics.deleted.labels(name, "max_docs").inc(by_count)
+            if by_age + by_count:
+                deleted[name] = by_age + by_count
         if deleted:
             log.info("retention removed %s", deleted, extra={"deleted": str(deleted)})
         return deleted

@@ -9,6 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def aware(value: datetime) -> datetime:
     """`value` with UTC attached when it has no zone (an aware value is returned as it is)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

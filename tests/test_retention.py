@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.settings import Settings
 from receiver.store.collections import Collections
-from receiver.store.documents import utcnow
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
+from receiver.timeutil import utcnow
 
 
 @pytest.fixture

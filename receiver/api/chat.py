@@ -20,15 +20,10 @@ from receiver.api.throttle import client_address
 from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
 from receiver.services import services
 from receiver.store.documents import ChatSession
-from receiver.store.repo import StoreError
 from receiver.timeutil import aware, iso_or_none
 
 MAX_BODY = 64 * 1024
 MAX_CONTEXT = 4_000  # characters of the context as JSON
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
 
 
 def session_summary(session: ChatSession, active_after: datetime) -> dict[str, Any]:
@@ -132,8 +127,6 @@ async def chat(request: Request) -> Response:
         return error(404, "not_found", str(err))
     except ChatError as err:
         return error(422, "invalid_body", str(err))
-    except StoreError as err:
-        return _store_error(err)
     return JSONResponse(
         {
             "session_id": reply.session_id,
@@ -170,10 +163,7 @@ async def list_sessions(request: Request) -> Response:
         filters["owner"] = owner
     if after is not None:
         filters["last_activity"] = {"$gte": after}
-    try:
-        items, total = await services(request).chat.chats.list_sessions(filters, p.offset, p.limit)
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await services(request).chat.chats.list_sessions(filters, p.offset, p.limit)
     active_after = _active_after(request)
     nxt = p.offset + len(items)
     return JSONResponse(
@@ -215,14 +205,11 @@ async def session(request: Request) -> Response:
     if session_id is None:
         return error(404, "not_found", "no such session")
     chats = services(request).chat.chats
-    try:
-        found = _visible(await chats.get_session(session_id), _owner(request))
-        if found is not None and request.method == "DELETE":
-            if not await chats.delete_session(session_id):
-                return error(404, "not_found", f"no session {session_id!r}")
-            return JSONResponse({"deleted": True, "session_id": session_id})
-    except StoreError as err:
-        return _store_error(err)
+    found = _visible(await chats.get_session(session_id), _owner(request))
+    if found is not None and request.method == "DELETE":
+        if not await chats.delete_session(session_id):
+            return error(404, "not_found", f"no session {session_id!r}")
+        return JSONResponse({"deleted": True, "session_id": session_id})
     if found is None:
         return error(404, "not_found", f"no session {session_id!r}")
     return JSONResponse(

@@ -29,16 +29,12 @@ from receiver.detect.targets import (
 from receiver.services import services
 from receiver.store.detect import DetectStore
 from receiver.store.documents import PollSnapshot
-from receiver.store.repo import DuplicateKey, StoreError
+from receiver.store.repo import DuplicateKey
 from receiver.timeutil import aware
 
 MAX_TARGET_BODY = 64 * 1024
 MAX_INVALID_SHOWN = 20
 M = TypeVar("M", bound=BaseModel)
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
 
 
 class _BadBody(Exception):
@@ -74,12 +70,9 @@ def _store(request: Request) -> DetectStore:
 async def list_targets(request: Request) -> Response:
     store = _store(request)
     default = default_target(services(request).settings)
-    try:
-        stored = await store.list_targets(warn=False)  # the poller logs them
-        names = [t.name for t in stored] + ([DEFAULT_NAME] if default else [])
-        leases = await store.leases([LEASE_PREFIX + n for n in names])
-    except StoreError as err:
-        return _store_error(err)
+    stored = await store.list_targets(warn=False)  # the poller logs them
+    names = [t.name for t in stored] + ([DEFAULT_NAME] if default else [])
+    leases = await store.leases([LEASE_PREFIX + n for n in names])
     views = [default.view(leases.get(LEASE_PREFIX + DEFAULT_NAME))] if default else []
     views += [target_view(t, leases.get(LEASE_PREFIX + t.name)) for t in stored]
     invalid = [
@@ -100,15 +93,12 @@ async def list_targets(request: Request) -> Response:
 async def get_target(request: Request) -> Response:
     name = request.path_params["name"]
     store = _store(request)
-    try:
-        lease = (await store.leases([LEASE_PREFIX + name])).get(LEASE_PREFIX + name)
-        if name == DEFAULT_NAME:
-            default = default_target(services(request).settings)
-            if default is not None:
-                return JSONResponse(default.view(lease))
-        target = await store.get_target(name)
-    except StoreError as err:
-        return _store_error(err)
+    lease = (await store.leases([LEASE_PREFIX + name])).get(LEASE_PREFIX + name)
+    if name == DEFAULT_NAME:
+        default = default_target(services(request).settings)
+        if default is not None:
+            return JSONResponse(default.view(lease))
+    target = await store.get_target(name)
     if target is None:
         return error(404, "not_found", f"no target named {name!r}")
     return JSONResponse(target_view(target, lease))
@@ -124,8 +114,6 @@ async def create_target(request: Request) -> Response:
         await _store(request).insert_target(target)
     except DuplicateKey:
         return error(409, "conflict", f"a target named {body.name!r} exists", field="name")
-    except StoreError as err:
-        return _store_error(err)
     return JSONResponse(target_view(target), status_code=201)
 
 
@@ -141,10 +129,7 @@ async def update_target(request: Request) -> Response:
         return error(
             422, "invalid_target", "name: cannot be changed (delete and create)", field="name"
         )
-    try:
-        target = await _store(request).update_target(name, body.changes(), body.on_new_url())
-    except StoreError as err:
-        return _store_error(err)
+    target = await _store(request).update_target(name, body.changes(), body.on_new_url())
     if target is None:
         return error(404, "not_found", f"no target named {name!r}")
     return JSONResponse(target_view(target))
@@ -154,10 +139,7 @@ async def delete_target(request: Request) -> Response:
     name = request.path_params["name"]
     if name == DEFAULT_NAME:
         return error(409, "read_only", "the default target is PROM_URL; set it empty to drop it")
-    try:
-        deleted = await _store(request).delete_target(name)
-    except StoreError as err:
-        return _store_error(err)
+    deleted = await _store(request).delete_target(name)
     if not deleted:
         return error(404, "not_found", f"no target named {name!r}")
     return Response(status_code=204)
@@ -203,10 +185,7 @@ async def prom_metrics(request: Request) -> Response:
         target = text(request, "target", 64)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    try:
-        items, total = await _store(request).snapshots(target, p.offset, p.limit)
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await _store(request).snapshots(target, p.offset, p.limit)
     nxt = p.offset + len(items)
     return JSONResponse(
         {

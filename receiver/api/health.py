@@ -24,9 +24,7 @@ async def _sessions(svc: Services) -> dict[str, int] | None:
     try:
         return {
             "total": await collections.count("chat_sessions"),
-            "active": await collections.count(
-                "chat_sessions", {"last_activity": {"$gte": active_after}}
-            ),
+            "active": await collections.active_sessions(active_after),
         }
     except StoreError:
         return None

@@ -31,14 +31,9 @@ from receiver.oncall.silences import SilenceError, Silences
 from receiver.services import services
 from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
 from receiver.store.oncall import OncallStore, as_time
-from receiver.store.repo import StoreError
 
 MAX_BODY = 16 * 1024
 SORTS = ("started", "severity", "updated")
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
 
 
 def _not_found(incident_id: str) -> Response:
@@ -133,10 +128,7 @@ async def _start(request: Request) -> tuple[_Action, dict[str, Any], Incident] |
         action = _Action(request, body)
     except InputError as err:
         return error(422, "invalid_field", str(err))
-    try:
-        incident = await action.svc.store.get_incident(action.incident_id)
-    except StoreError as err:
-        return _store_error(err)
+    incident = await action.svc.store.get_incident(action.incident_id)
     if incident is None:
         return _not_found(action.incident_id)
     return action, body, incident
@@ -155,17 +147,14 @@ async def ack(request: Request) -> Response:
     action, _, incident = started
     if state_of(incident) not in (State.OPEN, State.ACKNOWLEDGED):
         return _conflict(incident, "acknowledge")
-    try:
-        updated = await action.store.set_fields(
-            action.incident_id,
-            {"acked_by": action.who, "acked_at_ts": utcnow().timestamp()},
-            {"status": "firing"},
-        )
-        if updated is None:
-            return _conflict(incident, "acknowledge")
-        return await action.done(updated, "ack")
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(
+        action.incident_id,
+        {"acked_by": action.who, "acked_at_ts": utcnow().timestamp()},
+        {"status": "firing"},
+    )
+    if updated is None:
+        return _conflict(incident, "acknowledge")
+    return await action.done(updated, "ack")
 
 
 async def unack(request: Request) -> Response:
@@ -176,15 +165,12 @@ async def unack(request: Request) -> Response:
     action, _, incident = started
     if not incident.acked_by:
         return error(409, "conflict", "the incident is not acknowledged", state=state_of(incident))
-    try:
-        updated = await action.store.set_fields(
-            action.incident_id, {"acked_by": "", "acked_at_ts": 0.0}
-        )
-        if updated is None:
-            return _not_found(action.incident_id)
-        return await action.done(updated, "unack", previous=incident.acked_by)
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(
+        action.incident_id, {"acked_by": "", "acked_at_ts": 0.0}
+    )
+    if updated is None:
+        return _not_found(action.incident_id)
+    return await action.done(updated, "unack", previous=incident.acked_by)
 
 
 async def assign(request: Request) -> Response:
@@ -199,13 +185,10 @@ async def assign(request: Request) -> Response:
         assignee = actions.name_field(body, "assignee", required=True)
     except InputError as err:
         return error(422, "invalid_field", str(err))
-    try:
-        updated = await action.store.set_fields(action.incident_id, {"assignee": assignee})
-        if updated is None:
-            return _not_found(action.incident_id)
-        return await action.done(updated, "assign", assignee)
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(action.incident_id, {"assignee": assignee})
+    if updated is None:
+        return _not_found(action.incident_id)
+    return await action.done(updated, "assign", assignee)
 
 
 async def add_note(request: Request) -> Response:
@@ -218,11 +201,8 @@ async def add_note(request: Request) -> Response:
         content = actions.text_field(body, "text", actions.MAX_NOTE, required=True)
     except InputError as err:
         return error(422, "invalid_field", str(err))
-    try:
-        updated = await action.store.set_fields(action.incident_id, {}) or incident
-        return await action.done(updated, "note", content, status=201)
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(action.incident_id, {}) or incident
+    return await action.done(updated, "note", content, status=201)
 
 
 async def close(request: Request) -> Response:
@@ -237,13 +217,10 @@ async def close(request: Request) -> Response:
         return error(422, "invalid_field", str(err))
     if incident.status != "firing":
         return _conflict(incident, "close")
-    try:
-        if not await action.store.close(incident, action.who, utcnow()):
-            return _conflict(incident, "close")
-        updated = await action.svc.store.get_incident(action.incident_id) or incident
-        return await action.done(updated, "close", reason)
-    except StoreError as err:
-        return _store_error(err)
+    if not await action.store.close(incident, action.who, utcnow()):
+        return _conflict(incident, "close")
+    updated = await action.svc.store.get_incident(action.incident_id) or incident
+    return await action.done(updated, "close", reason)
 
 
 # --- silences ---------------------------------------------------------------------------------
@@ -294,21 +271,18 @@ async def silence(request: Request) -> Response:
         made = await silencer.create(incident.group_labels, starts, ends, action.who, comment)
     except SilenceError as err:
         return error(502, "alertmanager_error", f"Alertmanager refused the silence: {err}")
-    try:
-        updated = await action.store.set_fields(
-            action.incident_id, {"silence_id": made.id, "silence_until_ts": ends.timestamp()}
-        )
-        return await action.done(
-            updated or incident,
-            "silence",
-            comment,
-            status=201,
-            silence_id=made.id,
-            ends_at=ends.isoformat(),
-            matchers=dict(incident.group_labels),
-        )
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(
+        action.incident_id, {"silence_id": made.id, "silence_until_ts": ends.timestamp()}
+    )
+    return await action.done(
+        updated or incident,
+        "silence",
+        comment,
+        status=201,
+        silence_id=made.id,
+        ends_at=ends.isoformat(),
+        matchers=dict(incident.group_labels),
+    )
 
 
 async def _unsilence(request: Request) -> Response:
@@ -322,13 +296,10 @@ async def _unsilence(request: Request) -> Response:
         await _silences(request).expire(incident.silence_id)
     except SilenceError as err:
         return error(502, "alertmanager_error", f"Alertmanager did not expire the silence: {err}")
-    try:
-        updated = await action.store.set_fields(
-            action.incident_id, {"silence_id": "", "silence_until_ts": 0.0}
-        )
-        return await action.done(updated or incident, "unsilence", silence_id=incident.silence_id)
-    except StoreError as err:
-        return _store_error(err)
+    updated = await action.store.set_fields(
+        action.incident_id, {"silence_id": "", "silence_until_ts": 0.0}
+    )
+    return await action.done(updated or incident, "unsilence", silence_id=incident.silence_id)
 
 
 # --- finding incidents ---------------------------------------------------------------------
@@ -414,12 +385,7 @@ async def list_audit(request: Request) -> Response:
             query["at"] = {"$gte": after}
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    try:
-        items, total = await OncallStore(services(request).store).list_audit(
-            query, p.offset, p.limit
-        )
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await OncallStore(services(request).store).list_audit(query, p.offset, p.limit)
     nxt = p.offset + len(items)
     return JSONResponse(
         {

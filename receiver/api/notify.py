@@ -38,15 +38,10 @@ from receiver.notify.config import (
 from receiver.notify.render import Event, render
 from receiver.services import services
 from receiver.store.documents import Notification
-from receiver.store.repo import StoreError
 from receiver.timeutil import iso_or_none
 
 MAX_BODY = 64 * 1024
 STATUSES = {"pending", "sending", "sent", "failed", "suppressed", "waiting"}
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
 
 
 async def _json_body(request: Request) -> Any:
@@ -83,10 +78,7 @@ async def _email_view(request: Request) -> dict[str, Any]:
 
 
 async def get_email_config(request: Request) -> Response:
-    try:
-        return JSONResponse(await _email_view(request))
-    except StoreError as err:
-        return _store_error(err)
+    return JSONResponse(await _email_view(request))
 
 
 async def put_email_config(request: Request) -> Response:
@@ -110,8 +102,6 @@ async def put_email_config(request: Request) -> Response:
         return too_large(err)
     except ChannelError as err:
         return error(422, "invalid_config", str(err))
-    except StoreError as err:
-        return _store_error(err)
 
 
 # --- slack ------------------------------------------------------------------------------------
@@ -140,10 +130,7 @@ async def _slack_view(request: Request) -> dict[str, Any]:
 
 
 async def slack_status(request: Request) -> Response:
-    try:
-        return JSONResponse(await _slack_view(request))
-    except StoreError as err:
-        return _store_error(err)
+    return JSONResponse(await _slack_view(request))
 
 
 async def put_slack_config(request: Request) -> Response:
@@ -159,8 +146,6 @@ async def put_slack_config(request: Request) -> Response:
         return too_large(err)
     except ChannelError as err:
         return error(422, "invalid_config", str(err))
-    except StoreError as err:
-        return _store_error(err)
 
 
 # --- test messages ------------------------------------------------------------------------------
@@ -193,10 +178,7 @@ def _test_incident() -> IncidentView:
 
 async def _send_test(request: Request, kind: ChannelKind) -> Response:
     notify = services(request).notify
-    try:
-        channels, _ = await notify.config.current()
-    except StoreError as err:
-        return _store_error(err)
+    channels, _ = await notify.config.current()
     channel: Channel | None = next((c for c in channels if c.kind is kind), None)
     if channel is None:
         what = "email (SMTP_HOST and recipients)" if kind is ChannelKind.EMAIL else "Slack"
@@ -245,10 +227,7 @@ async def _routing_view(request: Request) -> dict[str, Any]:
 
 
 async def get_routing(request: Request) -> Response:
-    try:
-        return JSONResponse(await _routing_view(request))
-    except StoreError as err:
-        return _store_error(err)
+    return JSONResponse(await _routing_view(request))
 
 
 async def put_routing(request: Request) -> Response:
@@ -264,8 +243,6 @@ async def put_routing(request: Request) -> Response:
         return too_large(err)
     except ChannelError as err:
         return error(422, "invalid_config", str(err))
-    except StoreError as err:
-        return _store_error(err)
 
 
 # --- outbox -------------------------------------------------------------------------------------
@@ -313,10 +290,7 @@ async def list_notifications(request: Request) -> Response:
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     full = request.query_params.get("full", "") in {"1", "true", "yes"}
-    try:
-        items, total = await services(request).notify.store.list_rows(filters, p.offset, p.limit)
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await services(request).notify.store.list_rows(filters, p.offset, p.limit)
     nxt = p.offset + len(items)
     return JSONResponse(
         {

@@ -19,7 +19,6 @@ from receiver.api.views import (
 )
 from receiver.services import services
 from receiver.store.oncall import OncallStore
-from receiver.store.repo import StoreError
 
 RAW_PAGE_LIMIT = 50  # deliveries per page when their bodies are included
 RAW_PAGE_BYTES = 4 * 1024 * 1024  # of bodies in one `raw=1` answer
@@ -27,10 +26,6 @@ RAW_PAGE_BYTES = 4 * 1024 * 1024  # of bodies in one `raw=1` answer
 # query parameter → document field
 _INCIDENT_FIELDS = {"alertname": "alertnames", "instance": "instances", "source": "source"}
 _EPISODE_FIELDS = {"alertname": "alertname", "instance": "instance", "source": "source"}
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503, "store_unavailable", str(err))
 
 
 async def list_incidents(request: Request) -> Response:
@@ -42,13 +37,10 @@ async def list_incidents(request: Request) -> Response:
         return error(400, "bad_parameter", str(err))
     if state:
         query = {"$and": [query, state]} if query else state
-    try:
-        if matchers or sort != "started":
-            items, total = await find_page(request, query, matchers, sort, p.offset, p.limit)
-        else:
-            items, total = await services(request).store.list_incidents(query, p.offset, p.limit)
-    except StoreError as err:
-        return _store_error(err)
+    if matchers or sort != "started":
+        items, total = await find_page(request, query, matchers, sort, p.offset, p.limit)
+    else:
+        items, total = await services(request).store.list_incidents(query, p.offset, p.limit)
     nxt = p.offset + len(items)
     return JSONResponse(
         {
@@ -64,14 +56,11 @@ async def list_incidents(request: Request) -> Response:
 async def get_incident(request: Request) -> Response:
     store = services(request).store
     incident_id = request.path_params["incident_id"]
-    try:
-        incident = await store.get_incident(incident_id)
-        if incident is None:
-            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
-        episodes = await store.episodes_of(str(incident.id))
-        history = await OncallStore(store).events_of(str(incident.id))
-    except StoreError as err:
-        return _store_error(err)
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+    episodes = await store.episodes_of(str(incident.id))
+    history = await OncallStore(store).events_of(str(incident.id))
     return JSONResponse(
         {
             **incident_view(incident),
@@ -89,10 +78,7 @@ async def list_anomalies(request: Request) -> Response:
         query = filters(request, _EPISODE_FIELDS, "starts_at")
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    try:
-        items, total = await services(request).store.list_episodes(query, p.offset, p.limit)
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await services(request).store.list_episodes(query, p.offset, p.limit)
     return JSONResponse(
         {"anomalies": [episode_view(a) for a in items], "count": len(items), "total": total}
     )
@@ -119,22 +105,19 @@ async def list_deliveries(request: Request) -> Response:
         return error(400, "bad_parameter", str(err))
     limit = min(p.limit, RAW_PAGE_LIMIT) if raw else p.limit
     store = services(request).store
-    try:
-        items, total = await store.list_deliveries(p.offset, limit, state)
-        views: list[dict[str, Any]] = []
-        body_bytes = 0
-        for delivery in items:
-            if not raw:
-                views.append(delivery_view(delivery))
-                continue
-            body = await store.delivery_raw(delivery)
-            size = min(len(body.encode()), RAW_ITEM_BYTES)
-            if views and body_bytes + size > RAW_PAGE_BYTES:
-                break
-            body_bytes += size
-            views.append(delivery_view(delivery, body))
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await store.list_deliveries(p.offset, limit, state)
+    views: list[dict[str, Any]] = []
+    body_bytes = 0
+    for delivery in items:
+        if not raw:
+            views.append(delivery_view(delivery))
+            continue
+        body = await store.delivery_raw(delivery)
+        size = min(len(body.encode()), RAW_ITEM_BYTES)
+        if views and body_bytes + size > RAW_PAGE_BYTES:
+            break
+        body_bytes += size
+        views.append(delivery_view(delivery, body))
     nxt = p.offset + len(views)
     return JSONResponse(
         {
@@ -151,10 +134,7 @@ async def retry_delivery(request: Request) -> Response:
     """POST /api/v1/deliveries/{delivery_id}/retry (admin): process it again, attempts reset."""
     svc = services(request)
     delivery_id = request.path_params["delivery_id"]
-    try:
-        delivery = await svc.store.retry_delivery(delivery_id)
-    except StoreError as err:
-        return _store_error(err)
+    delivery = await svc.store.retry_delivery(delivery_id)
     if delivery is None:
         return error(404, "not_found", f"no delivery {delivery_id[:40]!r}")
     svc.deliveries.wake()

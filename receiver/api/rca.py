@@ -18,14 +18,9 @@ from receiver.enrich.evidence import clean_text
 from receiver.services import services
 from receiver.store.documents import Feedback, Incident, Rca
 from receiver.store.rca import AnalysisStore
-from receiver.store.repo import StoreError
 from receiver.timeutil import iso_or_none
 
 MAX_FEEDBACK_BODY = 16 * 1024
-
-
-def _store_error(err: StoreError) -> Response:
-    return error(503 if err.retryable else 500, "store_unavailable", str(err))
 
 
 def rca_view(rca: Rca) -> dict[str, Any]:
@@ -102,12 +97,7 @@ async def list_rca(request: Request) -> Response:
             filters["alertname"] = name
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    try:
-        items, total = await AnalysisStore(services(request).store).list_rca(
-            filters, p.offset, p.limit
-        )
-    except StoreError as err:
-        return _store_error(err)
+    items, total = await AnalysisStore(services(request).store).list_rca(filters, p.offset, p.limit)
     return JSONResponse({"rca": [rca_view(r) for r in items], "count": len(items), "total": total})
 
 
@@ -116,15 +106,12 @@ async def get_analysis(request: Request) -> Response:
     svc = services(request)
     analyses = AnalysisStore(svc.store)
     incident_id = request.path_params["incident_id"]
-    try:
-        incident = await svc.store.get_incident(incident_id)
-        if incident is None:
-            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
-        rca = await analyses.get(incident.analysis_id) if incident.analysis_id else None
-        if rca is None:
-            rca = await analyses.latest(str(incident.id))
-    except StoreError as err:
-        return _store_error(err)
+    incident = await svc.store.get_incident(incident_id)
+    if incident is None:
+        return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+    rca = await analyses.get(incident.analysis_id) if incident.analysis_id else None
+    if rca is None:
+        rca = await analyses.latest(str(incident.id))
     if rca is None:
         return error(
             404,
@@ -139,10 +126,7 @@ async def reanalyse(request: Request) -> Response:
     """POST /api/v1/incidents/{id}/reanalyse (also /analyze): analyse it again."""
     svc = services(request)
     incident_id = request.path_params["incident_id"]
-    try:
-        incident = await AnalysisStore(svc.store).request(incident_id)
-    except StoreError as err:
-        return _store_error(err)
+    incident = await AnalysisStore(svc.store).request(incident_id)
     if incident is None:
         return error(404, "not_found", f"no incident {incident_id[:40]!r}")
     svc.enrichment.wake()
@@ -181,15 +165,12 @@ async def post_feedback(request: Request) -> Response:
     feedback = _feedback(body)
     if isinstance(feedback, str):
         return error(422, "invalid_feedback", feedback)
-    try:
-        incident = await svc.store.get_incident(incident_id)
-        if incident is None:
-            return error(404, "not_found", f"no incident {incident_id[:40]!r}")
-        feedback.incident_id = str(incident.id)
-        feedback.rca_id = incident.analysis_id
-        await AnalysisStore(svc.store).add_feedback(feedback)
-    except StoreError as err:
-        return _store_error(err)
+    incident = await svc.store.get_incident(incident_id)
+    if incident is None:
+        return error(404, "not_found", f"no incident {incident_id[:40]!r}")
+    feedback.incident_id = str(incident.id)
+    feedback.rca_id = incident.analysis_id
+    await AnalysisStore(svc.store).add_feedback(feedback)
     return JSONResponse(
         {"status": "stored", "id": str(feedback.id), "rca_id": feedback.rca_id or None},
         status_code=201,

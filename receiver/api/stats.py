@@ -19,12 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.api import schemas
-from receiver.api.errors import error
 from receiver.api.openapi import RouteDoc, documented
 from receiver.services import Services, services
 from receiver.settings import Settings
 from receiver.store.collections import Collections
-from receiver.store.repo import StoreError
 
 PROBE_TIMEOUT = 2.0
 
@@ -63,56 +61,53 @@ async def stats(request: Request) -> Response:
     svc = services(request)
     collections = Collections(svc.store)
     active_after = datetime.now(UTC) - timedelta(minutes=svc.settings.chat_session_active_minutes)
-    try:
-        count = collections.count
-        totals = {name: await count(name) for name in ("metrics", "anomalies", "rca")}
-        chats = await count("chat_sessions")
-        body = {
-            # the seed's shape: `stats['collections']['anomalies']['total']`
-            "collections": {
-                "metrics": {"total": totals["metrics"]},
-                "anomalies": {"total": totals["anomalies"]},
-                "rca_results": {"total": totals["rca"]},
-                "chat_sessions": {"total": chats},
+    count = collections.count
+    totals = {name: await count(name) for name in ("metrics", "anomalies", "rca")}
+    chats = await count("chat_sessions")
+    body = {
+        # the seed's shape: `stats['collections']['anomalies']['total']`
+        "collections": {
+            "metrics": {"total": totals["metrics"]},
+            "anomalies": {"total": totals["anomalies"]},
+            "rca_results": {"total": totals["rca"]},
+            "chat_sessions": {"total": chats},
+        },
+        "metrics": totals["metrics"],
+        "anomalies": {
+            "total": totals["anomalies"],
+            "open": await count("anomalies", status="firing"),
+            "analyzed": await count("anomalies", analyzed=True),
+        },
+        "incidents": {
+            "total": await count("incidents"),
+            "open": await count("incidents", status="firing"),
+        },
+        "rca_results": totals["rca"],
+        "chat_sessions": {
+            "total": chats,
+            "active": await collections.active_sessions(active_after),
+        },
+        "notifications": {
+            "email": await _email(svc, collections),
+            "slack": await _slack(svc),
+            "outbox": {
+                status: await count("notifications", status=status)
+                for status in ("pending", "sent", "failed", "suppressed")
             },
-            "metrics": totals["metrics"],
-            "anomalies": {
-                "total": totals["anomalies"],
-                "open": await count("anomalies", {"status": "firing"}),
-                "analyzed": await count("anomalies", {"analyzed": True}),
-            },
-            "incidents": {
-                "total": await count("incidents"),
-                "open": await count("incidents", {"status": "firing"}),
-            },
-            "rca_results": totals["rca"],
-            "chat_sessions": {
-                "total": chats,
-                "active": await count("chat_sessions", {"last_activity": {"$gte": active_after}}),
-            },
-            "notifications": {
-                "email": await _email(svc, collections),
-                "slack": await _slack(svc),
-                "outbox": {
-                    status: await count("notifications", {"status": status})
-                    for status in ("pending", "sent", "failed", "suppressed")
-                },
-            },
-            "deliveries": {
-                "total": await count("deliveries"),
-                "pending": await count("deliveries", {"processed": False}),
-                "failed": await count("deliveries", {"failed": True}),
-            },
-            # items a stage gave up on after its last attempt (an operator retries them)
-            "quarantined": {
-                "deliveries": await count("deliveries", {"failed": True}),
-                "analyses": await count("incidents", {"analysis_failed": True}),
-                "notifications": await count("notifications", {"status": "failed"}),
-            },
-            "store": svc.store.kind,
-        }
-    except StoreError as err:
-        return error(503, "store_unavailable", str(err))
+        },
+        "deliveries": {
+            "total": await count("deliveries"),
+            "pending": await count("deliveries", processed=False),
+            "failed": await count("deliveries", failed=True),
+        },
+        # items a stage gave up on after its last attempt (an operator retries them)
+        "quarantined": {
+            "deliveries": await count("deliveries", failed=True),
+            "analyses": await count("incidents", analysis_failed=True),
+            "notifications": await count("notifications", status="failed"),
+        },
+        "store": svc.store.kind,
+    }
     return JSONResponse(body)
 
 

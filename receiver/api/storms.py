@@ -12,7 +12,6 @@ from receiver.api.errors import error
 from receiver.api.params import BadParam, page
 from receiver.services import services
 from receiver.store.documents import Incident
-from receiver.store.repo import StoreError
 from receiver.store.storms import StormStore
 from receiver.timeutil import iso_or_none
 
@@ -37,10 +36,7 @@ async def list_storms(request: Request) -> Response:
         p = page(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    try:
-        items, total = await StormStore(services(request).store).page(p.offset, p.limit)
-    except StoreError as err:
-        return error(503, "store_unavailable", str(err))
+    items, total = await StormStore(services(request).store).page(p.offset, p.limit)
     nxt = p.offset + len(items)
     return JSONResponse(
         {
@@ -60,14 +56,11 @@ async def get_storm(request: Request) -> Response:
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     storms = StormStore(services(request).store)
-    try:
-        storm = await storms.get(storm_id)
-        if storm is None:
-            return error(404, "not_found", f"no storm {storm_id[:40]!r}")
-        members = await storms.members(str(storm.id), p.offset, p.limit)
-        total = await storms.count_members(str(storm.id))
-    except StoreError as err:
-        return error(503, "store_unavailable", str(err))
+    storm = await storms.get(storm_id)
+    if storm is None:
+        return error(404, "not_found", f"no storm {storm_id[:40]!r}")
+    members = await storms.members(str(storm.id), p.offset, p.limit)
+    total = await storms.count_members(str(storm.id))
     nxt = p.offset + len(members)
     return JSONResponse(
         {

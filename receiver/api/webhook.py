@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.api.auth import webhook_authorised
 from receiver.api.body import BodyTooLarge, read_limited, too_large
-from receiver.api.errors import error
+from receiver.api.errors import error, store_unavailable
 from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY
 from receiver.ingest.normalise import delivery_key
 from receiver.ingest.senders import Refused, parse_payload
@@ -93,11 +93,8 @@ async def _quarantine(request: Request, text: str, err: Exception) -> Response:
     try:
         await svc.store.insert_delivery(delivery)
     except StoreError as store_err:
-        return error(
-            503,
-            "store_unavailable",
-            f"the delivery could not be stored ({store_err}); Alertmanager will retry",
-            headers={"Retry-After": "5"},
+        return store_unavailable(
+            f"the delivery could not be stored ({store_err}); Alertmanager will retry"
         )
     return error(
         422,
@@ -169,11 +166,8 @@ async def _receive(request: Request) -> Response:
     except StoreError as err:
         metrics.requests.labels("store_unavailable").inc()
         log.warning("webhook: %s", err)
-        return error(
-            503,
-            "store_unavailable",
-            f"the delivery could not be stored ({err}); Alertmanager will retry",
-            headers={"Retry-After": "5"},
+        return store_unavailable(
+            f"the delivery could not be stored ({err}); Alertmanager will retry"
         )
     except Exception as err:  # a bug of ours must not cost the alert nor a retry loop
         return await _quarantine(request, text, err)

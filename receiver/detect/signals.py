@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -32,10 +31,9 @@ import numpy.typing as npt
 from receiver.detect.fetch import SeriesRef
 from receiver.detect.outliers import BatchResult, Detection, DetectorConfig, score_batch
 from receiver.detect.seasonal import SeasonBatch
-from receiver.domain import DetectorInfo, Severity, Signal, Source, Status
+from receiver.domain import DetectorInfo, Episode, Severity, Signal, Source, Status
 from receiver.ingest.normalise import fingerprint
 from receiver.ingest.processor import SignalBatch
-from receiver.store.documents import Anomaly
 
 TARGET_LABEL = "__target__"  # only inside the fingerprint: one series, one identity per target
 
@@ -136,14 +134,12 @@ def explain_flags(
     return flags
 
 
-def _outside(stored: Mapping[str, Any] | None, value: float) -> bool:
+def _outside(stored: DetectorInfo | None, value: float) -> bool:
     """Whether `value` lies outside the band an episode opened against (unknown band: no)."""
-    if not stored:
+    if stored is None:
         return False
-    low, high = stored.get("band_low"), stored.get("band_high")
-    return (isinstance(low, float | int) and value < low) or (
-        isinstance(high, float | int) and value > high
-    )
+    low, high = stored.band_low, stored.band_high
+    return (low is not None and value < low) or (high is not None and value > high)
 
 
 def _num(value: float | None) -> str:
@@ -177,7 +173,7 @@ class SignalBuilder:
         self,
         refs: Sequence[SeriesRef],
         result: BatchResult | None,
-        open_episodes: Mapping[str, Anomaly],
+        open_episodes: Mapping[str, Episode],
         *,
         flags: Mapping[int, Flag],
         quiet: set[str],
@@ -209,7 +205,7 @@ class SignalBuilder:
         refs: Sequence[SeriesRef],
         result: BatchResult,
         flags: Mapping[int, Flag],
-        open_episodes: Mapping[str, Anomaly],
+        open_episodes: Mapping[str, Episode],
         quiet: set[str],
         end: datetime,
         plan: Plan,
@@ -235,7 +231,7 @@ class SignalBuilder:
                 groups[key].append(self._firing(fp, ref, flag.detection, at(flag.start)))
                 plan.opened += 1
 
-    def _abnormal(self, episode: Anomaly, latest: Detection, flagged: bool, end: datetime) -> bool:
+    def _abnormal(self, episode: Episode, latest: Detection, flagged: bool, end: datetime) -> bool:
         if math.isnan(latest.value):
             return False  # stale: the series is gone
         if flagged or math.isnan(latest.score):
@@ -316,20 +312,11 @@ class SignalBuilder:
         )
 
 
-def _resolved(episode: Anomaly, end: datetime) -> Signal:
-    return Signal(
-        source=Source.DETECTOR,
-        fingerprint=episode.fingerprint,
-        status=Status.RESOLVED,
-        starts_at=episode.starts_at,
-        ends_at=max(end, episode.starts_at),
-        labels=episode.labels,
-        annotations=episode.annotations,
-        generator_url=episode.generator_url,
-        alertname=episode.alertname,
-        instance=episode.instance,
-        severity=Severity.parse(episode.severity),
-        metric=episode.metric,
-        value=episode.value,
-        reason=episode.reason,
+def _resolved(episode: Episode, end: datetime) -> Signal:
+    return episode.signal().model_copy(
+        update={
+            "source": Source.DETECTOR,
+            "status": Status.RESOLVED,
+            "ends_at": max(end, episode.starts_at),
+        }
     )

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from receiver.domain import Severity, Signal, Source, Status
+from receiver.domain import MAX_NAMES, Episode, IncidentState, Severity, Signal, Source, Status
 from receiver.ingest.normalise import episode_key, group_id
-from receiver.store.documents import Anomaly, Incident, utcnow
 from receiver.store.repo import DuplicateKey, Store
+from receiver.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +63,10 @@ class ApplyResult:
     incident_resolved: bool = False
 
 
-def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Anomaly:
-    return Anomaly(
+def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Episode:
+    return Episode(
+        **dict(signal),
         episode_key=batch.episode_key(signal),
-        source=signal.source.value,
-        fingerprint=signal.fingerprint,
-        status=signal.status.value,
-        starts_at=signal.starts_at,
-        ends_at=signal.ends_at,
-        alertname=signal.alertname,
-        metric=signal.metric,
-        value=signal.value,
-        instance=signal.instance,
-        severity=signal.severity.value,
-        reason=signal.reason,
-        labels=signal.labels,
-        annotations=signal.annotations,
-        generator_url=signal.generator_url,
-        links=signal.links,
-        values=signal.values,
-        detector=signal.detector.model_dump() if signal.detector else None,
         incident_id=incident_id,
         group_key=batch.group_key,
         group_id=batch.group_id,
@@ -145,8 +129,7 @@ class SignalProcessor:
         incident = await self._incident_for(batch, new_signals, result)
 
         if new_signals and incident is not None:
-            assert incident.id is not None
-            fresh = [_episode(s, str(incident.id), batch) for s in new_signals]
+            fresh = [_episode(s, incident.id, batch) for s in new_signals]
             raced = set(await self.store.insert_episodes(fresh))
             result.new_episodes = len(fresh) - len(raced)
             if raced:  # another replica inserted them first: treat as existing
@@ -154,10 +137,10 @@ class SignalProcessor:
             for episode in fresh:
                 if episode.episode_key not in raced:
                     for listener in self.episode_listeners:
-                        listener(episode.source, episode.severity)
+                        listener(episode.source.value, episode.severity.value)
             await self._grow_incident(incident, new_signals, result.new_episodes)
 
-        touched: set[str] = {str(incident.id)} if incident is not None else set()
+        touched: set[str] = {incident.id} if incident is not None else set()
         newest: dict[str, datetime] = {}
         for signal in new_signals:
             if signal.fingerprint not in newest or signal.starts_at > newest[signal.fingerprint]:
@@ -167,7 +150,7 @@ class SignalProcessor:
         )
         for signal, key in zip(signals, keys, strict=True):
             current = existing.get(key)
-            if current is None or current.status == Status.RESOLVED.value:
+            if current is None or current.status is Status.RESOLVED:
                 continue  # new (handled above) or already resolved: never re-opened
             if signal.status is Status.RESOLVED:
                 resolved = await self.store.resolve_episode(
@@ -186,10 +169,10 @@ class SignalProcessor:
             resolved = await self._maybe_resolve(incident_id, batch)
             result.incident_resolved = result.incident_resolved or resolved
         if incident is not None:
-            result.incident_id = str(incident.id)
+            result.incident_id = incident.id
         return result
 
-    async def close_episodes(self, episodes: Sequence[Anomaly], resolved_by: str) -> int:
+    async def close_episodes(self, episodes: Sequence[Episode], resolved_by: str) -> int:
         """Close firing episodes the source no longer reports; resolve incidents left empty."""
         closed = 0
         touched: set[str] = set()
@@ -205,38 +188,30 @@ class SignalProcessor:
 
     async def _incident_for(
         self, batch: SignalBatch, new_signals: Sequence[Signal], result: ApplyResult
-    ) -> Incident | None:
+    ) -> IncidentState | None:
         """The open incident for the group, created when a new episode needs one."""
-        incident = await self.store.open_incident(batch.group_id)
+        incident = await self.store.open_incident_state(batch.group_id)
         if incident is not None or not new_signals:
             return incident
-        now = utcnow()
-        incident = Incident(
-            key=batch.group_key,
-            open_key=batch.group_id,
-            source=batch.source.value,
-            status=Status.FIRING.value,
-            severity=_max_severity(new_signals),
-            title=_title(batch),
-            receiver=batch.receiver,
-            alertnames=[],
-            instances=[],
-            group_labels=batch.group_labels,
-            common_labels=batch.common_labels,
-            external_url=batch.external_url,
-            started_at=min(s.starts_at for s in new_signals),
-            updated_at=now,
-            needs_analysis=True,
-            needs_notification=True,
-            priority=priority_of(_max_severity(new_signals)),
-            opened_ts=now.timestamp(),
-            correlating=self.hold_for_storms,
-        )
+        severity = _max_severity(new_signals)
         try:
-            await self.store.insert_incident(incident)
+            incident = await self.store.create_incident(
+                key=batch.group_key,
+                open_key=batch.group_id,
+                source=batch.source.value,
+                severity=severity,
+                title=_title(batch),
+                receiver=batch.receiver,
+                group_labels=batch.group_labels,
+                common_labels=batch.common_labels,
+                external_url=batch.external_url,
+                started_at=min(s.starts_at for s in new_signals),
+                priority=priority_of(severity),
+                correlating=self.hold_for_storms,
+            )
         except DuplicateKey:
             # another worker opened it between our read and our insert
-            found = await self.store.open_incident(batch.group_id)
+            found = await self.store.open_incident_state(batch.group_id)
             if found is None:
                 raise
             return found
@@ -245,19 +220,17 @@ class SignalProcessor:
         return incident
 
     async def _grow_incident(
-        self, incident: Incident, signals: Sequence[Signal], added: int
+        self, incident: IncidentState, signals: Sequence[Signal], added: int
     ) -> None:
-        assert incident.id is not None
-        incident_id = str(incident.id)
         names, name_count = await self._grown(
-            incident_id,
+            incident.id,
             "alertname",
             incident.alertnames,
             incident.alertname_count,
             {s.alertname for s in signals if s.alertname},
         )
         instances, instance_count = await self._grown(
-            incident_id,
+            incident.id,
             "instance",
             incident.instances,
             incident.instance_count,
@@ -268,31 +241,22 @@ class SignalProcessor:
         all_instances = sorted(set(incident.instances) | set(instances))
         title = title_of(all_names, name_count, all_instances, instance_count, incident.key)
         severity = _max_severity(signals, incident.severity)
-        update: dict[str, Any] = {
-            "$set": {
-                "updated_at": utcnow(),
-                "severity": severity,
-                "title": title,
-            },
-            "$inc": {"episode_count": added},
-            "$max": {
-                "alertname_count": name_count,
-                "instance_count": instance_count,
-                "priority": priority_of(severity),
-            },
-        }
-        if names or instances:
-            update["$addToSet"] = {
-                "alertnames": {"$each": names},
-                "instances": {"$each": instances},
-            }
+        # new alertnames or instances change the story: analyse again
         grew = name_count > max(incident.alertname_count, len(incident.alertnames)) or (
             instance_count > max(incident.instance_count, len(incident.instances))
         )
-        if grew:
-            # new alertnames or instances change the story: analyse again
-            update["$set"]["needs_analysis"] = True
-        await self.store.update_incident(incident.id, update)
+        await self.store.grow_incident(
+            incident.id,
+            added=added,
+            severity=severity,
+            title=title,
+            names=names,
+            name_count=name_count,
+            instances=instances,
+            instance_count=instance_count,
+            priority=priority_of(severity),
+            needs_analysis=grew,
+        )
         if grew:
             for listener in self.analysis_listeners:
                 listener()
@@ -300,22 +264,12 @@ class SignalProcessor:
     async def _severity_changed(self, incident_id: str, severity: Severity) -> None:
         """A repeat raised (or lowered) an episode's severity: the incident takes the highest,
         and a rise is notified, so a channel routed only for the new level gets its page."""
-        incident = await self.store.get_incident(incident_id)
-        if incident is None or incident.status != Status.FIRING.value:
+        incident = await self.store.incident_state(incident_id)
+        if incident is None or incident.status is not Status.FIRING:
             return
-        current = Severity.parse(incident.severity)
-        if severity.rank <= current.rank:
+        if severity.rank <= incident.severity.rank:
             return
-        await self.store.update_incident(
-            incident.id,
-            {
-                "$set": {
-                    "severity": severity.value,
-                    "updated_at": utcnow(),
-                    "needs_notification": True,
-                }
-            },
-        )
+        await self.store.raise_incident_severity(incident_id, severity.value)
 
     async def _grown(
         self, incident_id: str, field: str, kept: list[str], count: int, seen: set[str]
@@ -327,29 +281,27 @@ class SignalProcessor:
         """
         new = sorted(seen - set(kept))
         count = max(count, len(kept))  # incidents stored before the counts existed
-        if count == len(kept) and len(kept) + len(new) <= Incident.MAX_NAMES:
+        if count == len(kept) and len(kept) + len(new) <= MAX_NAMES:
             return new, len(kept) + len(new)
         if not new:
             return [], count
         total = len(await self.store.distinct_in_incident(incident_id, field))
-        return new[: max(0, Incident.MAX_NAMES - len(kept))], max(count, total)
+        return new[: max(0, MAX_NAMES - len(kept))], max(count, total)
 
     async def _maybe_resolve(
         self, incident_id: str, batch: SignalBatch | None, resolved_by: str = ""
     ) -> bool:
         firing = await self.store.count_firing(incident_id)
-        incident = await self.store.get_incident(incident_id)
-        if incident is None or incident.status != Status.FIRING.value:
+        incident = await self.store.incident_state(incident_id)
+        if incident is None or incident.status is not Status.FIRING:
             return False
         if firing > 0:
             if firing != incident.firing_count:
-                await self.store.update_incident(
-                    incident.id, {"$set": {"firing_count": firing, "updated_at": utcnow()}}
-                )
+                await self.store.set_firing_count(incident_id, firing)
             return False
         resolved_at = (_latest_end(batch.signals) if batch else None) or utcnow()
         by = resolved_by or (batch.source.value if batch else "receiver")
-        resolved = await self.store.resolve_incident(incident, resolved_at, by)
+        resolved = await self.store.resolve_incident_state(incident, resolved_at, by)
         if resolved:
             log.info("incident %s resolved", incident_id)
         return resolved
@@ -363,7 +315,7 @@ def priority_of(severity: str) -> int:
     return Severity.parse(severity).rank
 
 
-def _changed_fields(signal: Signal, current: Anomaly) -> dict[str, Any]:
+def _changed_fields(signal: Signal, current: Episode) -> dict[str, Any]:
     """What a repeat of a firing episode changes: its annotations (description, `$value`),
     value, links and Grafana values; the severity too when the sender's fingerprint does not
     cover it. Empty for a plain repeat."""

@@ -1,5 +1,6 @@
-"""Documents → domain types: an incident with its episodes as `IncidentView`, an `Rca` as
-`Analysis`. Pure conversions; the stages that render or analyse incidents start from these."""
+"""Documents ↔ domain types: an episode as `Episode`/`Signal` and back, an incident with its
+episodes as `IncidentView`, an `Rca` as `Analysis`. Pure conversions, and the only ones: the
+stages get and give domain objects, the store turns them into documents here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pydantic import ValidationError
 from receiver.domain import (
     Analysis,
     DetectorInfo,
+    Episode,
     Hypothesis,
+    IncidentState,
     IncidentView,
     Severity,
     Signal,
@@ -61,6 +64,63 @@ def episode_signal(episode: Anomaly) -> Signal:
         detector=detector,
         links=episode.links,
         values=episode.values,
+    )
+
+
+def episode_of(episode: Anomaly) -> Episode:
+    """One stored episode with its identity and incident."""
+    return Episode(
+        **dict(episode_signal(episode)),
+        id=str(episode.id) if episode.id is not None else "",
+        episode_key=episode.episode_key,
+        incident_id=episode.incident_id,
+        group_key=episode.group_key,
+        group_id=episode.group_id,
+        resolved_by=episode.resolved_by,
+    )
+
+
+def episode_document(signal: Episode) -> Anomaly:
+    """A new episode as the document to insert."""
+    return Anomaly(
+        episode_key=signal.episode_key,
+        source=signal.source.value,
+        fingerprint=signal.fingerprint,
+        status=signal.status.value,
+        starts_at=signal.starts_at,
+        ends_at=signal.ends_at,
+        alertname=signal.alertname,
+        metric=signal.metric,
+        value=signal.value,
+        instance=signal.instance,
+        severity=signal.severity.value,
+        reason=signal.reason,
+        labels=signal.labels,
+        annotations=signal.annotations,
+        generator_url=signal.generator_url,
+        links=signal.links,
+        values=signal.values,
+        detector=signal.detector.model_dump() if signal.detector else None,
+        incident_id=signal.incident_id,
+        group_key=signal.group_key,
+        group_id=signal.group_id,
+        resolved_by=signal.resolved_by,
+    )
+
+
+def incident_state(incident: Incident) -> IncidentState:
+    """What ingest needs of a stored incident to grow or resolve it."""
+    return IncidentState(
+        id=str(incident.id),
+        key=incident.key,
+        open_key=incident.open_key,
+        status=_status(incident.status),
+        severity=Severity.parse(incident.severity),
+        alertnames=list(incident.alertnames),
+        instances=list(incident.instances),
+        alertname_count=incident.alertname_count,
+        instance_count=incident.instance_count,
+        firing_count=incident.firing_count,
     )
 
 

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from receiver.domain import Episode
+from receiver.store.convert import episode_of
 from receiver.store.documents import Anomaly, Lease, PollSnapshot, Target, utcnow
 from receiver.store.repo import Store, translated
 
@@ -199,14 +201,14 @@ class DetectStore:
     # detector episodes ----------------------------------------------------------------------
 
     @translated
-    async def open_episodes(self, target: str) -> dict[str, Anomaly]:
+    async def open_episodes(self, target: str) -> dict[str, Episode]:
         """Firing detector episodes of one target, by fingerprint (the newest per fingerprint)."""
         found = (
             await Anomaly.find({"source": DETECTOR, "status": "firing", "detector.target": target})
             .sort("+starts_at")
             .to_list()
         )
-        return {a.fingerprint: a for a in found}
+        return {a.fingerprint: episode_of(a) for a in found}
 
     @translated
     async def resolved_since(self, fingerprints: Sequence[str], since: datetime) -> set[str]:

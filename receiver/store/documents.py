@@ -7,16 +7,15 @@ incident moves out of the way; no `$addToSet` on missing fields, so arrays are c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from beanie import Document, Indexed
 from pydantic import Field, model_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from receiver.domain import MAX_NAMES
+from receiver.timeutil import utcnow as utcnow  # re-exported: modules not moved yet import it here
 
 
 class Delivery(Document):
@@ -104,7 +103,7 @@ class Incident(Document):
     receiver: str = ""
     # the first MAX_NAMES distinct values; the counts are exact (a storm of thousands of
     # instances must not grow one document without bound)
-    MAX_NAMES: ClassVar[int] = 100
+    MAX_NAMES: ClassVar[int] = MAX_NAMES
     alertnames: list[str] = Field(default_factory=list)
     instances: list[str] = Field(default_factory=list)
     alertname_count: int = 0

@@ -30,6 +30,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from receiver.domain import Episode, IncidentState
+from receiver.store.convert import episode_document, episode_of, incident_state
 from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
 from receiver.timeutil import aware
 
@@ -376,18 +378,18 @@ class Store:
     # episodes -------------------------------------------------------------------------------
 
     @translated
-    async def episodes_by_key(self, keys: Sequence[str]) -> dict[str, Anomaly]:
+    async def episodes_by_key(self, keys: Sequence[str]) -> dict[str, Episode]:
         if not keys:
             return {}
         found = await Anomaly.find({"episode_key": {"$in": list(keys)}}).to_list()
-        return {a.episode_key: a for a in found}
+        return {a.episode_key: episode_of(a) for a in found}
 
     @translated
-    async def insert_episodes(self, episodes: Sequence[Anomaly]) -> list[str]:
+    async def insert_episodes(self, episodes: Sequence[Episode]) -> list[str]:
         """Insert new episodes; return the keys that already existed (lost a race)."""
         if not episodes:
             return []
-        docs = [e.model_dump(by_alias=True, exclude={"id"}) for e in episodes]
+        docs = [episode_document(e).model_dump(by_alias=True, exclude={"id"}) for e in episodes]
         try:
             await Anomaly.get_pymongo_collection().insert_many(docs, ordered=False)
         except BulkWriteError as err:
@@ -466,10 +468,11 @@ class Store:
         return sorted({a.incident_id for a in stale})
 
     @translated
-    async def firing_episodes(self, source: str, started_before: datetime) -> list[Anomaly]:
-        return await Anomaly.find(
+    async def firing_episodes(self, source: str, started_before: datetime) -> list[Episode]:
+        found = await Anomaly.find(
             {"source": source, "status": "firing", "starts_at": {"$lt": started_before}}
         ).to_list()
+        return [episode_of(a) for a in found]
 
     @translated
     async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:
@@ -523,8 +526,13 @@ class Store:
         self, incident: Incident, resolved_at: datetime, resolved_by: str
     ) -> bool:
         """Close an open incident and free its key for the next one; False if already closed."""
+        return await self._resolve(incident.id, incident.open_key, resolved_at, resolved_by)
+
+    async def _resolve(
+        self, oid: Any, open_key: str, resolved_at: datetime, resolved_by: str
+    ) -> bool:
         res = await Incident.get_pymongo_collection().update_one(
-            {"_id": incident.id, "status": "firing"},
+            {"_id": oid, "status": "firing"},
             {
                 "$set": {
                     "status": "resolved",
@@ -532,12 +540,132 @@ class Store:
                     "resolved_by": resolved_by,
                     "updated_at": utcnow(),
                     "firing_count": 0,
-                    "open_key": f"{incident.open_key}#closed#{incident.id}",
+                    "open_key": f"{open_key}#closed#{oid}",
                     "needs_notification": True,
                 }
             },
         )
         return res.modified_count == 1
+
+    # incidents as ingest sees them (domain objects, keyword updates) -------------------------
+
+    @translated
+    async def open_incident_state(self, open_key: str) -> IncidentState | None:
+        """The open incident of a group (`normalise.group_id`), if any."""
+        found = await Incident.find_one(Incident.open_key == open_key)
+        return incident_state(found) if found is not None else None
+
+    @translated
+    async def incident_state(self, incident_id: str) -> IncidentState | None:
+        oid = object_id(incident_id)
+        found = await Incident.get(oid) if oid is not None else None
+        return incident_state(found) if found is not None else None
+
+    @translated
+    async def create_incident(
+        self,
+        *,
+        key: str,
+        open_key: str,
+        source: str,
+        severity: str,
+        title: str,
+        receiver: str,
+        group_labels: Mapping[str, str],
+        common_labels: Mapping[str, str],
+        external_url: str,
+        started_at: datetime,
+        priority: int,
+        correlating: bool,
+    ) -> IncidentState:
+        """Open a firing incident that needs analysis and a notification; `DuplicateKey` when
+        the group already has an open one."""
+        now = utcnow()
+        incident = Incident(
+            key=key,
+            open_key=open_key,
+            source=source,
+            status="firing",
+            severity=severity,
+            title=title,
+            receiver=receiver,
+            alertnames=[],
+            instances=[],
+            group_labels=dict(group_labels),
+            common_labels=dict(common_labels),
+            external_url=external_url,
+            started_at=started_at,
+            updated_at=now,
+            needs_analysis=True,
+            needs_notification=True,
+            priority=priority,
+            opened_ts=now.timestamp(),
+            correlating=correlating,
+        )
+        await incident.insert()
+        return incident_state(incident)
+
+    @translated
+    async def grow_incident(
+        self,
+        incident_id: str,
+        *,
+        added: int,
+        severity: str,
+        title: str,
+        names: Sequence[str],
+        name_count: int,
+        instances: Sequence[str],
+        instance_count: int,
+        priority: int,
+        needs_analysis: bool,
+    ) -> None:
+        """New episodes joined: count them, add names and instances (set semantics), raise the
+        counts and the priority (never lower them), set severity and title."""
+        fields: dict[str, Any] = {"updated_at": utcnow(), "severity": severity, "title": title}
+        if needs_analysis:
+            fields["needs_analysis"] = True
+        update: dict[str, Any] = {
+            "$set": fields,
+            "$inc": {"episode_count": added},
+            "$max": {
+                "alertname_count": name_count,
+                "instance_count": instance_count,
+                "priority": priority,
+            },
+        }
+        if names or instances:
+            update["$addToSet"] = {
+                "alertnames": {"$each": list(names)},
+                "instances": {"$each": list(instances)},
+            }
+        await self._update_incident_by_id(incident_id, update)
+
+    @translated
+    async def raise_incident_severity(self, incident_id: str, severity: str) -> None:
+        """A higher level for the incident, to be notified."""
+        fields = {"severity": severity, "updated_at": utcnow(), "needs_notification": True}
+        await self._update_incident_by_id(incident_id, {"$set": fields})
+
+    @translated
+    async def set_firing_count(self, incident_id: str, firing: int) -> None:
+        fields = {"firing_count": firing, "updated_at": utcnow()}
+        await self._update_incident_by_id(incident_id, {"$set": fields})
+
+    @translated
+    async def resolve_incident_state(
+        self, incident: IncidentState, resolved_at: datetime, resolved_by: str
+    ) -> bool:
+        """`resolve_incident` for the domain view; False if already closed."""
+        oid = object_id(incident.id)
+        if oid is None:
+            return False
+        return await self._resolve(oid, incident.open_key, resolved_at, resolved_by)
+
+    async def _update_incident_by_id(self, incident_id: str, update: Mapping[str, Any]) -> None:
+        oid = object_id(incident_id)
+        if oid is not None:
+            await Incident.get_pymongo_collection().update_one({"_id": oid}, dict(update))
 
     @translated
     async def list_incidents(

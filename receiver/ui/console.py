@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from receiver.api.errors import STORE_RETRY_AFTER
+from receiver.api.errors import store_error_handler as api_store_error_handler
 from receiver.api.params import BadParam, choice, page, severity, status, text
 from receiver.api.views import event_view
 from receiver.domain import Source
@@ -176,13 +178,10 @@ async def incident_list(request: Request) -> Response:
     except BadParam as err:
         return _problem(request, 400, f"Bad filter: {err}")
     svc = services(request)
-    try:
-        incidents, total = await svc.store.list_incidents(filters, p.offset, p.limit)
-        console = ConsoleStore(svc.store)
-        analyses = await console.analyses_for(incidents)
-        quarantined = await console.quarantined()
-    except StoreError as err:
-        return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
+    incidents, total = await svc.store.list_incidents(filters, p.offset, p.limit)
+    console = ConsoleStore(svc.store)
+    analyses = await console.analyses_for(incidents)
+    quarantined = await console.quarantined()
     now = datetime.now(UTC)
     base = f"{_base(request)}/ui"
     try:
@@ -322,17 +321,14 @@ def _chart_view(spec: ChartSpec, data: ChartData) -> dict[str, Any]:
 async def incident_page(request: Request) -> Response:
     svc = services(request)
     incident_id = request.path_params["incident_id"]
-    try:
-        loaded = await _load(svc, incident_id)
-        if loaded is None:
-            return _problem(request, 404, f"No incident {incident_id[:40]!r}.")
-        incident, episodes, rca, specs = loaded
-        console = ConsoleStore(svc.store)
-        feedback = await console.feedback_counts(str(incident.id))
-        similar = await console.similar(incident)
-        history = await OncallStore(svc.store).events_of(str(incident.id))
-    except StoreError as err:
-        return _problem(request, 503 if err.retryable else 500, f"Store unavailable: {err}")
+    loaded = await _load(svc, incident_id)
+    if loaded is None:
+        return _problem(request, 404, f"No incident {incident_id[:40]!r}.")
+    incident, episodes, rca, specs = loaded
+    console = ConsoleStore(svc.store)
+    feedback = await console.feedback_counts(str(incident.id))
+    similar = await console.similar(incident)
+    history = await OncallStore(svc.store).events_of(str(incident.id))
     window = chart_window(incident)
     data = await fetch_charts(
         svc.http, svc.settings.prom_url, specs, window, query_timeout=PAGE_QUERY_TIMEOUT
@@ -394,10 +390,7 @@ async def incident_chart(request: Request) -> Response:
     raw = request.query_params.get("n", "0")
     if not raw.isdigit() or int(raw) > 100:
         return Response("n: a chart number", status_code=400, media_type="text/plain")
-    try:
-        loaded = await _load(svc, request.path_params["incident_id"])
-    except StoreError as err:
-        return Response(str(err), status_code=503, media_type="text/plain")
+    loaded = await _load(svc, request.path_params["incident_id"])
     if loaded is None:
         return Response("no such incident", status_code=404, media_type="text/plain")
     incident, _, _, specs = loaded
@@ -417,3 +410,14 @@ ROUTES: list[Route] = [
     Route("/ui/incidents/{incident_id}", incident_page, methods=["GET"]),
     Route("/ui/incidents/{incident_id}/chart.png", incident_chart, methods=["GET"]),
 ]
+_PAGES = frozenset(route.endpoint for route in ROUTES)
+
+
+async def store_error_handler(request: Request, exc: Exception) -> Response:
+    """The web layer's one StoreError handler: 503 + Retry-After, as a page on the console's
+    routes and as the API's JSON error everywhere else."""
+    if request.scope.get("endpoint") not in _PAGES:
+        return await api_store_error_handler(request, exc)
+    response = _problem(request, 503, f"Store unavailable: {exc}")
+    response.headers["Retry-After"] = STORE_RETRY_AFTER
+    return response

@@ -23,9 +23,7 @@ from receiver.detect.signals import (
     run_start,
     series_fingerprint,
 )
-from receiver.domain import Severity, Status
-from receiver.store.documents import Anomaly
-from receiver.store.repo import Store
+from receiver.domain import DetectorInfo, Episode, Severity, Source, Status
 
 T0 = 1_700_000_000.0
 CFG = replace(BATCH_CONFIG, lookback=60.0, min_history=10.0, suppress=0.0)
@@ -59,7 +57,7 @@ def builder(target: str = "prom-a", **rules: Any) -> SignalBuilder:
 def plan(
     result: BatchResult | None,
     flags: dict[int, Flag],
-    stored: dict[str, Anomaly],
+    stored: dict[str, Episode],
     b: SignalBuilder | None = None,
     quiet: frozenset[str] = frozenset(),
     complete: bool = True,
@@ -76,25 +74,25 @@ def plan(
     )
 
 
-@pytest.fixture
-async def beanie(store: Store) -> Store:
-    """Beanie documents (the stored episodes) need an initialised store to be built."""
-    return store
-
-
-def episode(starts: datetime, band: tuple[float, float] | None = (9.9, 10.1)) -> Anomaly:
-    return Anomaly(
+def episode(starts: datetime, band: tuple[float, float] | None = (9.9, 10.1)) -> Episode:
+    detector = None
+    if band is not None:
+        detector = DetectorInfo(
+            method="mad", score=9.0, threshold=3.5, value=12.0, band_low=band[0], band_high=band[1]
+        )
+    return Episode(
         episode_key=f"detector:{FP}:{starts.isoformat()}",
-        source="detector",
+        source=Source.DETECTOR,
         fingerprint=FP,
-        status="firing",
+        status=Status.FIRING,
         starts_at=starts,
         alertname="OutlierDetected",
         metric="queue_depth",
         instance="h1:9100",
         labels={"queue": "orders"},
         group_key="g",
-        detector=None if band is None else {"band_low": band[0], "band_high": band[1]},
+        detector=detector,
+        incident_id="i1",
     )
 
 
@@ -105,7 +103,7 @@ def test_run_start_is_the_first_point_of_the_trailing_flagged_run() -> None:
     assert run_start(np.array([0.9, 0.9, 0.9]), t[:3], 0.5) == 0.0
 
 
-async def test_a_spike_opens_one_episode_explained(beanie: Store) -> None:
+async def test_a_spike_opens_one_episode_explained() -> None:
     """A spike on the latest point opens one firing signal carrying the detector's verdict;
     the steady series opens nothing."""
     result, flags = scored([100.0])
@@ -139,7 +137,7 @@ async def test_a_spike_opens_one_episode_explained(beanie: Store) -> None:
     assert "queue_depth%7Binstance" in signal.generator_url
 
 
-async def test_a_point_flagged_between_cycles_is_not_missed(beanie: Store) -> None:
+async def test_a_point_flagged_between_cycles_is_not_missed() -> None:
     """With a poll interval longer than the step, a spike that is no longer the latest point
     still opens an episode, explained as of that point (its own value and band)."""
     result, flags = scored([100.0, 10.0, 10.0], span=5.0)
@@ -155,7 +153,7 @@ async def test_a_point_flagged_between_cycles_is_not_missed(beanie: Store) -> No
     assert narrow == {}
 
 
-async def test_min_duration_holds_the_start_to_the_first_alarm(beanie: Store) -> None:
+async def test_min_duration_holds_the_start_to_the_first_alarm() -> None:
     """With a minimum duration the episode starts at the first point the hold let through."""
     result, flags = scored([100.0] * 5, span=10.0, min_duration=2.0)
     (flag,) = flags.values()
@@ -163,7 +161,7 @@ async def test_min_duration_holds_the_start_to_the_first_alarm(beanie: Store) ->
     assert plan(result, flags, {}).batches[0].signals[0].starts_at == at(T0 + 57)
 
 
-async def test_an_open_episode_keeps_its_stored_start(beanie: Store) -> None:
+async def test_an_open_episode_keeps_its_stored_start() -> None:
     """While the series stays abnormal, the stored startsAt is reused (a moving window or a
     restart never splits the episode)."""
     stored = datetime(2023, 11, 14, 22, 0, tzinfo=UTC)
@@ -176,9 +174,7 @@ async def test_an_open_episode_keeps_its_stored_start(beanie: Store) -> None:
     assert p.batches[0].group_key == "g"  # the episode's own group
 
 
-async def test_outside_its_band_an_episode_stays_open_though_the_score_is_calm(
-    beanie: Store,
-) -> None:
+async def test_outside_its_band_an_episode_stays_open_though_the_score_is_calm() -> None:
     """A lasting excursion soon fills the detector's own past, so the score calms (here on the
     raw scale alone); the episode stays open while the value is outside the band it opened
     against."""
@@ -191,7 +187,7 @@ async def test_outside_its_band_an_episode_stays_open_though_the_score_is_calm(
     assert no_band.resolved == 1
 
 
-async def test_a_lasting_shift_settles(beanie: Store) -> None:
+async def test_a_lasting_shift_settles() -> None:
     """Outside its band but calm for longer than `settle`, the episode resolves."""
     result, flags = scored([100.0] * 8, smooth=(0.0,))
     settled = plan(result, flags, {FP: episode(at(T0 + 52))}, b=builder(settle=5.0))
@@ -200,7 +196,7 @@ async def test_a_lasting_shift_settles(beanie: Store) -> None:
     assert forever.kept == 1
 
 
-async def test_back_to_normal_resolves_the_open_episode(beanie: Store) -> None:
+async def test_back_to_normal_resolves_the_open_episode() -> None:
     """Once the latest value is back inside the band and calm, the episode resolves."""
     stored = at(T0 + 50)
     result, flags = scored([100.0] * 5 + [10.0] * 3)
@@ -211,7 +207,7 @@ async def test_back_to_normal_resolves_the_open_episode(beanie: Store) -> None:
     assert (signal.starts_at, signal.ends_at) == (stored, END)
 
 
-async def test_vanished_series_resolve_only_after_a_complete_cycle(beanie: Store) -> None:
+async def test_vanished_series_resolve_only_after_a_complete_cycle() -> None:
     """An open episode whose series is no longer returned resolves when every selector
     answered, and is left alone when the cycle was partial (an error or the series cap)."""
     gone = episode(at(T0)).model_copy(update={"fingerprint": "f" * 16})
@@ -224,7 +220,7 @@ async def test_vanished_series_resolve_only_after_a_complete_cycle(beanie: Store
     assert plan(None, {}, stored).resolved == 1
 
 
-async def test_stale_series_resolves_its_episode(beanie: Store) -> None:
+async def test_stale_series_resolves_its_episode() -> None:
     """A series whose latest point is missing (stale in Prometheus) is no longer abnormal."""
     result, flags = scored([100.0] * 5 + [float("nan")])
     assert plan(result, flags, {FP: episode(at(T0 + 55))}).resolved == 1

@@ -8,12 +8,13 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.domain import Episode, Source, Status
 from receiver.ingest.migrate import migrate_groups
 from receiver.ingest.normalise import delivery_key, fingerprint
 from receiver.ingest.processor import SignalProcessor
 from receiver.ingest.senders import parse_payload
 from receiver.ingest.worker import batch_from
-from receiver.store.documents import Anomaly, Incident
+from receiver.store.documents import Incident
 from receiver.store.repo import Store
 from tests.support.payloads import alert, resolved, webhook
 
@@ -92,11 +93,11 @@ async def test_legacy_incident_is_migrated_and_resolved_by_its_group(store: Stor
     await store.insert_incident(legacy)
     starts = datetime(2026, 11, 28, 10, tzinfo=UTC)
     fp = fingerprint(firing["labels"])
-    episode = Anomaly(
+    episode = Episode(
         episode_key=f"alertmanager:{fp}:{starts.isoformat(timespec='milliseconds')}",
-        source="alertmanager",
+        source=Source.ALERTMANAGER,
         fingerprint=fp,
-        status="firing",
+        status=Status.FIRING,
         starts_at=starts,
         incident_id=str(legacy.id),
         group_key=group_key,
