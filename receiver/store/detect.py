@@ -20,6 +20,7 @@ from receiver.domain import Episode
 from receiver.store.convert import episode_of
 from receiver.store.documents import Anomaly, Lease, PollSnapshot, Target, utcnow
 from receiver.store.repo import Store, translated
+from receiver.store.valid import first_error
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,8 @@ class DetectStore:
             try:
                 found.append(Target.model_validate(raw))
             except ValidationError as err:
-                first = err.errors(include_url=False, include_input=False)[0]
-                where = ".".join(str(p) for p in first["loc"]) or "document"
                 doc_id, name = str(raw.get("_id"))[:40], str(raw.get("name", ""))[:64]
-                invalid.append((doc_id, name, f"{where}: {first['msg']}"))
+                invalid.append((doc_id, name, first_error(err)))
                 if warn and doc_id not in self._warned:
                     self._warned.add(doc_id)
                     log.warning(

@@ -25,6 +25,7 @@ from receiver.store.documents import (
     utcnow,
 )
 from receiver.store.repo import Store, object_id, translated
+from receiver.store.valid import valid
 
 ACTIVE = ("pending", "sending", "waiting")
 # Fields a row cannot be read without; the others fall back to their defaults when unset.
@@ -90,14 +91,12 @@ class OutboxStore:
         return found
 
     def _valid(self, model: type[D], docs: Sequence[Mapping[str, Any]]) -> list[D]:
-        out: list[D] = []
-        for doc in docs:
-            try:
-                out.append(model.model_validate(doc))
-            except ValidationError as err:
-                name = model.get_pymongo_collection().name
-                self._unreadable.append(_unreadable(name, doc, err))
-        return out
+        name = model.get_pymongo_collection().name
+
+        def unreadable(doc: Mapping[str, Any], err: ValidationError) -> None:
+            self._unreadable.append(_unreadable(name, doc, err))
+
+        return valid(model, docs, unreadable)
 
     async def _rows(
         self, query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = (), limit: int = 0

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from receiver.store.documents import Anomaly, Feedback, Incident, Rca
 from receiver.store.repo import Store, object_id, translated
+from receiver.store.valid import SetAside, first_error, valid
 
 
 def _claimable(incident_id: Any, now: float) -> dict[str, Any]:
@@ -72,21 +71,20 @@ class AnalysisStore:
             .sort([("priority", -1), ("started_at", -1), ("_id", -1)])
             .limit(limit)
         )
-        found: list[Incident] = []
-        async for raw in cursor:
-            try:
-                found.append(Incident.model_validate(raw))
-            except ValidationError as err:  # quarantined, so it cannot block the others
-                await collection.update_one(
-                    {"_id": raw["_id"]},
-                    {
-                        "$set": {
-                            "needs_analysis": False,
-                            "analysis_failed": True,
-                            "analysis_error": f"not a valid incident: {err.errors()[0]}"[:500],
-                        }
-                    },
-                )
+        bad = SetAside()  # quarantined, so they cannot block the others
+        found = valid(Incident, await cursor.to_list(), bad)
+        for raw, err in bad.found:
+            error = f"not a valid incident: {first_error(err)}"
+            await collection.update_one(
+                {"_id": raw["_id"]},
+                {
+                    "$set": {
+                        "needs_analysis": False,
+                        "analysis_failed": True,
+                        "analysis_error": error[:500],
+                    }
+                },
+            )
         return found
 
     @translated
@@ -186,13 +184,7 @@ class AnalysisStore:
             .limit(limit)
             .to_list()
         )
-        out: list[Incident] = []
-        for doc in docs:
-            try:
-                out.append(Incident.model_validate(doc))
-            except ValidationError:
-                continue  # `pending` sets such documents aside
-        return out
+        return valid(Incident, docs)  # `pending` sets invalid documents aside
 
     @translated
     async def request(self, incident_id: str) -> Incident | None:

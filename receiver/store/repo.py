@@ -33,6 +33,7 @@ from pymongo.errors import (
 from receiver.domain import Episode, IncidentState
 from receiver.store.convert import episode_document, episode_of, incident_state
 from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+from receiver.store.valid import SetAside, first_error, valid
 from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
@@ -155,17 +156,16 @@ class Store:
             .skip(skip)
             .limit(limit)
         )
-        items: list[D] = []
-        async for raw in cursor:
-            try:
-                items.append(model.model_validate(raw))
-            except ValidationError as err:
-                log.warning(
-                    "%s %s left out of a listing: %s",
-                    model.__name__,
-                    str(raw.get("_id"))[:40],
-                    err.errors()[0].get("msg", ""),
-                )
+
+        def left_out(raw: Mapping[str, Any], err: ValidationError) -> None:
+            log.warning(
+                "%s %s left out of a listing: %s",
+                model.__name__,
+                str(raw.get("_id"))[:40],
+                first_error(err),
+            )
+
+        items = valid(model, await cursor.to_list(), left_out)
         return items, total
 
     async def count(self, model: type[Document], query: Mapping[str, Any]) -> int:
@@ -234,21 +234,14 @@ class Store:
             .sort("received_at", 1)
             .limit(limit)
         )
-        found: list[Delivery] = []
-        async for raw in cursor:
-            try:
-                found.append(Delivery.model_validate(raw))
-            except ValidationError as err:
-                await collection.update_one(
-                    {"_id": raw["_id"]},
-                    {
-                        "$set": {
-                            "processed": True,
-                            "failed": True,
-                            "last_error": f"not a valid delivery document: {err.errors()[0]}"[:500],
-                        }
-                    },
-                )
+        bad = SetAside()
+        found = valid(Delivery, await cursor.to_list(), bad)
+        for raw, err in bad.found:
+            error = f"not a valid delivery document: {first_error(err)}"
+            await collection.update_one(
+                {"_id": raw["_id"]},
+                {"$set": {"processed": True, "failed": True, "last_error": error[:500]}},
+            )
         return found
 
     @translated
@@ -341,13 +334,8 @@ class Store:
             .skip(skip)
             .limit(limit)
         )
-        found: list[Delivery] = []
-        async for doc in cursor:
-            try:
-                found.append(Delivery.model_validate(doc))
-            except ValidationError:  # a document that is no delivery: quarantined when read
-                continue
-        return found, total
+        # a document that is no delivery is quarantined when the worker reads it
+        return valid(Delivery, await cursor.to_list()), total
 
     @translated
     async def delivery_raw(self, delivery: Delivery) -> str:

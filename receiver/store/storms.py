@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from pymongo import UpdateOne
 
 from receiver.store.documents import Anomaly, Incident, Notification, utcnow
 from receiver.store.repo import Store, object_id, translated
+from receiver.store.valid import valid
 
 STORM_SOURCE = "storm"
 
@@ -29,13 +29,8 @@ async def _each(ids: Sequence[Any], condition: Mapping[str, Any], update: Mappin
 
 
 def _valid(docs: Sequence[Mapping[str, Any]]) -> list[Incident]:
-    out: list[Incident] = []
-    for doc in docs:
-        try:
-            out.append(Incident.model_validate(doc))
-        except ValidationError:
-            continue  # the enrichment and outbox reads set such documents aside
-    return out
+    # the enrichment and outbox reads set invalid documents aside
+    return valid(Incident, docs)
 
 
 class StormStore:
