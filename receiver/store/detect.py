@@ -54,11 +54,10 @@ class DetectStore:
                 if warn and doc_id not in self._warned:
                     self._warned.add(doc_id)
                     log.warning(
-                        "target document %s (name %r) skipped until fixed: %s: %s",
+                        "target document %s (name %r) skipped until fixed: %s",
                         doc_id,
                         name,
-                        where,
-                        first["msg"],
+                        invalid[-1][2],
                     )
         self.invalid_targets = invalid
         return found
