@@ -177,7 +177,11 @@ RESTRUCTURING = frozenset(
         "receiver/ingest/reconcile.py",
         "receiver/ingest/watchdog.py",
         "receiver/ingest/worker.py",
-        "receiver/notify/outbox.py",
+        "receiver/notify/outbox_book.py",
+        "receiver/notify/outbox_plan.py",
+        "receiver/notify/outbox_render.py",
+        "receiver/notify/outbox_rows.py",
+        "receiver/notify/outbox_send.py",
         "receiver/ui/evidence.py",
     }
 )
