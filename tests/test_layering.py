@@ -172,6 +172,7 @@ RESTRUCTURING = frozenset(
     {
         "receiver/app.py",
         "receiver/detect/poller.py",
+        "receiver/enrich/records.py",  # split out of enrich/worker.py
         "receiver/enrich/worker.py",
         "receiver/ingest/commit.py",
         "receiver/ingest/reconcile.py",
