@@ -54,8 +54,9 @@ from receiver.detect.targets import PollTarget, default_target, poll_target
 from receiver.ingest.processor import SignalProcessor
 from receiver.settings import Settings
 from receiver.store.detect import DetectStore
-from receiver.store.documents import PollSnapshot, utcnow
+from receiver.store.documents import PollSnapshot
 from receiver.store.repo import Store, StoreError
+from receiver.work import REAL_CLOCK, Clock, WorkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,13 @@ class OutlierPoller:
         metrics: DetectorMetrics,
         default: PollTarget | None,
         holder: str | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        work: WorkMetrics | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock
+        self.work = work
         self.store = DetectStore(store)
         self.processor = processor
         self.http = http
@@ -95,6 +101,8 @@ class OutlierPoller:
         processor: SignalProcessor,
         http: httpx.AsyncClient,
         metrics: DetectorMetrics,
+        *,
+        work: WorkMetrics | None = None,
     ) -> OutlierPoller:
         return cls(
             PollerConfig.from_settings(settings),
@@ -103,12 +111,12 @@ class OutlierPoller:
             http,
             metrics,
             default_target(settings),
+            work=work,
         )
 
     # ---------------------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         log.info(
             "outlier poller %s: every %gs, method %s",
             self.holder,
@@ -117,9 +125,13 @@ class OutlierPoller:
         )
         try:
             while True:
-                started = loop.time()
-                await self.cycle()
-                await asyncio.sleep(max(0.05, self.config.interval - (loop.time() - started)))
+                started = self.clock.monotonic()
+                reports = await self.cycle()
+                if self.work is not None:
+                    self.work.items.labels("outlier poller").inc(len(reports))
+                # the interval runs from the start of a cycle, so a slow cycle does not drift it
+                elapsed = self.clock.monotonic() - started
+                await self.clock.sleep(max(0.05, self.config.interval - elapsed))
         finally:
             await self.release()
 
@@ -375,7 +387,7 @@ class OutlierPoller:
             fresh = [
                 fp for fp in builder.fingerprints(fetched.refs, flags) if fp not in open_episodes
             ]
-            since = utcnow() - timedelta(seconds=self.config.suppress)
+            since = self.clock.now() - timedelta(seconds=self.config.suppress)
             quiet = await self.store.resolved_since(fresh, since)
         end = at(float(result.timestamps[-1])) if result is not None else at(grid.end)
         return builder.plan(
