@@ -175,8 +175,6 @@ RESTRUCTURING = frozenset(
         "receiver/enrich/records.py",  # split out of enrich/worker.py
         "receiver/enrich/worker.py",
         "receiver/ingest/commit.py",
-        "receiver/ingest/reconcile.py",
-        "receiver/ingest/watchdog.py",
         "receiver/ingest/worker.py",
         "receiver/notify/outbox.py",
         "receiver/ui/evidence.py",
