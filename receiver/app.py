@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings.watchdog_alertname,
                 settings.watchdog_timeout_seconds,
                 registry,
+                work=work_metrics,
             )
             deliveries = DeliveryWorker(
                 store,
@@ -164,7 +165,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings, store, http, registry, failures, charts=email_charts(settings, http)
             )
             poller = OutlierPoller.from_settings(
-                settings, store, processor, http, DetectorMetrics(registry)
+                settings, store, processor, http, DetectorMetrics(registry), work=work_metrics
             )
             tracer = build_tracer(settings, release=__version__)
             chat_store = ChatStore(store)
@@ -211,6 +212,7 @@ def create_app(settings: Settings) -> Starlette:
                 Limits.from_settings(settings),
                 RetentionMetrics(registry),
                 settings.retention_interval_seconds,
+                work=work_metrics,
             )
             svc = Services(
                 settings=settings,
@@ -275,6 +277,7 @@ def create_app(settings: Settings) -> Starlette:
                     registry,
                     grace=settings.reconcile_grace_seconds,
                     failures=failures,
+                    work=work_metrics,
                 )
                 await stack.enter_async_context(
                     _background(

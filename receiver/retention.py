@@ -16,7 +16,6 @@ time, while `_id` is set once on insert everywhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from receiver.settings import Settings
 from receiver.store.collections import Collections
 from receiver.store.repo import StoreError
-from receiver.timeutil import utcnow
+from receiver.work import REAL_CLOCK, Clock, WorkMetrics, every
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,12 @@ class Retention:
         limits: Limits,
         metrics: RetentionMetrics,
         interval: float,
+        *,
+        clock: Clock = REAL_CLOCK,
+        work: WorkMetrics | None = None,
     ) -> None:
+        self.clock = clock
+        self.work = work
         self.collections = collections
         self.limits = limits
         self.metrics = metrics
@@ -101,7 +105,7 @@ class Retention:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """Apply TTLs, then caps; returns deletions per collection."""
-        now = now or utcnow()
+        now = now or self.clock.now()
         deleted: dict[str, int] = {}
         present = await self.collections.names()
         for name in COLLECTIONS:
@@ -126,12 +130,18 @@ class Retention:
     async def run(self) -> None:
         if self.interval <= 0:
             return
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except StoreError as err:
-                self.metrics.runs.labels("error").inc()
-                log.warning("retention pass failed: %s", err)
-                continue
-            self.metrics.runs.labels("ok").inc()
+        await every(self.interval, self.round, self.clock)
+
+    async def round(self) -> None:
+        """One timed pass; a store outage skips it and the next pass tries again."""
+        try:
+            deleted = await self.run_once()
+        except StoreError as err:
+            self.metrics.runs.labels("error").inc()
+            if self.work is not None:
+                self.work.outages.labels("retention").inc()
+            log.warning("retention pass failed: %s", err)
+            return
+        self.metrics.runs.labels("ok").inc()
+        if self.work is not None:
+            self.work.items.labels("retention").inc(sum(deleted.values()))

@@ -172,10 +172,9 @@ RESTRUCTURING = frozenset(
     {
         "receiver/app.py",
         "receiver/detect/poller.py",
+        "receiver/enrich/records.py",  # split out of enrich/worker.py
         "receiver/enrich/worker.py",
         "receiver/ingest/commit.py",
-        "receiver/ingest/reconcile.py",
-        "receiver/ingest/watchdog.py",
         "receiver/ingest/worker.py",
         "receiver/notify/outbox_book.py",
         "receiver/notify/outbox_plan.py",

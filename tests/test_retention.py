@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ from receiver.store.collections import Collections
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
 from receiver.timeutil import utcnow
+from receiver.work import FakeClock, WorkMetrics
 
 
 @pytest.fixture
@@ -154,3 +157,37 @@ async def test_notification_rows_of_open_incidents_and_unsent_digests_stay(store
     # the cap cannot take them either, even when it wants every row gone
     assert "notifications" not in await _retention(store, max_docs=1).run_once()
     assert sorted(await _left(store, "notifications", "n")) == sorted(kept)
+
+
+async def test_the_timer_passes_run_on_the_injected_clock(store: Store) -> None:
+    """The retention timer prunes when the fake clock reaches its interval, not before."""
+    await _insert(store, "metrics", [{"_id": _old(40), "k": "old"}, {"_id": _old(1), "k": "new"}])
+    limits = Limits.from_settings(
+        Settings(_env_file=None, retention_days="metrics=30", max_docs_per_collection="")
+    )
+    registry = CollectorRegistry()
+    clock = FakeClock(start=utcnow())
+    retention = Retention(
+        Collections(store),
+        limits,
+        RetentionMetrics(registry),
+        3600,
+        clock=clock,
+        work=WorkMetrics(registry),
+    )
+    task = asyncio.create_task(retention.run())
+    try:
+        await clock.until_parked()
+        await clock.advance(3599)
+        assert await _left(store, "metrics", "k") == ["old", "new"]
+        parks = clock.parks
+        await clock.advance(1)
+        await clock.until_parked(after=parks)
+        assert await _left(store, "metrics", "k") == ["new"]
+        assert registry.get_sample_value("retention_runs_total", {"outcome": "ok"}) == 1
+        processed = {"stage": "retention"}
+        assert registry.get_sample_value("pipeline_items_processed_total", processed) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -14,32 +14,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import socket
 import time
-import uuid
-from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import httpx
-import numpy as np
 
-from receiver.detect.fetch import Fetched, Grid, PriorSpec, SeriesRef, fetch, label_key
+from receiver.detect.cycle import (
+    LEASE_PREFIX,
+    CycleReport,
+    PollerConfig,
+    error_kind,
+    holder_id,
+    season_key,
+    snapshot_sample,
+    warming_names,
+)
+from receiver.detect.fetch import Fetched, Grid, fetch, label_key
 from receiver.detect.metrics import DetectorMetrics
 from receiver.detect.outliers import (
-    BATCH_CONFIG,
-    DEFAULT_THRESHOLD,
     BatchResult,
-    DetectorConfig,
     score_batch,
 )
 from receiver.detect.prometheus import (
     PrometheusAPI,
     PrometheusClient,
     PrometheusError,
-    PrometheusProtocolError,
-    PrometheusQueryError,
-    PrometheusUnavailable,
     to_matrix,
 )
 from receiver.detect.seasonal import SeasonBatch, SeasonCache, SeasonSpec, fit_matrix
@@ -48,176 +47,21 @@ from receiver.detect.selection import (
     auto_selectors,
     custom_selectors,
     job_matcher,
-    load_recorded,
-    matchers,
     parse_selectors,
 )
-from receiver.detect.signals import Flag, Plan, SignalBuilder, SignalRules, at, explain_flags
+from receiver.detect.signals import Flag, Plan, SignalBuilder, at, explain_flags
 from receiver.detect.targets import PollTarget, default_target, poll_target
-from receiver.domain import Severity
 from receiver.ingest.processor import SignalProcessor
 from receiver.settings import Settings
 from receiver.store.detect import DetectStore
-from receiver.store.documents import PollSnapshot, utcnow
+from receiver.store.documents import PollSnapshot
 from receiver.store.repo import Store, StoreError
+from receiver.work import REAL_CLOCK, Clock, WorkMetrics
 
 log = logging.getLogger(__name__)
 
-SAMPLE_SIZE = 10  # series per snapshot (highest scores first)
-LEASE_PREFIX = "poll:"
-
-
-@dataclass(frozen=True)
-class PollerConfig:
-    interval: float
-    detector: DetectorConfig
-    rules: SignalRules = field(default_factory=SignalRules)
-    selectors: str = ""
-    include_internal: bool = False
-    recorded: frozenset[str] = frozenset()
-    derived: frozenset[str] = frozenset()
-    max_series: int = 10_000
-    # one answer's size: 10,000 series x 121 points is ~35 MB of JSON; evidence queries get 2 MB
-    max_bytes: int = 256 * 1024 * 1024
-    window: float = 7200.0
-    step: float = 60.0
-    min_history: float = 86400.0
-    rate_window: float = 300.0
-    suppress: float = 3600.0
-    query_timeout: float = 30.0
-    max_docs: int = 10_000
-    # seasonal profiles (range method only; None = off)
-    season: SeasonSpec | None = None
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> PollerConfig:
-        # robust / zscore judge the window only: more history than it holds would never come
-        min_history = s.detect_min_history
-        if s.detect_method != "range":
-            min_history = min(min_history, s.detect_window)
-        detector = replace(
-            BATCH_CONFIG,
-            method=s.detect_method,
-            threshold=DEFAULT_THRESHOLD if s.detect_threshold is None else s.detect_threshold,
-            lookback=s.detect_lookback,
-            min_history=min_history,
-            min_duration=s.detect_min_duration,
-            # the poller keeps episodes itself (open while abnormal, quiet after): no damping
-            suppress=0.0,
-            rearm=0.0,
-            z_threshold=s.z_threshold,
-        )
-        recorded, derived = load_recorded(s.detect_rules_dir)
-        return cls(
-            interval=float(s.monitor_interval),
-            detector=detector,
-            rules=SignalRules(
-                alertname=s.detect_alertname,
-                severity=Severity(s.detect_severity),
-                clear_ratio=s.detect_clear_ratio,
-                settle=s.detect_settle,
-            ),
-            selectors=s.detect_selectors,
-            include_internal=s.detect_include_internal,
-            recorded=recorded,
-            derived=derived,
-            max_series=s.detect_max_series,
-            window=s.detect_window,
-            step=s.detect_step,
-            min_history=min_history,
-            rate_window=s.detect_rate_window,
-            suppress=s.detect_suppress,
-            query_timeout=s.detect_query_timeout,
-            max_docs=s.max_docs,
-            season=SeasonSpec(span=s.detect_season_span, refit=s.detect_season_refit)
-            if s.detect_season_span > 0 and s.detect_method == "range"
-            else None,
-        )
-
-    @property
-    def lease_ttl(self) -> timedelta:
-        """Long enough to survive a slow cycle; a dead holder's targets move within it."""
-        return timedelta(seconds=max(3 * self.interval, 15.0))
-
-    @property
-    def prior(self) -> PriorSpec | None:
-        if self.detector.method != "range" or self.detector.lookback <= self.window:
-            return None
-        return PriorSpec(self.detector.lookback, self.min_history, self.step)
-
-
-@dataclass
-class CycleReport:
-    target: str
-    selectors: int = 0
-    series: int = 0
-    flagged: int = 0
-    opened: int = 0
-    resolved: int = 0
-    capped: bool = False
-    error: str = ""
-    duration: float = 0.0
-    sample: list[dict[str, object]] = field(default_factory=list)
-    warming: int = 0
-    warming_series: list[str] = field(default_factory=list)
-    seasonal: int = 0  # series scored against a cached seasonal profile
-    fitted: int = 0  # series (re)fitted this cycle
-
-
-SeasonKey = tuple[str, str, tuple[tuple[str, str], ...]]
-
-
-def season_key(target: str, ref: SeriesRef) -> SeasonKey:
-    return (target, ref.selector.expr, label_key(ref.labels))
-
-
-def holder_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _error_kind(err: Exception) -> str:
-    if isinstance(err, PrometheusUnavailable):
-        return "unavailable"
-    if isinstance(err, PrometheusQueryError):
-        return "query"
-    if isinstance(err, PrometheusProtocolError | PrometheusError):
-        return "protocol"
-    if isinstance(err, StoreError):
-        return "store"
-    return "internal"
-
-
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
-
-
-def _warming(fetched: Fetched, result: BatchResult) -> list[str]:
-    """Names of the first `SAMPLE_SIZE` series the warm-up method judged this cycle (metric
-    and labels: a custom selector's expression alone would not say which of its series)."""
-    rows = np.flatnonzero(result.warming)[:SAMPLE_SIZE]
-    refs = [fetched.refs[int(i)] for i in rows]
-    return [ref.metric + matchers(ref.labels) for ref in refs]
-
-
-def _sample(fetched: Fetched, result: BatchResult) -> list[dict[str, object]]:
-    last = np.nan_to_num(result.scores[:, -1], nan=-1.0)
-    top = np.argsort(-last, kind="stable")[:SAMPLE_SIZE]
-    out: list[dict[str, object]] = []
-    for i in top:
-        ref = fetched.refs[int(i)]
-        score = float(result.scores[int(i), -1])
-        out.append(
-            {
-                "metric": ref.metric,
-                "instance": ref.instance,
-                "labels": {k: v for k, v in ref.labels.items() if k != "__name__"},
-                "value": _finite(float(result.values[int(i), -1])),
-                "score": _finite(score),
-                "flagged": bool(not math.isnan(score) and score >= result.threshold),
-                "warming": bool(result.warming[int(i)]),
-            }
-        )
-    return out
+# Callers import these from here; they live in `cycle` since the split.
+__all__ = ["LEASE_PREFIX", "CycleReport", "OutlierPoller", "PollerConfig"]
 
 
 class OutlierPoller:
@@ -232,8 +76,13 @@ class OutlierPoller:
         metrics: DetectorMetrics,
         default: PollTarget | None,
         holder: str | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        work: WorkMetrics | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock
+        self.work = work
         self.store = DetectStore(store)
         self.processor = processor
         self.http = http
@@ -252,6 +101,8 @@ class OutlierPoller:
         processor: SignalProcessor,
         http: httpx.AsyncClient,
         metrics: DetectorMetrics,
+        *,
+        work: WorkMetrics | None = None,
     ) -> OutlierPoller:
         return cls(
             PollerConfig.from_settings(settings),
@@ -260,12 +111,12 @@ class OutlierPoller:
             http,
             metrics,
             default_target(settings),
+            work=work,
         )
 
     # ---------------------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         log.info(
             "outlier poller %s: every %gs, method %s",
             self.holder,
@@ -274,9 +125,13 @@ class OutlierPoller:
         )
         try:
             while True:
-                started = loop.time()
-                await self.cycle()
-                await asyncio.sleep(max(0.05, self.config.interval - (loop.time() - started)))
+                started = self.clock.monotonic()
+                reports = await self.cycle()
+                if self.work is not None:
+                    self.work.items.labels("outlier poller").inc(len(reports))
+                # the interval runs from the start of a cycle, so a slow cycle does not drift it
+                elapsed = self.clock.monotonic() - started
+                await self.clock.sleep(max(0.05, self.config.interval - elapsed))
         finally:
             await self.release()
 
@@ -340,7 +195,7 @@ class OutlierPoller:
         try:
             await self._poll(client, target, report)
         except Exception as err:  # a target's failure must never stop the loop
-            kind = _error_kind(err)
+            kind = error_kind(err)
             report.error = f"{kind}: {err}"[:500]
             self.metrics.errors.labels(target.name, kind).inc()
             if kind == "internal":
@@ -391,9 +246,9 @@ class OutlierPoller:
             report.resolved += applied.resolved_episodes
         if result is not None:
             report.flagged = len(flags)
-            report.sample = _sample(fetched, result)
+            report.sample = snapshot_sample(fetched, result)
             report.warming = int(result.warming.sum())
-            report.warming_series = _warming(fetched, result)
+            report.warming_series = warming_names(fetched, result)
             self.metrics.warming.labels(target.name).set(report.warming)
             self.metrics.flagged.labels(target.name).inc(report.flagged)
             if result.season is not None:
@@ -497,7 +352,7 @@ class OutlierPoller:
                     selector.expr, start, end, step, query_timeout=self.config.query_timeout
                 )
             except PrometheusError as err:
-                self.metrics.errors.labels(target.name, _error_kind(err)).inc()
+                self.metrics.errors.labels(target.name, error_kind(err)).inc()
                 log.warning(
                     "outlier poller: %s: no seasonal fit for %s: %s",
                     target.name,
@@ -532,7 +387,7 @@ class OutlierPoller:
             fresh = [
                 fp for fp in builder.fingerprints(fetched.refs, flags) if fp not in open_episodes
             ]
-            since = utcnow() - timedelta(seconds=self.config.suppress)
+            since = self.clock.now() - timedelta(seconds=self.config.suppress)
             quiet = await self.store.resolved_since(fresh, since)
         end = at(float(result.timestamps[-1])) if result is not None else at(grid.end)
         return builder.plan(

@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from receiver.detect.prometheus import PrometheusAPI, PrometheusError, RangeResult, to_matrix
-from receiver.detect.promql import label_matcher, promql_string
+from receiver.detect.promql import promql_string
+from receiver.enrich.families import (
+    AGGREGATED_AWAY,
+    SKIP_NAMES,
+    Family,
+    effect,
+    families,
+    host_matcher,
+    query_of,
+    rate,
+    role_of,
+    selector,
+    series_key,
+)
 from receiver.enrich.timeline import Candidate, FloatArray, host_of
 
 # Labels on a caller's series that name the callee (RCA.md "dependencies").
@@ -42,38 +55,22 @@ MAX_SERIES = 2_500  # label sets fetched per incident
 MAX_PER_QUERY = 600  # series per batched range query
 MAX_REGEX = 2_500  # characters of one __name__ regex
 MAX_DEPENDENCIES = 4
-RATE_WINDOW = 120.0  # seconds a client-side rate averages over
-AGGREGATED_AWAY = ("cpu",)  # per-CPU series are summed: the host's total is what moves
-_SKIP_NAMES = re.compile(r"(_bucket|_created)$|^(ALERTS|ALERTS_FOR_STATE|scrape_\w+)$|:")
-_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
-_SATURATION = re.compile(
-    r"pool|connections|conns|queue|backlog|threads|in_?use|in_?flight|waiting|saturat|"
-    r"pending|active_requests",
-    re.IGNORECASE,
-)
-_RESOURCE = re.compile(
-    r"^(node_|process_|go_|jvm_|container_|python_|nodejs_|dotnet_|runtime_)|memory|heap|"
-    r"cpu|disk|filesystem|fds|gc_",
-    re.IGNORECASE,
-)
-# gauges holding the unix time of the last time something happened (a config reload, a boot)
-_EVENT_TIME = re.compile(r"_(timestamp|time)_seconds$")
-_LOAD = re.compile(r"requests|http_server_requests|rpc_server|calls|messages_received", re.I)
 
-
-def escape_regex(value: str) -> str:
-    """A literal for a PromQL (RE2) regex."""
-    return _RE2_SPECIAL.sub(r"\\\1", value)
-
-
-def host_matcher(instance: str) -> str:
-    """`instance=~"<host>(:port)?"`: the host's exporters (node, process, app) all match."""
-    pattern = escape_regex(host_of(instance)) + "(:[0-9]+)?"
-    return f"instance=~{promql_string(pattern)}"
-
-
-def selector(matchers: Iterable[str]) -> str:
-    return "{" + ", ".join(matchers) + "}"
+# Callers import these from here; they live in `families` since the split.
+__all__ = [
+    "AGGREGATED_AWAY",
+    "MAX_PER_QUERY",
+    "Discovery",
+    "Family",
+    "Finder",
+    "build",
+    "effect",
+    "expression_metrics",
+    "families",
+    "query_of",
+    "rate",
+    "selector",
+]
 
 
 @dataclass
@@ -87,131 +84,6 @@ class Discovery:
     metrics: int = 0
     capped: bool = False
     errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Family:
-    """One base metric to turn into candidates: how to read it and which role it plays."""
-
-    name: str  # base name (`x` for `x_sum`/`x_count`)
-    kind: str  # gauge | counter | mean | info | start | event
-    raw: tuple[str, ...]  # the metric names to fetch
-
-
-def families(names: Iterable[str]) -> list[Family]:
-    """Group raw metric names: `_sum`+`_count` → mean, `*_total` → counter, `*_info` → info."""
-    names = set(names)
-    out: list[Family] = []
-    used: set[str] = set()
-    for name in sorted(names):
-        if name.endswith("_sum") and name[:-4] + "_count" in names:
-            base = name[:-4]
-            out.append(Family(base, "mean", (name, base + "_count")))
-            used |= {name, base + "_count"}
-    for name in sorted(names - used):
-        if name == "process_start_time_seconds":
-            out.append(Family(name, "start", (name,)))
-        elif _EVENT_TIME.search(name):
-            out.append(Family(name, "event", (name,)))
-        elif name.endswith("_info"):
-            out.append(Family(name, "info", (name,)))
-        elif name.endswith(("_total", "_count")):
-            out.append(Family(name, "counter", (name,)))
-        else:
-            out.append(Family(name, "gauge", (name,)))
-    return out
-
-
-def role_of(family: Family, labels: Mapping[str, str], dependency: bool, symptom: bool) -> str:
-    if family.kind == "info":
-        return "change"
-    if family.kind == "start" or family.name == "up":
-        return "restart"
-    if family.kind == "event":
-        return "restart" if re.search(r"start|boot", family.name) else "change"
-    if symptom:
-        return "symptom"
-    if dependency:
-        return "dependency"
-    mode = labels.get("mode", "")
-    if _SATURATION.search(family.name) or mode in ("steal", "iowait"):
-        return "saturation"
-    if family.kind == "counter" and _LOAD.search(family.name):
-        return "load"
-    if _RESOURCE.search(family.name):
-        return "resource"
-    return "other"
-
-
-_EFFECT_NAME = re.compile(
-    r"(^|_)(errors?|failures?|failed|exceptions?|panics?)(_|$)|"
-    r"(request|response|http|rpc|grpc|handler|server)\w*_(duration|latency)",
-    re.IGNORECASE,
-)
-_EFFECT_LEVEL = frozenset({"error", "fatal", "critical", "crit", "err"})
-
-
-def effect(name: str, labels: Mapping[str, str]) -> bool:
-    """Errors or request latency: in the alerting job these are the alert's own kind of
-    trouble (symptoms), not its cause (RCA.md "symptoms rank low")."""
-    if _EFFECT_NAME.search(name):
-        return True
-    if labels.get("level", labels.get("severity", "")).lower() in _EFFECT_LEVEL:
-        return True
-    code = labels.get("code", labels.get("status", labels.get("status_code", "")))
-    return len(code) == 3 and code.startswith("5") and code.isdigit()
-
-
-def _label_text(labels: Mapping[str, str]) -> str:
-    return ", ".join(label_matcher(k, v) for k, v in sorted(labels.items()))
-
-
-def query_of(family: Family, labels: Mapping[str, str], summed: bool) -> str:
-    """The PromQL that draws one candidate, as the client computed it."""
-    inner = _label_text(labels)
-    if family.kind == "counter":
-        expr = f"rate({family.name}{{{inner}}}[5m])"
-        return f"sum without ({', '.join(AGGREGATED_AWAY)}) ({expr})" if summed else expr
-    if family.kind == "mean":
-        return f"rate({family.name}_sum{{{inner}}}[5m]) / rate({family.name}_count{{{inner}}}[5m])"
-    return f"{family.name}{{{inner}}}"
-
-
-def _increments(values: FloatArray) -> FloatArray:
-    """Per-step counter increase, a reset counting as the new value."""
-    diff = np.diff(values, axis=-1, prepend=np.nan)
-    prev_ok = np.isfinite(diff)
-    reset = prev_ok & (diff < 0)
-    out: FloatArray = np.where(reset, values, diff)
-    return out
-
-
-def _trailing(csum: FloatArray, k: int) -> FloatArray:
-    """Sums over the last k points from a cumulative sum."""
-    shifted = np.zeros_like(csum)
-    if k < csum.shape[-1]:
-        shifted[..., k:] = csum[..., :-k]
-    out: FloatArray = csum - shifted
-    return out
-
-
-def rate(values: FloatArray, step: float) -> FloatArray:
-    """Per-second rate over RATE_WINDOW (trailing), NaN where samples are missing."""
-    inc = _increments(values)
-    k = max(1, round(RATE_WINDOW / step))
-    filled = np.where(np.isfinite(inc), inc, 0.0)
-    counts = np.isfinite(inc).astype(np.float64)
-    window_sum = _trailing(np.cumsum(filled, axis=-1), k)
-    window_count = _trailing(np.cumsum(counts, axis=-1), k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result: FloatArray = np.where(
-            window_count >= max(1, k // 2), window_sum / (window_count * step), np.nan
-        )
-    return result
-
-
-def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
 
 
 class Finder:
@@ -285,15 +157,17 @@ class Finder:
         dep_matchers = [selector([f"job={promql_string(d)}"]) for d in deps]
         dep_matchers += [selector([host_matcher(d)]) for d in deps if re.search(r"[a-z]", d)]
         dep_found = await self._series(dep_matchers, start, end) if deps else []
-        dep_keys = {_key(s) for s in dep_found}
+        dep_keys = {series_key(s) for s in dep_found}
         # the caller's own series naming a dependency are dependency evidence too
-        dep_keys |= {_key(s) for s in found if any(s.get(k) in deps for k in DEPENDENCY_LABELS)}
+        dep_keys |= {
+            series_key(s) for s in found if any(s.get(k) in deps for k in DEPENDENCY_LABELS)
+        }
         merged: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         for s in [*found, *dep_found]:
             name = s.get("__name__", "")
-            if not name or _SKIP_NAMES.search(name):
+            if not name or SKIP_NAMES.search(name):
                 continue
-            merged.setdefault((*_key(s), ("__name__", name)), s)
+            merged.setdefault((*series_key(s), ("__name__", name)), s)
         self.info.series_found = len(merged)
         chosen = list(merged.values())
         if len(chosen) > self.max_series:
@@ -301,7 +175,7 @@ class Finder:
             chosen = _cap(chosen, self.max_series, {host_of(i) for i in instances})
         self.info.series_fetched = len(chosen)
         self.wide_jobs = set(jobs) | {s["job"] for s in dep_found if s.get("job") in deps}
-        return chosen, job_hosts, {repr(_key(s)) for s in chosen if _key(s) in dep_keys}
+        return chosen, job_hosts, {repr(series_key(s)) for s in chosen if series_key(s) in dep_keys}
 
     async def fetch(
         self, chosen: Sequence[Mapping[str, str]], start: float, end: float, step: float
@@ -440,10 +314,10 @@ def _means(
     alert_scope_jobs: set[str],
     alert_hosts: set[str],
 ) -> list[Candidate]:
-    sums = {_key(lab): vals for lab, vals in rows.get(family.name + "_sum", [])}
+    sums = {series_key(lab): vals for lab, vals in rows.get(family.name + "_sum", [])}
     out: list[Candidate] = []
     for lab, count in rows.get(family.name + "_count", []):
-        total = sums.get(_key(lab))
+        total = sums.get(series_key(lab))
         if total is None:
             continue
         dsum, dcount = rate(total, step), rate(count, step)
@@ -479,7 +353,7 @@ def _candidate(
     alert_hosts: set[str],
     raw_labels: Mapping[str, str],
 ) -> Candidate:
-    dependency = repr(_key(raw_labels)) in dependency_keys
+    dependency = repr(series_key(raw_labels)) in dependency_keys
     host = host_of(labels.get("instance", ""))
     in_alert_scope = labels.get("job") in alert_scope_jobs or (host and host in alert_hosts)
     base = re.sub(r"_(bucket|sum|count)$", "", family.name)

@@ -11,30 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
-import hashlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from receiver.detect.prometheus import PrometheusAPI
 from receiver.domain import Analysis, IncidentView
 from receiver.enrich.analyst import analyse
 from receiver.enrich.budget import Budget
 from receiver.enrich.context import ContextGatherer, PastIncident, RuleIndex
-from receiver.enrich.evidence import EvidenceBundle, evidence_from_incident, primary_signal
+from receiver.enrich.evidence import EvidenceBundle, evidence_from_incident
 from receiver.enrich.fit import OUTPUT_TOKENS, estimate_tokens, fit, prompt_limit
 from receiver.enrich.llm import LLMProvider
 from receiver.enrich.metrics import EnrichMetrics
-from receiver.enrich.prompt import PROMPT_VERSION
-from receiver.enrich.tracing import AnalysisTrace, Tracer
+from receiver.enrich.records import (
+    AnalysisResult,
+    RecordingTracer,
+    evidence_hash,
+    past_incident,
+    primary_episode,
+    rca_document,
+    signature,
+)
+from receiver.enrich.tracing import Tracer
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.convert import incident_view
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.store.documents import Incident
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
 from receiver.store.storms import STORM_SOURCE, StormStore
@@ -50,120 +53,6 @@ REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
 COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
 REANALYSE_SECONDS = 30.0  # budget fallbacks are looked at again at most this often
 REANALYSE_BATCH = 4
-
-
-def signature(incident: Incident) -> str:
-    """What an analysis covers: a digest of the sorted alertnames and instances.
-
-    The incident is analysed again only when this changes (the processor sets
-    `needs_analysis` when either list grows), never for Alertmanager's repeat notifications.
-    """
-    text = "\n".join(sorted(incident.alertnames)) + "\n--\n" + "\n".join(sorted(incident.instances))
-    if incident.alertname_count > len(incident.alertnames) or incident.instance_count > len(
-        incident.instances
-    ):  # the lists are capped: growth past the cap shows only in the counts
-        text += f"\n--\n{incident.alertname_count}/{incident.instance_count}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def evidence_hash(evidence: EvidenceBundle, provider: LLMProvider) -> str:
-    payload = json.dumps(
-        [PROMPT_VERSION, provider.name, provider.model, evidence.for_prompt()], sort_keys=True
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-class _RecordingTracer:
-    """Wraps the app's tracer for one analysis to learn the trace id it got."""
-
-    def __init__(self, inner: Tracer) -> None:
-        self.inner = inner
-        self.trace_id = ""
-
-    @contextlib.contextmanager
-    def analysis(
-        self, incident: IncidentView, *, prompt_version: str, evidence_ids: list[str]
-    ) -> Iterator[AnalysisTrace]:
-        with self.inner.analysis(
-            incident, prompt_version=prompt_version, evidence_ids=evidence_ids
-        ) as trace:
-            self.trace_id = trace.trace_id
-            yield trace
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-
-@dataclass
-class _Outcome:
-    analysis: Analysis
-    outcome: str  # model | fallback | offline | budget | cached | timeout
-    trace_id: str = ""
-    evidence_hash: str = ""
-    cached: Rca | None = None
-
-
-def _primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly | None:
-    primary = primary_signal(view)
-    if primary is None:
-        return None
-    return next(
-        (
-            e
-            for e in episodes
-            if e.fingerprint == primary.fingerprint and e.source == primary.source.value
-        ),
-        None,
-    )
-
-
-def _rca(
-    incident: Incident,
-    view: IncidentView,
-    sig: str,
-    evidence: EvidenceBundle,
-    result: _Outcome,
-    episode: Anomaly | None = None,
-    seconds: float = 0.0,
-) -> Rca:
-    analysis = result.analysis
-    primary = primary_signal(view)
-    return Rca(
-        incident_id=str(incident.id),
-        incident_key=incident.key,
-        signature=sig,
-        alertname=primary.alertname if primary else "",
-        instance=primary.instance if primary else "",
-        severity=incident.severity,
-        summary=analysis.summary,
-        cause=analysis.cause,
-        fix=analysis.fix,
-        simplified=analysis.simplified,
-        confidence=analysis.confidence,
-        hypotheses=[h.model_dump(mode="json") for h in analysis.hypotheses],
-        unknowns=analysis.unknowns,
-        evidence=[item.model_dump(mode="json") for item in evidence.items],
-        provider=analysis.provider,
-        model=analysis.model,
-        prompt_version=analysis.prompt_version,
-        tokens_in=analysis.tokens_in,
-        tokens_out=analysis.tokens_out,
-        latency_ms=analysis.latency_ms,
-        cost_estimate=analysis.cost_estimate,
-        quality=analysis.quality,
-        dropped_hypotheses=analysis.dropped_hypotheses,
-        offline=analysis.offline,
-        trace_id=result.trace_id,
-        evidence_hash=result.evidence_hash,
-        evidence_queries=evidence.queries,
-        evidence_seconds=evidence.seconds,
-        anomaly_id=str(episode.id) if episode is not None else "",
-        metric=primary.metric if primary else "",
-        processing_seconds=round(seconds, 3),
-    )
 
 
 class EnrichmentWorker:
@@ -375,7 +264,7 @@ class EnrichmentWorker:
         except TimeoutError:
             log.warning("analysis of incident %s timed out", incident.id)
             evidence = evidence or evidence_from_incident(view)
-            recorder = _RecordingTracer(self.tracer)
+            recorder = RecordingTracer(self.tracer)
             analysis = await analyse(
                 view,
                 evidence,
@@ -383,15 +272,15 @@ class EnrichmentWorker:
                 recorder,
                 offline_reason=f"the analysis took longer than {self.timeout:g}s",
             )
-            result = _Outcome(analysis, "timeout", recorder.trace_id)
+            result = AnalysisResult(analysis, "timeout", recorder.trace_id)
         if result.cached is not None:
             rca = result.cached
         else:
             assert evidence is not None
-            episode = _primary_episode(view, episodes)
+            episode = primary_episode(view, episodes)
             seconds = time.perf_counter() - started
             rca = await self.analyses.insert(
-                _rca(incident, view, sig, evidence, result, episode, seconds)
+                rca_document(incident, view, sig, evidence, result, episode, seconds)
             )
         cleared = await self.analyses.complete(incident, token, str(rca.id), sig, result.outcome)
         await self.analyses.mark_analyzed([e.id for e in episodes if not e.analyzed])
@@ -406,13 +295,13 @@ class EnrichmentWorker:
 
     async def _decide(
         self, incident: Incident, view: IncidentView, sig: str, evidence: EvidenceBundle
-    ) -> _Outcome:
+    ) -> AnalysisResult:
         """Model, cache or offline (no LLM / over budget), then analyse."""
         provider = self.provider
-        recorder = _RecordingTracer(self.tracer)
+        recorder = RecordingTracer(self.tracer)
         if provider is None:
             analysis = await analyse(view, evidence, None, recorder)
-            return _Outcome(analysis, "offline", recorder.trace_id)
+            return AnalysisResult(analysis, "offline", recorder.trace_id)
         # the lower-ranked candidates give way first when the prompt would not fit the model's
         # context or the per-incident cap; the stored evidence keeps them all
         limit = prompt_limit(getattr(provider, "num_ctx", None), self.budget.per_incident)
@@ -420,16 +309,18 @@ class EnrichmentWorker:
         over = await self._over_budget(view, evidence)
         if over:
             analysis = await analyse(view, evidence, None, recorder, offline_reason=over)
-            return _Outcome(analysis, "budget", recorder.trace_id)
+            return AnalysisResult(analysis, "budget", recorder.trace_id)
         digest = evidence_hash(evidence, provider)
         cached = await self.analyses.cached(str(incident.id), sig, digest)
         if cached is not None:
             stub = Analysis(summary=cached.summary, cause=cached.cause)
-            return _Outcome(stub, "cached", cached=cached)
+            return AnalysisResult(stub, "cached", cached=cached)
         async with self._model_slots:
             analysis = await analyse(view, evidence, provider, recorder)
         outcome = "fallback" if analysis.offline else "model"
-        return _Outcome(analysis, outcome, recorder.trace_id, "" if analysis.offline else digest)
+        return AnalysisResult(
+            analysis, outcome, recorder.trace_id, "" if analysis.offline else digest
+        )
 
     async def _over_budget(self, view: IncidentView, evidence: EvidenceBundle) -> str:
         """Why the model may not be called now, or "" when it may."""
@@ -447,7 +338,7 @@ class EnrichmentWorker:
             self.metrics.budget_exceeded.labels("hour").inc()
         return over
 
-    def _count(self, result: _Outcome, seconds: float) -> None:
+    def _count(self, result: AnalysisResult, seconds: float) -> None:
         analysis = result.analysis
         provider = result.cached.provider if result.cached is not None else analysis.provider
         self.metrics.generated.labels(provider, result.outcome).inc()
@@ -478,20 +369,4 @@ class EnrichmentWorker:
 
     async def _history(self, alertname: str, exclude_id: str) -> list[PastIncident]:
         rows = await self.analyses.resolved_with(alertname, exclude_id, HISTORY_CANDIDATES)
-        return [_past(incident, rca) for incident, rca in rows]
-
-
-def _past(incident: Incident, rca: Rca | None) -> PastIncident:
-    labels = {**incident.common_labels, **incident.group_labels}
-    return PastIncident(
-        id=str(incident.id),
-        key=incident.key,
-        title=incident.title,
-        started_at=incident.started_at,
-        resolved_at=incident.resolved_at,
-        labels=labels,
-        instances=list(incident.instances),
-        summary=rca.summary if rca else "",
-        cause=rca.cause if rca else "",
-        offline=rca.offline if rca else True,
-    )
+        return [past_incident(incident, rca) for incident, rca in rows]

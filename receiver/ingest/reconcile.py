@@ -11,7 +11,6 @@ only a new episode does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -22,8 +21,8 @@ from prometheus_client import CollectorRegistry, Counter
 from receiver.domain import Source
 from receiver.ingest.processor import SignalProcessor
 from receiver.retry import StageFailures, describe
-from receiver.store.documents import utcnow
 from receiver.store.repo import Store, StoreError
+from receiver.work import REAL_CLOCK, Clock, WorkMetrics, every
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,13 @@ class Reconciler:
         registry: CollectorRegistry,
         grace: float = 30.0,
         failures: StageFailures | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        work: WorkMetrics | None = None,
     ) -> None:
         self.failures = failures
+        self.clock = clock
+        self.work = work
         self.store = store
         self.processor = processor
         self.http = http
@@ -79,7 +83,7 @@ class Reconciler:
         """One round; returns the number of episodes closed."""
         held = await self.held_fingerprints()
         # only episodes old enough that Alertmanager must already hold them
-        cutoff = utcnow() - timedelta(seconds=self.grace)
+        cutoff = self.clock.now() - timedelta(seconds=self.grace)
         firing = await self.store.firing_episodes(Source.ALERTMANAGER.value, cutoff)
         gone = [e for e in firing if e.fingerprint not in held]
         if not gone:
@@ -105,16 +109,23 @@ class Reconciler:
             self.failures.failed("reconciler", quarantined=False)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.reconcile()
-            except ReconcileError as err:
-                self.errors.labels("alertmanager").inc()
-                log.warning("reconciler skipped a round: %s", err)
-            except StoreError as err:
-                self.errors.labels("store").inc()
-                log.warning("reconciler skipped a round: %s", err)
-            except Exception as err:
-                self.errors.labels("bug").inc()
-                log.exception("reconciler round failed: %s", describe(err))
+        await every(self.interval, self.round, self.clock)
+
+    async def round(self) -> None:
+        """One timed round; a failed round is counted and logged, the next one tries again."""
+        try:
+            closed = await self.reconcile()
+        except ReconcileError as err:
+            self.errors.labels("alertmanager").inc()
+            log.warning("reconciler skipped a round: %s", err)
+        except StoreError as err:
+            self.errors.labels("store").inc()
+            if self.work is not None:
+                self.work.outages.labels("reconciler").inc()
+            log.warning("reconciler skipped a round: %s", err)
+        except Exception as err:
+            self.errors.labels("bug").inc()
+            log.exception("reconciler round failed: %s", describe(err))
+        else:
+            if self.work is not None:
+                self.work.items.labels("reconciler").inc(closed)

@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from receiver.domain import Severity, Signal, Source, Status
 from receiver.ingest.normalise import fingerprint
 from receiver.ingest.processor import SignalBatch, SignalProcessor
-from receiver.store.documents import utcnow
 from receiver.store.repo import Store, StoreError
+from receiver.work import REAL_CLOCK, Clock, WorkMetrics, every
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,12 @@ class Watchdog:
         alertname: str,
         timeout_seconds: float,
         registry: CollectorRegistry,
+        *,
+        clock: Clock = REAL_CLOCK,
+        work: WorkMetrics | None = None,
     ) -> None:
+        self.clock = clock
+        self.work = work
         self.store = store
         self.processor = processor
         self.alertname = alertname
@@ -63,7 +68,7 @@ class Watchdog:
         """Record a heartbeat if a delivery carried the Watchdog (debounced store write)."""
         if not any(self.is_heartbeat(n) for n in alertnames):
             return
-        now = utcnow()
+        now = self.clock.now()
         debounce = min(timedelta(seconds=5), self.timeout / 4)
         if self._last_write is not None and now - self._last_write < debounce:
             return
@@ -85,7 +90,7 @@ class Watchdog:
             fingerprint=fingerprint(_LABELS),
             status=status,
             starts_at=starts_at,
-            ends_at=utcnow() if status is Status.RESOLVED else None,
+            ends_at=self.clock.now() if status is Status.RESOLVED else None,
             labels=dict(_LABELS),
             annotations={
                 "summary": "The alerting pipeline is down: no Watchdog heartbeat",
@@ -106,7 +111,7 @@ class Watchdog:
         last = await self.store.get_heartbeat(self.alertname)
         if last is None:
             return  # never seen: nothing to miss yet
-        now = utcnow()
+        now = self.clock.now()
         self.age.set((now - last).total_seconds())
         down_since = last + self.timeout
         if now >= down_since:
@@ -119,10 +124,14 @@ class Watchdog:
             await self.processor.close_episodes(stale, "receiver")
             log.info("watchdog heartbeat is back; alerting pipeline incident resolved")
 
-    async def run(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.check()
-            except StoreError as err:
-                log.warning("watchdog check skipped: %s", err)
+    async def run(self, interval: float) -> None:
+        await every(interval, self.round, self.clock)
+
+    async def round(self) -> None:
+        """One timed check; a store outage skips it and the next check tries again."""
+        try:
+            await self.check()
+        except StoreError as err:
+            if self.work is not None:
+                self.work.outages.labels("watchdog").inc()
+            log.warning("watchdog check skipped: %s", err)
