@@ -20,6 +20,7 @@ from receiver.api.throttle import client_address
 from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
 from receiver.services import services
 from receiver.store.documents import ChatSession
+from receiver.store.filters import SessionFilter
 from receiver.timeutil import aware, iso_or_none
 
 MAX_BODY = 64 * 1024
@@ -158,11 +159,7 @@ async def list_sessions(request: Request) -> Response:
         after = since(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    filters: dict[str, Any] = {}
-    if (owner := _owner(request)) is not None:
-        filters["owner"] = owner
-    if after is not None:
-        filters["last_activity"] = {"$gte": after}
+    filters = SessionFilter(owner=_owner(request), since=after)
     items, total = await services(request).chat.chats.list_sessions(filters, p.offset, p.limit)
     active_after = _active_after(request)
     nxt = p.offset + len(items)

@@ -30,6 +30,7 @@ from receiver.oncall.matchers import Matcher, MatcherError, matches_all, parse_m
 from receiver.oncall.silences import SilenceError, Silences
 from receiver.services import services
 from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
+from receiver.store.filters import AuditFilter, IncidentFilter
 from receiver.store.oncall import OncallStore, as_time
 
 MAX_BODY = 16 * 1024
@@ -305,7 +306,7 @@ async def _unsilence(request: Request) -> Response:
 # --- finding incidents ---------------------------------------------------------------------
 
 
-def list_options(request: Request) -> tuple[list[Matcher], str, dict[str, Any]]:
+def list_options(request: Request) -> tuple[list[Matcher], str, str | None]:
     """`filter` (matchers), `sort` and `state` from the query; `BadParam` names the bad one."""
     matchers: list[Matcher] = []
     raw = request.query_params.get("filter", "")
@@ -316,7 +317,7 @@ def list_options(request: Request) -> tuple[list[Matcher], str, dict[str, Any]]:
             raise BadParam("filter", str(err)) from err
     sort = choice(request, "sort", set(SORTS)) or "started"
     state = choice(request, "state", set(actions.STATE_FILTERS))
-    return matchers, sort, actions.state_query(state) if state else {}
+    return matchers, sort, state
 
 
 def _labels(doc: dict[str, Any]) -> dict[str, str]:
@@ -337,7 +338,7 @@ def _order(sort: str, doc: dict[str, Any]) -> tuple[Any, ...]:
 
 async def find_page(
     request: Request,
-    query: dict[str, Any],
+    query: IncidentFilter,
     matchers: list[Matcher],
     sort: str,
     offset: int,
@@ -377,12 +378,12 @@ async def list_audit(request: Request) -> Response:
     """GET /api/v1/audit (admin): newest first; `actor`, `action`, `target`, `since`."""
     try:
         p = page(request)
-        query: dict[str, Any] = {}
-        for name in ("actor", "action", "target"):
-            if (value := text(request, name, 300)) is not None:
-                query[name] = value
-        if (after := since(request)) is not None:
-            query["at"] = {"$gte": after}
+        query = AuditFilter(
+            actor=text(request, "actor", 300),
+            action=text(request, "action", 300),
+            target=text(request, "target", 300),
+            since=since(request),
+        )
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     items, total = await OncallStore(services(request).store).list_audit(query, p.offset, p.limit)

@@ -17,6 +17,7 @@ from receiver.api.params import BadParam, page, severity, since, text
 from receiver.enrich.evidence import clean_text
 from receiver.services import services
 from receiver.store.documents import Feedback, Incident, Rca
+from receiver.store.filters import AnalysisFilter
 from receiver.store.rca import AnalysisStore
 from receiver.timeutil import iso_or_none
 
@@ -86,15 +87,12 @@ async def list_rca(request: Request) -> Response:
     """The seed's shape: {"rca": [...], "count": n, "total": N}, newest first."""
     try:
         p = page(request)
-        filters: dict[str, Any] = {}
-        if (sev := severity(request)) is not None:
-            filters["severity"] = sev
-        if (after := since(request)) is not None:
-            filters["created_at"] = {"$gte": after}
-        if (incident_id := text(request, "incident_id", 64)) is not None:
-            filters["incident_id"] = incident_id
-        if (name := text(request, "alertname")) is not None:
-            filters["alertname"] = name
+        filters = AnalysisFilter(
+            severity=severity(request),
+            since=since(request),
+            incident_id=text(request, "incident_id", 64),
+            alertname=text(request, "alertname"),
+        )
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     items, total = await AnalysisStore(services(request).store).list_rca(filters, p.offset, p.limit)

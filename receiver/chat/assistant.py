@@ -33,6 +33,7 @@ from receiver.enrich.llm import ChatMessage, LLMError, LLMProvider
 from receiver.enrich.tracing import Tracer
 from receiver.store.chat import ChatStore
 from receiver.store.documents import ChatSession, Incident, Rca, utcnow
+from receiver.store.filters import IncidentFilter
 from receiver.timeutil import aware, iso_or_none
 
 log = logging.getLogger(__name__)
@@ -290,19 +291,14 @@ class ChatAssistant:
         known_instances, known_alertnames = await self.chats.known_names()
         instances = match_names(words, known_instances)
         alertnames = match_names(words, known_alertnames)
-        query: dict[str, Any] = {}
-        either: list[dict[str, Any]] = []
-        if instances:
-            either.append({"instances": {"$in": instances}})
-        if alertnames:
-            either.append({"alertnames": {"$in": alertnames}})
-        if either:
-            query["$or"] = either
-        if window is not None:
-            query["started_at"] = {"$lte": window.end}
+        query = IncidentFilter(
+            any_instances=instances,
+            any_alertnames=alertnames,
+            started_by=window.end if window is not None else None,
+        )
         scope = "recent"
         incidents: list[Incident] = []
-        if either:
+        if instances or alertnames:
             scope = "matched"
             incidents = await self._find(query, window)
         elif pinned:
@@ -317,14 +313,15 @@ class ChatAssistant:
             scope = "window"
             incidents = await self._find(query, window)
         else:
-            incidents = await self.chats.find_incidents({}, min(self.max_incidents, 5))
+            recent = IncidentFilter()
+            incidents = await self.chats.find_incidents(recent, min(self.max_incidents, 5))
         seen = {str(i.id) for i in pinned}
         merged = pinned + [i for i in incidents if str(i.id) not in seen]
         merged = merged[: self.max_incidents]
         analyses = await self.chats.latest_analyses([str(i.id) for i in merged])
         return Grounding(merged, analyses, window, instances, alertnames, scope)
 
-    async def _find(self, query: dict[str, Any], window: Window | None) -> list[Incident]:
+    async def _find(self, query: IncidentFilter, window: Window | None) -> list[Incident]:
         """Matching incidents that overlap the window (still open, or resolved after its start).
 
         The overlap test runs here: on the embedded server an `$or` with a null-equality branch

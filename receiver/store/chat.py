@@ -13,6 +13,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from receiver.store.documents import ChatSession, Incident, Rca
+from receiver.store.filters import IncidentFilter, SessionFilter, incident_query, session_query
 from receiver.store.repo import Store, StoreError, object_id, translated
 from receiver.timeutil import aware
 
@@ -100,11 +101,12 @@ class ChatStore:
 
     @translated
     async def list_sessions(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: SessionFilter, skip: int, limit: int
     ) -> tuple[list[ChatSession], int]:
-        total = await self.store.count(ChatSession, filters)
+        query = session_query(filters)
+        total = await self.store.count(ChatSession, query)
         items = (
-            await ChatSession.find(dict(filters))
+            await ChatSession.find(query)
             .sort("-last_activity", "-_id")
             .skip(skip)
             .limit(limit)
@@ -120,8 +122,9 @@ class ChatStore:
     # grounding ------------------------------------------------------------------------------
 
     @translated
-    async def find_incidents(self, filters: Mapping[str, Any], limit: int) -> list[Incident]:
-        return await Incident.find(dict(filters)).sort("-started_at", "-_id").limit(limit).to_list()
+    async def find_incidents(self, filters: IncidentFilter, limit: int) -> list[Incident]:
+        query = incident_query(filters)
+        return await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
 
     @translated
     async def latest_analyses(self, incident_ids: Sequence[str]) -> dict[str, Rca]:

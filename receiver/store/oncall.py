@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
+from receiver.store.filters import AuditFilter, IncidentFilter, audit_query, incident_query
 from receiver.store.repo import Store, object_id, translated
 
 EVENTS_SHOWN = 500  # of one incident's history in the API answer
@@ -98,10 +99,10 @@ class OncallStore:
     # finding incidents ----------------------------------------------------------------------
 
     @translated
-    async def scan(self, query: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The sort and label fields of every incident matching `query` (bounded by retention's
+    async def scan(self, filters: IncidentFilter) -> list[dict[str, Any]]:
+        """The sort and label fields of every incident matching `filters` (bounded by retention's
         MAX_DOCS): label matchers and the severity/updated orders are applied by the caller."""
-        cursor = Incident.get_pymongo_collection().find(dict(query), SCAN_FIELDS)
+        cursor = Incident.get_pymongo_collection().find(incident_query(filters), SCAN_FIELDS)
         return [doc async for doc in cursor]
 
     @translated
@@ -121,6 +122,6 @@ class OncallStore:
 
     @translated
     async def list_audit(
-        self, query: Mapping[str, Any], skip: int, limit: int
+        self, filters: AuditFilter, skip: int, limit: int
     ) -> tuple[list[AuditEntry], int]:
-        return await self.store.page(AuditEntry, query, "at", skip, limit)
+        return await self.store.page(AuditEntry, audit_query(filters), "at", skip, limit)

@@ -9,11 +9,12 @@ alertnames/instances did not grow meanwhile (they only grow, so equal sizes = un
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from receiver.store.documents import Anomaly, Feedback, Incident, Rca
+from receiver.store.filters import AnalysisFilter, analysis_query
 from receiver.store.repo import Store, object_id, translated
 from receiver.store.valid import SetAside, first_error, valid
 
@@ -272,9 +273,9 @@ class AnalysisStore:
 
     @translated
     async def list_rca(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: AnalysisFilter, skip: int, limit: int
     ) -> tuple[list[Rca], int]:
-        return await self.store.page(Rca, filters, "created_at", skip, limit)
+        return await self.store.page(Rca, analysis_query(filters), "created_at", skip, limit)
 
     @translated
     async def tokens_since(self, since: datetime) -> int:

@@ -33,6 +33,7 @@ from pymongo.errors import (
 from receiver.domain import Episode, IncidentState
 from receiver.store.convert import episode_document, episode_of, incident_state
 from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+from receiver.store.filters import EpisodeFilter, IncidentFilter, episode_query, incident_query
 from receiver.store.valid import SetAside, first_error, valid
 from receiver.timeutil import aware
 
@@ -484,9 +485,9 @@ class Store:
 
     @translated
     async def list_episodes(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: EpisodeFilter, skip: int, limit: int
     ) -> tuple[list[Anomaly], int]:
-        return await self.page(Anomaly, filters, "starts_at", skip, limit)
+        return await self.page(Anomaly, episode_query(filters), "starts_at", skip, limit)
 
     # incidents ------------------------------------------------------------------------------
 
@@ -657,9 +658,9 @@ class Store:
 
     @translated
     async def list_incidents(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: IncidentFilter, skip: int, limit: int
     ) -> tuple[list[Incident], int]:
-        return await self.page(Incident, filters, "started_at", skip, limit)
+        return await self.page(Incident, incident_query(filters), "started_at", skip, limit)
 
     @translated
     async def counts(self) -> dict[str, int]:
