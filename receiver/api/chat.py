@@ -18,8 +18,8 @@ from receiver.api.openapi import RouteDoc, documented
 from receiver.api.params import BadParam, page, since
 from receiver.api.throttle import client_address
 from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
+from receiver.records import ChatSessionRecord
 from receiver.services import services
-from receiver.store.documents import ChatSession
 from receiver.store.filters import SessionFilter
 from receiver.timeutil import aware, iso_or_none
 
@@ -27,7 +27,7 @@ MAX_BODY = 64 * 1024
 MAX_CONTEXT = 4_000  # characters of the context as JSON
 
 
-def session_summary(session: ChatSession, active_after: datetime) -> dict[str, Any]:
+def session_summary(session: ChatSessionRecord, active_after: datetime) -> dict[str, Any]:
     last = session.last_activity
     last = aware(last)
     return {
@@ -62,7 +62,7 @@ def _owner(request: Request) -> str | None:
     return str(getattr(request.state, "api_principal", "")) or None
 
 
-def _visible(session: ChatSession | None, owner: str | None) -> ChatSession | None:
+def _visible(session: ChatSessionRecord | None, owner: str | None) -> ChatSessionRecord | None:
     if session is None or (owner is not None and session.owner != owner):
         return None
     return session

@@ -28,10 +28,11 @@ from receiver.oncall import actions
 from receiver.oncall.actions import InputError, State, state_of
 from receiver.oncall.matchers import Matcher, MatcherError, matches_all, parse_matchers
 from receiver.oncall.silences import SilenceError, Silences
+from receiver.records import AuditRecord, IncidentEventRecord, IncidentRecord
 from receiver.services import services
-from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
 from receiver.store.filters import AuditFilter, IncidentFilter
 from receiver.store.oncall import OncallStore, as_time
+from receiver.timeutil import utcnow
 
 MAX_BODY = 16 * 1024
 SORTS = ("started", "severity", "updated")
@@ -96,9 +97,9 @@ class _Action:
         return self.author or self.actor
 
     async def done(
-        self, incident: Incident, kind: str, text_: str = "", status: int = 200, **detail: Any
+        self, incident: IncidentRecord, kind: str, text_: str = "", status: int = 200, **detail: Any
     ) -> Response:
-        event = IncidentEvent(
+        event = IncidentEventRecord(
             incident_id=str(incident.id),
             kind=kind,
             actor=self.actor,
@@ -121,7 +122,7 @@ class _Action:
         )
 
 
-async def _start(request: Request) -> tuple[_Action, dict[str, Any], Incident] | Response:
+async def _start(request: Request) -> tuple[_Action, dict[str, Any], IncidentRecord] | Response:
     body = await _read(request)
     if isinstance(body, Response):
         return body
@@ -135,7 +136,7 @@ async def _start(request: Request) -> tuple[_Action, dict[str, Any], Incident] |
     return action, body, incident
 
 
-def _conflict(incident: Incident, doing: str) -> Response:
+def _conflict(incident: IncidentRecord, doing: str) -> Response:
     state = state_of(incident)
     return error(409, "conflict", f"cannot {doing}: the incident is {state.value}", state=state)
 
@@ -343,7 +344,7 @@ async def find_page(
     sort: str,
     offset: int,
     limit: int,
-) -> tuple[list[Incident], int]:
+) -> tuple[list[IncidentRecord], int]:
     """Matchers over the group+common labels and the severity/updated orders, applied here
     (over the incidents the store filter leaves: at most MAX_DOCS), then one page by id."""
     store = OncallStore(services(request).store)
@@ -358,7 +359,7 @@ async def find_page(
 # --- the audit log ---------------------------------------------------------------------------
 
 
-def _audit_view(entry: AuditEntry) -> dict[str, Any]:
+def _audit_view(entry: AuditRecord) -> dict[str, Any]:
     at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
     return {
         "id": str(entry.id),

@@ -31,10 +31,10 @@ from receiver.enrich.evidence import (
 )
 from receiver.enrich.llm import ChatMessage, LLMError, LLMProvider
 from receiver.enrich.tracing import Tracer
+from receiver.records import AnalysisRecord, ChatSessionRecord, IncidentRecord
 from receiver.store.chat import ChatStore
-from receiver.store.documents import ChatSession, Incident, Rca, utcnow
 from receiver.store.filters import IncidentFilter
-from receiver.timeutil import aware, iso_or_none
+from receiver.timeutil import aware, iso_or_none, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class SessionNotFound(ChatError):
 
 @dataclass(frozen=True)
 class Grounding:
-    incidents: list[Incident]
-    analyses: dict[str, Rca]
+    incidents: list[IncidentRecord]
+    analyses: dict[str, AnalysisRecord]
     window: Window | None
     instances: list[str]
     alertnames: list[str]
@@ -107,11 +107,11 @@ class Reply:
     incident_ids: list[str]
     scope: str
     new_session: bool
-    session: ChatSession
+    session: ChatSessionRecord
     notes: list[str] = field(default_factory=list)
 
 
-def _incident_data(incident: Incident, analysis: Rca | None) -> dict[str, Any]:
+def _incident_data(incident: IncidentRecord, analysis: AnalysisRecord | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(incident.id),
         "title": clean_text(incident.title, VALUE_LIMIT, multiline=False),
@@ -277,7 +277,7 @@ class ChatAssistant:
         now: datetime,
     ) -> Grounding:
         text = question
-        pinned: list[Incident] = []
+        pinned: list[IncidentRecord] = []
         if context:
             wanted = context.get("incident_id")
             if isinstance(wanted, str) and wanted:
@@ -297,7 +297,7 @@ class ChatAssistant:
             started_by=window.end if window is not None else None,
         )
         scope = "recent"
-        incidents: list[Incident] = []
+        incidents: list[IncidentRecord] = []
         if instances or alertnames:
             scope = "matched"
             incidents = await self._find(query, window)
@@ -321,7 +321,7 @@ class ChatAssistant:
         analyses = await self.chats.latest_analyses([str(i.id) for i in merged])
         return Grounding(merged, analyses, window, instances, alertnames, scope)
 
-    async def _find(self, query: IncidentFilter, window: Window | None) -> list[Incident]:
+    async def _find(self, query: IncidentFilter, window: Window | None) -> list[IncidentRecord]:
         """Matching incidents that overlap the window (still open, or resolved after its start).
 
         The overlap test runs here: on the embedded server an `$or` with a null-equality branch
@@ -336,7 +336,7 @@ class ChatAssistant:
 
     async def _session(
         self, session_id: str | None, question: str, owner: str | None
-    ) -> tuple[ChatSession, bool]:
+    ) -> tuple[ChatSessionRecord, bool]:
         """The session to continue, or a new one; `owner` None = sessions are shared."""
         if session_id is not None:
             if not valid_session_id(session_id):
@@ -344,7 +344,7 @@ class ChatAssistant:
             existing = await self.chats.get_session(session_id)
             if existing is not None:
                 return self._owned(existing, owner), False
-        session = ChatSession(
+        session = ChatSessionRecord(
             session_id=session_id or uuid.uuid4().hex,
             owner=owner or "",
             title=clean_text(question, 80, multiline=False),
@@ -356,7 +356,7 @@ class ChatAssistant:
         return session, True
 
     @staticmethod
-    def _owned(session: ChatSession, owner: str | None) -> ChatSession:
+    def _owned(session: ChatSessionRecord, owner: str | None) -> ChatSessionRecord:
         if owner is not None and session.owner != owner:
             raise SessionNotFound(f"no session {session.session_id!r}")
         return session
@@ -410,7 +410,7 @@ class ChatAssistant:
             session.session_id, turn_messages, tokens_in, tokens_out, at
         ):
             # deleted while we answered: keep the conversation rather than lose the answer
-            session = ChatSession(
+            session = ChatSessionRecord(
                 session_id=session.session_id, owner=session.owner, title=session.title
             )
             await self.chats.create_session(session)
@@ -443,7 +443,7 @@ class ChatAssistant:
     async def _answer(
         self,
         trace: ChatTrace,
-        session: ChatSession,
+        session: ChatSessionRecord,
         question: str,
         grounding: Grounding,
         now: datetime,

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.enrich.evidence import clean_text
-from receiver.store.documents import Incident
+from receiver.records import IncidentRecord
 from receiver.store.filters import STATES
 
 MAX_NOTE = 2000
@@ -36,7 +36,7 @@ class State(StrEnum):
 STATE_FILTERS = STATES  # the store turns each into a query
 
 
-def state_of(incident: Incident) -> State:
+def state_of(incident: IncidentRecord) -> State:
     if incident.closed_by:
         return State.CLOSED
     if incident.status != "firing":

@@ -12,7 +12,8 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from receiver.store.documents import ChatSession, Incident, Rca
+from receiver.records import AnalysisRecord, ChatSessionRecord, IncidentRecord
+from receiver.store.documents import ChatSession, Incident, Rca, document_of, inserted
 from receiver.store.filters import IncidentFilter, SessionFilter, incident_query, session_query
 from receiver.store.repo import Store, StoreError, object_id, translated
 from receiver.timeutil import aware
@@ -28,12 +29,14 @@ class ChatStore:
         self.store = store
 
     @translated
-    async def create_session(self, session: ChatSession) -> bool:
+    async def create_session(self, session: ChatSessionRecord) -> bool:
         """Insert a new session; False when one with that id already exists."""
+        doc = document_of(ChatSession, session)
         try:
-            await session.insert()
+            await doc.insert()
         except DuplicateKeyError:
             return False
+        inserted(session, doc)
         return True
 
     @translated
@@ -122,12 +125,13 @@ class ChatStore:
     # grounding ------------------------------------------------------------------------------
 
     @translated
-    async def find_incidents(self, filters: IncidentFilter, limit: int) -> list[Incident]:
+    async def find_incidents(self, filters: IncidentFilter, limit: int) -> list[IncidentRecord]:
         query = incident_query(filters)
-        return await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
+        found = await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
+        return list(found)
 
     @translated
-    async def latest_analyses(self, incident_ids: Sequence[str]) -> dict[str, Rca]:
+    async def latest_analyses(self, incident_ids: Sequence[str]) -> dict[str, AnalysisRecord]:
         """The newest analysis of each incident that has one."""
         if not incident_ids:
             return {}
@@ -136,7 +140,7 @@ class ChatStore:
             .sort("-created_at", "-_id")
             .to_list()
         )
-        newest: dict[str, Rca] = {}
+        newest: dict[str, AnalysisRecord] = {}
         for rca in found:
             newest.setdefault(rca.incident_id, rca)
         return newest

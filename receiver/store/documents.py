@@ -8,10 +8,10 @@ incident moves out of the way; no `$addToSet` on missing fields, so arrays are c
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from beanie import Document, Indexed
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from receiver.records import (
@@ -29,6 +29,8 @@ from receiver.records import (
     TargetRecord,
 )
 from receiver.timeutil import utcnow as utcnow  # re-exported: modules not moved yet import it here
+
+D = TypeVar("D", bound=Document)
 
 
 class Delivery(Document, DeliveryRecord):
@@ -213,3 +215,17 @@ DOCUMENT_MODELS: list[type[Document]] = [
     IncidentEvent,
     AuditEntry,
 ]
+
+
+def document_of(model: type[D], record: BaseModel) -> D:
+    """A record handed in from outside the store as a document of `model` (itself if it is
+    one already); `inserted` copies the new id back onto the record."""
+    if isinstance(record, model):
+        return record
+    document: D = model.model_validate(record.model_dump(exclude={"id"}))
+    return document
+
+
+def inserted(record: BaseModel, document: Document) -> None:
+    if record is not document:
+        record.id = document.id  # type: ignore[attr-defined]

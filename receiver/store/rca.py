@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.store.documents import Anomaly, Feedback, Incident, Rca
+from receiver.records import FeedbackRecord
+from receiver.store.documents import Anomaly, Feedback, Incident, Rca, document_of, inserted
 from receiver.store.filters import AnalysisFilter, analysis_query
 from receiver.store.repo import Store, object_id, translated
 from receiver.store.valid import SetAside, first_error, valid
@@ -297,8 +298,10 @@ class AnalysisStore:
         return int(rows[0].get("tokens_in") or 0) + int(rows[0].get("tokens_out") or 0)
 
     @translated
-    async def add_feedback(self, feedback: Feedback) -> Feedback:
-        await feedback.insert()
+    async def add_feedback(self, feedback: FeedbackRecord) -> FeedbackRecord:
+        doc = document_of(Feedback, feedback)
+        await doc.insert()
+        inserted(feedback, doc)
         return feedback
 
     # -- history --------------------------------------------------------------------------------

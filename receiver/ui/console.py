@@ -26,6 +26,7 @@ from receiver.api.views import event_view
 from receiver.domain import Source
 from receiver.oncall.actions import STATE_FILTERS, state_of
 from receiver.oncall.matchers import silence_link
+from receiver.records import IncidentRecord
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
@@ -86,16 +87,16 @@ def duration(seconds: float) -> str:
     return f"{d} d {h} h" if h else f"{d} d"
 
 
-def _lasted(incident: Incident, now: datetime) -> str:
+def _lasted(incident: IncidentRecord, now: datetime) -> str:
     end = aware(incident.resolved_at) if incident.resolved_at else now
     return duration((end - aware(incident.started_at)).total_seconds())
 
 
-def _job(incident: Incident) -> str:
+def _job(incident: IncidentRecord) -> str:
     return incident.group_labels.get("job") or incident.common_labels.get("job", "")
 
 
-def _title(incident: Incident) -> str:
+def _title(incident: IncidentRecord) -> str:
     """The stored title; for an outlier, the series and where (its alertname says little)."""
     metric = incident.group_labels.get("metric", "")
     if incident.source == "detector" and metric:
@@ -104,7 +105,7 @@ def _title(incident: Incident) -> str:
     return incident.title or ", ".join(incident.alertnames) or incident.key
 
 
-def _instances(incident: Incident) -> str:
+def _instances(incident: IncidentRecord) -> str:
     shown = incident.instances[:2]
     more = len(incident.instances) - len(shown)
     label = ", ".join(shown) or _job(incident)
@@ -141,7 +142,7 @@ def _problem(request: Request, status_code: int, message: str) -> HTMLResponse:
 # --- the list --------------------------------------------------------------------------------
 
 
-def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
+def _row(incident: IncidentRecord, rca: Rca | None, now: datetime) -> dict[str, Any]:
     return {
         "id": str(incident.id),
         "severity": incident.severity,
