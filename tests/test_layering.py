@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     # 0: domain and shared plumbing with no stage behind it
     "__init__": 0,
     "domain": 0,
+    "records": 0,
     "glossary": 0,
     "settings": 0,
     "durations": 0,
@@ -184,25 +185,14 @@ RESTRUCTURING = frozenset(
         "receiver/ui/evidence.py",
     }
 )
-# Not moved behind repository methods yet; this list only shrinks. The web modules read
-# documents the store returns (views, audit, actions) and still build a few themselves.
+# Not moved behind repository methods yet; this list only shrinks. Each hands a document to a
+# RESTRUCTURING module typed with it (ingest/commit takes a Delivery, ui/evidence an Incident,
+# the storm correlator's store returns Incident lists it passes back).
 NOT_YET_MOVED = frozenset(
     {
-        "receiver/api/audit.py",
-        "receiver/api/chat.py",
-        "receiver/api/detect.py",
-        "receiver/api/incidents.py",
-        "receiver/api/notify.py",
-        "receiver/api/rca.py",
-        "receiver/api/storms.py",
-        "receiver/api/views.py",
         "receiver/api/webhook.py",
-        "receiver/chat/assistant.py",
         "receiver/ui/console.py",
-        "receiver/detect/targets.py",
-        "receiver/ingest/migrate.py",
         "receiver/ingest/storms.py",
-        "receiver/oncall/actions.py",
     }
 )
 
@@ -255,3 +245,49 @@ def test_the_database_rule_sees_every_import_form() -> None:
     )
     found = [name for _, name in _database_imports(ast.parse(source))]
     assert found == ["pymongo.errors", "bson", "receiver.store.documents"]
+
+
+# --- query operators are spelled only in the store --------------------------------------------
+
+# `$` strings outside the store that are no query operator: a JSON Schema reference, a
+# Prometheus template variable, PromQL's escape of `$` in a replacement
+NOT_OPERATORS = frozenset(
+    {
+        ("receiver/api/openapi.py", "$defs"),
+        ("receiver/rulegen/templates.py", "$value"),
+        ("receiver/detect/promql.py", "$"),
+        ("receiver/detect/promql.py", "$$"),
+    }
+)
+
+
+def _dollar_strings(tree: ast.AST) -> list[tuple[int, str]]:
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith("$")
+    ]
+
+
+def test_only_the_store_spells_query_operators() -> None:
+    """No string constant starting with `$` (`$gte`, `$in`, `$set`) outside receiver/store."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        source = str(path.relative_to(ROOT.parent))
+        if _top(path) == "store":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        bad += [
+            f"{source}:{line}: {value!r}"
+            for line, value in _dollar_strings(tree)
+            if (source, value) not in NOT_OPERATORS
+        ]
+    assert bad == []
+
+
+def test_the_operator_rule_sees_keys_and_values() -> None:
+    """Dict keys and nested values are both string constants the scan finds."""
+    tree = ast.parse('q = {"at": {"$gte": t}, "$or": [x]}\nf(op="$in")\n')
+    assert sorted(v for _, v in _dollar_strings(tree)) == ["$gte", "$in", "$or"]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.api.access import Access, required_access
-from receiver.store.documents import AuditEntry
+from receiver.records import AuditRecord
 from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
 from receiver.telemetry import AuditMetrics
@@ -78,7 +78,7 @@ class AuditLog:
         method: str = scope["method"]
         path = str(scope["path"])[:MAX_PATH]
         access = str(state.get("api_access", "") or "")
-        entry = AuditEntry(
+        entry = AuditRecord(
             actor=actor_of(request.state),
             scope=access,
             method=method,

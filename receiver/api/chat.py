@@ -18,15 +18,16 @@ from receiver.api.openapi import RouteDoc, documented
 from receiver.api.params import BadParam, page, since
 from receiver.api.throttle import client_address
 from receiver.chat.assistant import ChatError, SessionNotFound, valid_session_id
+from receiver.records import ChatSessionRecord
 from receiver.services import services
-from receiver.store.documents import ChatSession
+from receiver.store.filters import SessionFilter
 from receiver.timeutil import aware, iso_or_none
 
 MAX_BODY = 64 * 1024
 MAX_CONTEXT = 4_000  # characters of the context as JSON
 
 
-def session_summary(session: ChatSession, active_after: datetime) -> dict[str, Any]:
+def session_summary(session: ChatSessionRecord, active_after: datetime) -> dict[str, Any]:
     last = session.last_activity
     last = aware(last)
     return {
@@ -61,7 +62,7 @@ def _owner(request: Request) -> str | None:
     return str(getattr(request.state, "api_principal", "")) or None
 
 
-def _visible(session: ChatSession | None, owner: str | None) -> ChatSession | None:
+def _visible(session: ChatSessionRecord | None, owner: str | None) -> ChatSessionRecord | None:
     if session is None or (owner is not None and session.owner != owner):
         return None
     return session
@@ -158,11 +159,7 @@ async def list_sessions(request: Request) -> Response:
         after = since(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    filters: dict[str, Any] = {}
-    if (owner := _owner(request)) is not None:
-        filters["owner"] = owner
-    if after is not None:
-        filters["last_activity"] = {"$gte": after}
+    filters = SessionFilter(owner=_owner(request), since=after)
     items, total = await services(request).chat.chats.list_sessions(filters, p.offset, p.limit)
     active_after = _active_after(request)
     nxt = p.offset + len(items)

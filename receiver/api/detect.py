@@ -26,9 +26,9 @@ from receiver.detect.targets import (
     new_target,
     target_view,
 )
+from receiver.records import SnapshotRecord
 from receiver.services import services
 from receiver.store.detect import DetectStore
-from receiver.store.documents import PollSnapshot
 from receiver.store.repo import DuplicateKey
 from receiver.timeutil import aware
 
@@ -153,7 +153,7 @@ def _seed_reading(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def snapshot_view(s: PollSnapshot) -> dict[str, Any]:
+def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
     return {
         "id": str(s.id),
         "timestamp": aware(s.created_at).isoformat(),

@@ -28,9 +28,11 @@ from receiver.oncall import actions
 from receiver.oncall.actions import InputError, State, state_of
 from receiver.oncall.matchers import Matcher, MatcherError, matches_all, parse_matchers
 from receiver.oncall.silences import SilenceError, Silences
+from receiver.records import AuditRecord, IncidentEventRecord, IncidentRecord
 from receiver.services import services
-from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
+from receiver.store.filters import AuditFilter, IncidentFilter
 from receiver.store.oncall import OncallStore, as_time
+from receiver.timeutil import utcnow
 
 MAX_BODY = 16 * 1024
 SORTS = ("started", "severity", "updated")
@@ -95,9 +97,9 @@ class _Action:
         return self.author or self.actor
 
     async def done(
-        self, incident: Incident, kind: str, text_: str = "", status: int = 200, **detail: Any
+        self, incident: IncidentRecord, kind: str, text_: str = "", status: int = 200, **detail: Any
     ) -> Response:
-        event = IncidentEvent(
+        event = IncidentEventRecord(
             incident_id=str(incident.id),
             kind=kind,
             actor=self.actor,
@@ -120,7 +122,7 @@ class _Action:
         )
 
 
-async def _start(request: Request) -> tuple[_Action, dict[str, Any], Incident] | Response:
+async def _start(request: Request) -> tuple[_Action, dict[str, Any], IncidentRecord] | Response:
     body = await _read(request)
     if isinstance(body, Response):
         return body
@@ -134,7 +136,7 @@ async def _start(request: Request) -> tuple[_Action, dict[str, Any], Incident] |
     return action, body, incident
 
 
-def _conflict(incident: Incident, doing: str) -> Response:
+def _conflict(incident: IncidentRecord, doing: str) -> Response:
     state = state_of(incident)
     return error(409, "conflict", f"cannot {doing}: the incident is {state.value}", state=state)
 
@@ -305,7 +307,7 @@ async def _unsilence(request: Request) -> Response:
 # --- finding incidents ---------------------------------------------------------------------
 
 
-def list_options(request: Request) -> tuple[list[Matcher], str, dict[str, Any]]:
+def list_options(request: Request) -> tuple[list[Matcher], str, str | None]:
     """`filter` (matchers), `sort` and `state` from the query; `BadParam` names the bad one."""
     matchers: list[Matcher] = []
     raw = request.query_params.get("filter", "")
@@ -316,7 +318,7 @@ def list_options(request: Request) -> tuple[list[Matcher], str, dict[str, Any]]:
             raise BadParam("filter", str(err)) from err
     sort = choice(request, "sort", set(SORTS)) or "started"
     state = choice(request, "state", set(actions.STATE_FILTERS))
-    return matchers, sort, actions.state_query(state) if state else {}
+    return matchers, sort, state
 
 
 def _labels(doc: dict[str, Any]) -> dict[str, str]:
@@ -337,12 +339,12 @@ def _order(sort: str, doc: dict[str, Any]) -> tuple[Any, ...]:
 
 async def find_page(
     request: Request,
-    query: dict[str, Any],
+    query: IncidentFilter,
     matchers: list[Matcher],
     sort: str,
     offset: int,
     limit: int,
-) -> tuple[list[Incident], int]:
+) -> tuple[list[IncidentRecord], int]:
     """Matchers over the group+common labels and the severity/updated orders, applied here
     (over the incidents the store filter leaves: at most MAX_DOCS), then one page by id."""
     store = OncallStore(services(request).store)
@@ -357,7 +359,7 @@ async def find_page(
 # --- the audit log ---------------------------------------------------------------------------
 
 
-def _audit_view(entry: AuditEntry) -> dict[str, Any]:
+def _audit_view(entry: AuditRecord) -> dict[str, Any]:
     at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
     return {
         "id": str(entry.id),
@@ -377,12 +379,12 @@ async def list_audit(request: Request) -> Response:
     """GET /api/v1/audit (admin): newest first; `actor`, `action`, `target`, `since`."""
     try:
         p = page(request)
-        query: dict[str, Any] = {}
-        for name in ("actor", "action", "target"):
-            if (value := text(request, name, 300)) is not None:
-                query[name] = value
-        if (after := since(request)) is not None:
-            query["at"] = {"$gte": after}
+        query = AuditFilter(
+            actor=text(request, "actor", 300),
+            action=text(request, "action", 300),
+            target=text(request, "target", 300),
+            since=since(request),
+        )
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     items, total = await OncallStore(services(request).store).list_audit(query, p.offset, p.limit)

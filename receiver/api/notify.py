@@ -36,8 +36,8 @@ from receiver.notify.config import (
     routing_json,
 )
 from receiver.notify.render import Event, render
+from receiver.records import NotificationRecord
 from receiver.services import services
-from receiver.store.documents import Notification
 from receiver.timeutil import iso_or_none
 
 MAX_BODY = 64 * 1024
@@ -248,7 +248,7 @@ async def put_routing(request: Request) -> Response:
 # --- outbox -------------------------------------------------------------------------------------
 
 
-def notification_view(row: Notification, full: bool) -> dict[str, Any]:
+def notification_view(row: NotificationRecord, full: bool) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": str(row.id),
         "key": row.key,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from starlette.requests import Request
 
 from receiver.domain import Severity, Status
+from receiver.store.filters import EpisodeFilter, IncidentFilter
 from receiver.timeutil import aware
 
 MAX_LIMIT = 500
@@ -98,20 +98,27 @@ def text(request: Request, name: str, max_len: int = 512) -> str | None:
     return raw
 
 
-def filters(request: Request, text_fields: dict[str, str], time_field: str) -> dict[str, Any]:
-    """The list endpoints' filters as a store query.
+def episode_filter(request: Request) -> EpisodeFilter:
+    """`status`, `severity`, `alertname`, `instance`, `source` and `since` of a listing."""
+    return EpisodeFilter(
+        status=status(request),
+        severity=severity(request),
+        alertname=text(request, "alertname"),
+        instance=text(request, "instance"),
+        source=text(request, "source"),
+        since=since(request),
+    )
 
-    `status`, `severity` and `since` (on `time_field`) everywhere; `text_fields` maps further
-    query parameters to document fields (e.g. `instance` → `instances` on incidents).
-    """
-    query: dict[str, Any] = {}
-    if (st := status(request)) is not None:
-        query["status"] = st
-    if (sev := severity(request)) is not None:
-        query["severity"] = sev
-    for param, field in text_fields.items():
-        if (value := text(request, param)) is not None:
-            query[field] = value
-    if (after := since(request)) is not None:
-        query[time_field] = {"$gte": after}
-    return query
+
+def incident_filter(request: Request, state: str | None = None) -> IncidentFilter:
+    """The episode filters over an incident's names, and the on-call `state` given."""
+    f = episode_filter(request)
+    return IncidentFilter(
+        status=f.status,
+        severity=f.severity,
+        alertname=f.alertname,
+        instance=f.instance,
+        source=f.source,
+        since=f.since,
+        state=state,
+    )

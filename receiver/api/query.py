@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -9,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.api.errors import error
 from receiver.api.incidents import find_page, list_options
-from receiver.api.params import BadParam, filters, page
+from receiver.api.params import BadParam, episode_filter, incident_filter, page
 from receiver.api.views import (
     RAW_ITEM_BYTES,
     delivery_view,
@@ -23,20 +24,15 @@ from receiver.store.oncall import OncallStore
 RAW_PAGE_LIMIT = 50  # deliveries per page when their bodies are included
 RAW_PAGE_BYTES = 4 * 1024 * 1024  # of bodies in one `raw=1` answer
 
-# query parameter → document field
-_INCIDENT_FIELDS = {"alertname": "alertnames", "instance": "instances", "source": "source"}
-_EPISODE_FIELDS = {"alertname": "alertname", "instance": "instance", "source": "source"}
-
 
 async def list_incidents(request: Request) -> Response:
     try:
         p = page(request)
-        query = filters(request, _INCIDENT_FIELDS, "started_at")
+        query = incident_filter(request)
         matchers, sort, state = list_options(request)
+        query = replace(query, state=state)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
-    if state:
-        query = {"$and": [query, state]} if query else state
     if matchers or sort != "started":
         items, total = await find_page(request, query, matchers, sort, p.offset, p.limit)
     else:
@@ -75,7 +71,7 @@ async def list_anomalies(request: Request) -> Response:
     """The seed's shape: {"anomalies": [...], "count": n, "total": N}."""
     try:
         p = page(request)
-        query = filters(request, _EPISODE_FIELDS, "starts_at")
+        query = episode_filter(request)
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     items, total = await services(request).store.list_episodes(query, p.offset, p.limit)

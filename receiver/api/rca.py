@@ -15,15 +15,16 @@ from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.params import BadParam, page, severity, since, text
 from receiver.enrich.evidence import clean_text
+from receiver.records import AnalysisRecord, FeedbackRecord, IncidentRecord
 from receiver.services import services
-from receiver.store.documents import Feedback, Incident, Rca
+from receiver.store.filters import AnalysisFilter
 from receiver.store.rca import AnalysisStore
 from receiver.timeutil import iso_or_none
 
 MAX_FEEDBACK_BODY = 16 * 1024
 
 
-def rca_view(rca: Rca) -> dict[str, Any]:
+def rca_view(rca: AnalysisRecord) -> dict[str, Any]:
     """The seed's fields first (summary, cause, fix, simplified), then how it was made."""
     # rows stored before these fields existed: the model's and the evidence's time
     seconds = rca.processing_seconds or (rca.latency_ms / 1000 + rca.evidence_seconds)
@@ -65,7 +66,7 @@ def _evidence_item(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: raw.get(k) for k in ("id", "kind", "title", "text", "data")}
 
 
-def analysis_detail(rca: Rca, incident: Incident) -> dict[str, Any]:
+def analysis_detail(rca: AnalysisRecord, incident: IncidentRecord) -> dict[str, Any]:
     """The analysis with every evidence item and, per hypothesis, the items it cites."""
     evidence = [_evidence_item(e) for e in rca.evidence]
     by_id = {e["id"]: e for e in evidence}
@@ -86,15 +87,12 @@ async def list_rca(request: Request) -> Response:
     """The seed's shape: {"rca": [...], "count": n, "total": N}, newest first."""
     try:
         p = page(request)
-        filters: dict[str, Any] = {}
-        if (sev := severity(request)) is not None:
-            filters["severity"] = sev
-        if (after := since(request)) is not None:
-            filters["created_at"] = {"$gte": after}
-        if (incident_id := text(request, "incident_id", 64)) is not None:
-            filters["incident_id"] = incident_id
-        if (name := text(request, "alertname")) is not None:
-            filters["alertname"] = name
+        filters = AnalysisFilter(
+            severity=severity(request),
+            since=since(request),
+            incident_id=text(request, "incident_id", 64),
+            alertname=text(request, "alertname"),
+        )
     except BadParam as err:
         return error(400, "bad_parameter", str(err))
     items, total = await AnalysisStore(services(request).store).list_rca(filters, p.offset, p.limit)
@@ -133,7 +131,7 @@ async def reanalyse(request: Request) -> Response:
     return JSONResponse({"status": "queued", "incident_id": str(incident.id)}, status_code=202)
 
 
-def _feedback(body: Any) -> Feedback | str:
+def _feedback(body: Any) -> FeedbackRecord | str:
     if not isinstance(body, dict):
         return "the body must be a JSON object"
     helpful = body.get("helpful")
@@ -147,7 +145,7 @@ def _feedback(body: Any) -> Feedback | str:
         fields[name] = clean_text(value, 2_000)
     if helpful is None and not any(fields.values()):
         return "give at least one of helpful, actual_cause, comment"
-    return Feedback(incident_id="", helpful=helpful, **fields)
+    return FeedbackRecord(incident_id="", helpful=helpful, **fields)
 
 
 async def post_feedback(request: Request) -> Response:

@@ -10,13 +10,13 @@ from starlette.routing import Route
 
 from receiver.api.errors import error
 from receiver.api.params import BadParam, page
+from receiver.records import IncidentRecord
 from receiver.services import services
-from receiver.store.documents import Incident
 from receiver.store.storms import StormStore
 from receiver.timeutil import iso_or_none
 
 
-def storm_view(storm: Incident) -> dict[str, Any]:
+def storm_view(storm: IncidentRecord) -> dict[str, Any]:
     return {
         "id": str(storm.id),
         "key": storm.storm_key,

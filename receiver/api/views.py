@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.oncall.actions import state_of
-from receiver.store.documents import Anomaly, Delivery, Incident, IncidentEvent
+from receiver.records import DeliveryRecord, EpisodeRecord, IncidentEventRecord, IncidentRecord
 from receiver.timeutil import iso_or_none
 
 
-def episode_view(a: Anomaly) -> dict[str, Any]:
+def episode_view(a: EpisodeRecord) -> dict[str, Any]:
     """The seed's anomaly fields first (metric, value, instance, severity, reason)."""
     return {
         "id": str(a.id),
@@ -39,7 +39,7 @@ def episode_view(a: Anomaly) -> dict[str, Any]:
     }
 
 
-def incident_view(i: Incident) -> dict[str, Any]:
+def incident_view(i: IncidentRecord) -> dict[str, Any]:
     return {
         "id": str(i.id),
         "key": i.key,
@@ -80,7 +80,7 @@ def _epoch(seconds: float) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat() if seconds else None
 
 
-def event_view(e: IncidentEvent) -> dict[str, Any]:
+def event_view(e: IncidentEventRecord) -> dict[str, Any]:
     """One entry of an incident's history; `text` is stored cleaned and is escaped where shown."""
     return {
         "at": iso_or_none(e.at),
@@ -92,7 +92,7 @@ def event_view(e: IncidentEvent) -> dict[str, Any]:
     }
 
 
-def delivery_state(d: Delivery) -> str:
+def delivery_state(d: DeliveryRecord) -> str:
     """pending (never tried) | retrying (failed, will try again) | processed | failed."""
     if d.failed:
         return "failed"
@@ -121,7 +121,7 @@ def raw_payload(raw_json: str) -> dict[str, Any]:
     }
 
 
-def delivery_view(d: Delivery, raw_json: str | None = None) -> dict[str, Any]:
+def delivery_view(d: DeliveryRecord, raw_json: str | None = None) -> dict[str, Any]:
     """The delivery's fields; with `raw_json` also its body (see `raw_payload`)."""
     view: dict[str, Any] = {
         "id": str(d.id),

@@ -21,9 +21,9 @@ from pydantic import (
 )
 
 from receiver.detect.prometheus import PrometheusTarget
+from receiver.records import LeaseRecord, TargetRecord
 from receiver.safety import split_userinfo
 from receiver.settings import Settings
-from receiver.store.documents import Lease, Target
 from receiver.timeutil import iso_or_none
 
 DEFAULT_NAME = "default"  # the target PROM_URL defines; not stored, not editable
@@ -145,8 +145,8 @@ def stored_auth(auth: BearerAuth | BasicAuth | None) -> dict[str, str] | None:
     }
 
 
-def new_target(body: TargetIn) -> Target:
-    return Target(
+def new_target(body: TargetIn) -> TargetRecord:
+    return TargetRecord(
         name=body.name,
         url=body.url,
         job=body.job,
@@ -164,13 +164,13 @@ def masked_auth(auth: dict[str, str] | None) -> dict[str, str] | None:
     return {"type": auth.get("type", "bearer"), "token": MASK}
 
 
-def _lease_view(lease: Lease | None) -> dict[str, Any] | None:
+def _lease_view(lease: LeaseRecord | None) -> dict[str, Any] | None:
     if lease is None:
         return None
     return {"holder": lease.holder, "expires_at": iso_or_none(lease.expires_at)}
 
 
-def target_view(target: Target, lease: Lease | None = None) -> dict[str, Any]:
+def target_view(target: TargetRecord, lease: LeaseRecord | None = None) -> dict[str, Any]:
     return {
         "name": target.name,
         "url": target.url,
@@ -201,7 +201,7 @@ class PollTarget:
             self.url, bearer_token=self.bearer_token, basic_auth=self.basic_auth, timeout=timeout
         )
 
-    def view(self, lease: Lease | None = None) -> dict[str, Any]:
+    def view(self, lease: LeaseRecord | None = None) -> dict[str, Any]:
         """The API view of the PROM_URL target (read-only)."""
         auth = {"type": "basic", "username": self.basic_auth[0]} if self.basic_auth else None
         return {
@@ -218,7 +218,7 @@ class PollTarget:
         }
 
 
-def poll_target(target: Target) -> PollTarget:
+def poll_target(target: TargetRecord) -> PollTarget:
     auth = target.auth or {}
     basic = None
     if auth.get("type") == "basic":

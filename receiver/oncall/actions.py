@@ -16,7 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.enrich.evidence import clean_text
-from receiver.store.documents import Incident
+from receiver.records import IncidentRecord
+from receiver.store.filters import STATES
 
 MAX_NOTE = 2000
 MAX_NAME = 64  # an assignee or an author
@@ -32,30 +33,15 @@ class State(StrEnum):
     CLOSED = "closed"
 
 
-STATE_FILTERS = ("open", "unacknowledged", "acknowledged", "resolved", "closed")
-_EMPTY = ["", None]  # a field that is "" or missing (incidents stored before it existed)
+STATE_FILTERS = STATES  # the store turns each into a query
 
 
-def state_of(incident: Incident) -> State:
+def state_of(incident: IncidentRecord) -> State:
     if incident.closed_by:
         return State.CLOSED
     if incident.status != "firing":
         return State.RESOLVED
     return State.ACKNOWLEDGED if incident.acked_by else State.OPEN
-
-
-def state_query(name: str) -> dict[str, Any]:
-    """The store filter for `?state=`: `open` is every firing incident, `unacknowledged` the
-    firing ones nobody holds."""
-    if name == "open":
-        return {"status": "firing"}
-    if name == "unacknowledged":
-        return {"status": "firing", "acked_by": {"$in": _EMPTY}}
-    if name == "acknowledged":
-        return {"status": "firing", "acked_by": {"$nin": _EMPTY}}
-    if name == "closed":
-        return {"closed_by": {"$nin": _EMPTY}}
-    return {"status": "resolved", "closed_by": {"$in": _EMPTY}}
 
 
 class InputError(ValueError):

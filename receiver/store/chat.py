@@ -12,7 +12,9 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from receiver.store.documents import ChatSession, Incident, Rca
+from receiver.records import AnalysisRecord, ChatSessionRecord, IncidentRecord
+from receiver.store.documents import ChatSession, Incident, Rca, document_of, inserted
+from receiver.store.filters import IncidentFilter, SessionFilter, incident_query, session_query
 from receiver.store.repo import Store, StoreError, object_id, translated
 from receiver.timeutil import aware
 
@@ -27,12 +29,14 @@ class ChatStore:
         self.store = store
 
     @translated
-    async def create_session(self, session: ChatSession) -> bool:
+    async def create_session(self, session: ChatSessionRecord) -> bool:
         """Insert a new session; False when one with that id already exists."""
+        doc = document_of(ChatSession, session)
         try:
-            await session.insert()
+            await doc.insert()
         except DuplicateKeyError:
             return False
+        inserted(session, doc)
         return True
 
     @translated
@@ -100,11 +104,12 @@ class ChatStore:
 
     @translated
     async def list_sessions(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: SessionFilter, skip: int, limit: int
     ) -> tuple[list[ChatSession], int]:
-        total = await self.store.count(ChatSession, filters)
+        query = session_query(filters)
+        total = await self.store.count(ChatSession, query)
         items = (
-            await ChatSession.find(dict(filters))
+            await ChatSession.find(query)
             .sort("-last_activity", "-_id")
             .skip(skip)
             .limit(limit)
@@ -120,11 +125,13 @@ class ChatStore:
     # grounding ------------------------------------------------------------------------------
 
     @translated
-    async def find_incidents(self, filters: Mapping[str, Any], limit: int) -> list[Incident]:
-        return await Incident.find(dict(filters)).sort("-started_at", "-_id").limit(limit).to_list()
+    async def find_incidents(self, filters: IncidentFilter, limit: int) -> list[IncidentRecord]:
+        query = incident_query(filters)
+        found = await Incident.find(query).sort("-started_at", "-_id").limit(limit).to_list()
+        return list(found)
 
     @translated
-    async def latest_analyses(self, incident_ids: Sequence[str]) -> dict[str, Rca]:
+    async def latest_analyses(self, incident_ids: Sequence[str]) -> dict[str, AnalysisRecord]:
         """The newest analysis of each incident that has one."""
         if not incident_ids:
             return {}
@@ -133,7 +140,7 @@ class ChatStore:
             .sort("-created_at", "-_id")
             .to_list()
         )
-        newest: dict[str, Rca] = {}
+        newest: dict[str, AnalysisRecord] = {}
         for rca in found:
             newest.setdefault(rca.incident_id, rca)
         return newest

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from receiver.records import IncidentRecord
 from receiver.store.documents import Delivery, Feedback, Incident, Notification, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, object_id, translated
@@ -17,7 +18,7 @@ class ConsoleStore:
         self.analyses = AnalysisStore(store)
 
     @translated
-    async def analyses_for(self, incidents: Sequence[Incident]) -> dict[str, Rca]:
+    async def analyses_for(self, incidents: Sequence[IncidentRecord]) -> dict[str, Rca]:
         """The current analysis of each incident that has one, by incident id."""
         wanted = [oid for i in incidents if i.analysis_id and (oid := object_id(i.analysis_id))]
         if not wanted:
@@ -35,7 +36,7 @@ class ConsoleStore:
         }
 
     @translated
-    async def analysis_of(self, incident: Incident) -> Rca | None:
+    async def analysis_of(self, incident: IncidentRecord) -> Rca | None:
         """The incident's current analysis, else its newest one."""
         rca = await self.analyses.get(incident.analysis_id) if incident.analysis_id else None
         return rca if rca is not None else await self.analyses.latest(str(incident.id))
@@ -54,7 +55,7 @@ class ConsoleStore:
 
     @translated
     async def similar(
-        self, incident: Incident, limit: int = 5
+        self, incident: IncidentRecord, limit: int = 5
     ) -> list[tuple[Incident, Rca | None]]:
         """Other incidents with one of this incident's alertnames, newest first, any status."""
         if not incident.alertnames:

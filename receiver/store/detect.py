@@ -17,8 +17,17 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from receiver.domain import Episode
+from receiver.records import TargetRecord
 from receiver.store.convert import episode_of
-from receiver.store.documents import Anomaly, Lease, PollSnapshot, Target, utcnow
+from receiver.store.documents import (
+    Anomaly,
+    Lease,
+    PollSnapshot,
+    Target,
+    document_of,
+    inserted,
+    utcnow,
+)
 from receiver.store.repo import Store, translated
 from receiver.store.valid import first_error
 
@@ -75,9 +84,11 @@ class DetectStore:
             return None
 
     @translated
-    async def insert_target(self, target: Target) -> None:
+    async def insert_target(self, target: TargetRecord) -> None:
         """Raises `DuplicateKey` when the name is taken."""
-        await target.insert()
+        doc = document_of(Target, target)
+        await doc.insert()
+        inserted(target, doc)
 
     @translated
     async def update_target(

@@ -12,7 +12,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.store.documents import AuditEntry, Incident, IncidentEvent, utcnow
+from receiver.records import AuditRecord, IncidentEventRecord, IncidentRecord
+from receiver.store.documents import (
+    AuditEntry,
+    Incident,
+    IncidentEvent,
+    document_of,
+    inserted,
+    utcnow,
+)
+from receiver.store.filters import AuditFilter, IncidentFilter, audit_query, incident_query
 from receiver.store.repo import Store, object_id, translated
 
 EVENTS_SHOWN = 500  # of one incident's history in the API answer
@@ -63,7 +72,7 @@ class OncallStore:
         return await Incident.get(oid)
 
     @translated
-    async def close(self, incident: Incident, by: str, at: datetime) -> bool:
+    async def close(self, incident: IncidentRecord, by: str, at: datetime) -> bool:
         """Resolved by hand: frees the group's open key, so its next firing opens a new
         incident; episodes stay as Alertmanager reports them. False if no longer firing."""
         res = await Incident.get_pymongo_collection().update_one(
@@ -82,8 +91,10 @@ class OncallStore:
         return res.modified_count == 1
 
     @translated
-    async def add_event(self, event: IncidentEvent) -> None:
-        await event.insert()
+    async def add_event(self, event: IncidentEventRecord) -> None:
+        doc = document_of(IncidentEvent, event)
+        await doc.insert()
+        inserted(event, doc)
 
     @translated
     async def events_of(self, incident_id: str, limit: int = EVENTS_SHOWN) -> list[IncidentEvent]:
@@ -98,14 +109,14 @@ class OncallStore:
     # finding incidents ----------------------------------------------------------------------
 
     @translated
-    async def scan(self, query: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The sort and label fields of every incident matching `query` (bounded by retention's
+    async def scan(self, filters: IncidentFilter) -> list[dict[str, Any]]:
+        """The sort and label fields of every incident matching `filters` (bounded by retention's
         MAX_DOCS): label matchers and the severity/updated orders are applied by the caller."""
-        cursor = Incident.get_pymongo_collection().find(dict(query), SCAN_FIELDS)
+        cursor = Incident.get_pymongo_collection().find(incident_query(filters), SCAN_FIELDS)
         return [doc async for doc in cursor]
 
     @translated
-    async def by_ids(self, ids: Sequence[Any]) -> list[Incident]:
+    async def by_ids(self, ids: Sequence[Any]) -> list[IncidentRecord]:
         """Incidents by `_id`, in the order given (ids that have gone meanwhile are left out)."""
         if not ids:
             return []
@@ -116,11 +127,13 @@ class OncallStore:
     # audit ----------------------------------------------------------------------------------
 
     @translated
-    async def add_audit(self, entry: AuditEntry) -> None:
-        await entry.insert()
+    async def add_audit(self, entry: AuditRecord) -> None:
+        doc = document_of(AuditEntry, entry)
+        await doc.insert()
+        inserted(entry, doc)
 
     @translated
     async def list_audit(
-        self, query: Mapping[str, Any], skip: int, limit: int
+        self, filters: AuditFilter, skip: int, limit: int
     ) -> tuple[list[AuditEntry], int]:
-        return await self.store.page(AuditEntry, query, "at", skip, limit)
+        return await self.store.page(AuditEntry, audit_query(filters), "at", skip, limit)

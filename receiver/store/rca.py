@@ -9,11 +9,13 @@ alertnames/instances did not grow meanwhile (they only grow, so equal sizes = un
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.store.documents import Anomaly, Feedback, Incident, Rca
+from receiver.records import FeedbackRecord
+from receiver.store.documents import Anomaly, Feedback, Incident, Rca, document_of, inserted
+from receiver.store.filters import AnalysisFilter, analysis_query
 from receiver.store.repo import Store, object_id, translated
 from receiver.store.valid import SetAside, first_error, valid
 
@@ -272,9 +274,9 @@ class AnalysisStore:
 
     @translated
     async def list_rca(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: AnalysisFilter, skip: int, limit: int
     ) -> tuple[list[Rca], int]:
-        return await self.store.page(Rca, filters, "created_at", skip, limit)
+        return await self.store.page(Rca, analysis_query(filters), "created_at", skip, limit)
 
     @translated
     async def tokens_since(self, since: datetime) -> int:
@@ -296,8 +298,10 @@ class AnalysisStore:
         return int(rows[0].get("tokens_in") or 0) + int(rows[0].get("tokens_out") or 0)
 
     @translated
-    async def add_feedback(self, feedback: Feedback) -> Feedback:
-        await feedback.insert()
+    async def add_feedback(self, feedback: FeedbackRecord) -> FeedbackRecord:
+        doc = document_of(Feedback, feedback)
+        await doc.insert()
+        inserted(feedback, doc)
         return feedback
 
     # -- history --------------------------------------------------------------------------------

@@ -31,8 +31,18 @@ from pymongo.errors import (
 )
 
 from receiver.domain import Episode, IncidentState
+from receiver.records import IncidentRecord
 from receiver.store.convert import episode_document, episode_of, incident_state
-from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident, utcnow
+from receiver.store.documents import (
+    DOCUMENT_MODELS,
+    Anomaly,
+    Delivery,
+    Incident,
+    document_of,
+    inserted,
+    utcnow,
+)
+from receiver.store.filters import EpisodeFilter, IncidentFilter, episode_query, incident_query
 from receiver.store.valid import SetAside, first_error, valid
 from receiver.timeutil import aware
 
@@ -484,9 +494,9 @@ class Store:
 
     @translated
     async def list_episodes(
-        self, filters: Mapping[str, Any], skip: int, limit: int
+        self, filters: EpisodeFilter, skip: int, limit: int
     ) -> tuple[list[Anomaly], int]:
-        return await self.page(Anomaly, filters, "starts_at", skip, limit)
+        return await self.page(Anomaly, episode_query(filters), "starts_at", skip, limit)
 
     # incidents ------------------------------------------------------------------------------
 
@@ -495,8 +505,10 @@ class Store:
         return await Incident.find_one(Incident.open_key == key)
 
     @translated
-    async def insert_incident(self, incident: Incident) -> None:
-        await incident.insert()
+    async def insert_incident(self, incident: IncidentRecord) -> None:
+        doc = document_of(Incident, incident)
+        await doc.insert()
+        inserted(incident, doc)
 
     @translated
     async def get_incident(self, incident_id: str) -> Incident | None:
@@ -657,9 +669,10 @@ class Store:
 
     @translated
     async def list_incidents(
-        self, filters: Mapping[str, Any], skip: int, limit: int
-    ) -> tuple[list[Incident], int]:
-        return await self.page(Incident, filters, "started_at", skip, limit)
+        self, filters: IncidentFilter, skip: int, limit: int
+    ) -> tuple[list[IncidentRecord], int]:
+        found, total = await self.page(Incident, incident_query(filters), "started_at", skip, limit)
+        return list(found), total
 
     @translated
     async def counts(self) -> dict[str, int]:

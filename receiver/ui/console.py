@@ -24,13 +24,15 @@ from receiver.api.errors import store_error_handler as api_store_error_handler
 from receiver.api.params import BadParam, choice, page, severity, status, text
 from receiver.api.views import event_view
 from receiver.domain import Source
-from receiver.oncall.actions import STATE_FILTERS, state_of, state_query
+from receiver.oncall.actions import STATE_FILTERS, state_of
 from receiver.oncall.matchers import silence_link
+from receiver.records import IncidentRecord
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.console import ConsoleStore
 from receiver.store.detect import DetectStore
 from receiver.store.documents import Anomaly, Incident, PollSnapshot, Rca
+from receiver.store.filters import IncidentFilter
 from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
 from receiver.timeutil import aware
@@ -85,16 +87,16 @@ def duration(seconds: float) -> str:
     return f"{d} d {h} h" if h else f"{d} d"
 
 
-def _lasted(incident: Incident, now: datetime) -> str:
+def _lasted(incident: IncidentRecord, now: datetime) -> str:
     end = aware(incident.resolved_at) if incident.resolved_at else now
     return duration((end - aware(incident.started_at)).total_seconds())
 
 
-def _job(incident: Incident) -> str:
+def _job(incident: IncidentRecord) -> str:
     return incident.group_labels.get("job") or incident.common_labels.get("job", "")
 
 
-def _title(incident: Incident) -> str:
+def _title(incident: IncidentRecord) -> str:
     """The stored title; for an outlier, the series and where (its alertname says little)."""
     metric = incident.group_labels.get("metric", "")
     if incident.source == "detector" and metric:
@@ -103,7 +105,7 @@ def _title(incident: Incident) -> str:
     return incident.title or ", ".join(incident.alertnames) or incident.key
 
 
-def _instances(incident: Incident) -> str:
+def _instances(incident: IncidentRecord) -> str:
     shown = incident.instances[:2]
     more = len(incident.instances) - len(shown)
     label = ", ".join(shown) or _job(incident)
@@ -140,7 +142,7 @@ def _problem(request: Request, status_code: int, message: str) -> HTMLResponse:
 # --- the list --------------------------------------------------------------------------------
 
 
-def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
+def _row(incident: IncidentRecord, rca: Rca | None, now: datetime) -> dict[str, Any]:
     return {
         "id": str(incident.id),
         "severity": incident.severity,
@@ -162,19 +164,18 @@ def _row(incident: Incident, rca: Rca | None, now: datetime) -> dict[str, Any]:
 async def incident_list(request: Request) -> Response:
     try:
         p = page(request, default=PAGE_SIZE)
-        filters: dict[str, Any] = {}
         shown: dict[str, str] = {}
         if (st := status(request)) is not None:
-            filters["status"] = shown["status"] = st
+            shown["status"] = st
         if (sev := severity(request)) is not None:
-            filters["severity"] = shown["severity"] = sev
+            shown["severity"] = sev
         if (source := text(request, "source", 40)) is not None:
             if source not in SOURCES:
                 raise BadParam("source", f"one of {', '.join(sorted(SOURCES))}")
-            filters["source"] = shown["source"] = source
+            shown["source"] = source
         if (state := choice(request, "state", set(STATE_FILTERS))) is not None:
             shown["state"] = state
-            filters = {"$and": [filters, state_query(state)]} if filters else state_query(state)
+        filters = IncidentFilter(status=st, severity=sev, source=source, state=state)
     except BadParam as err:
         return _problem(request, 400, f"Bad filter: {err}")
     svc = services(request)
