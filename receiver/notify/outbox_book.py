@@ -16,7 +16,7 @@ from receiver.domain import Status
 from receiver.notify.channels import Channel, Routing
 from receiver.notify.config import NotifyConfig
 from receiver.notify.metrics import NotifyMetrics
-from receiver.notify.outbox_rows import STAGE, ChartSource, OutboxOptions, row_key
+from receiver.notify.outbox_rows import STAGE, ChartSource, Facts, OutboxOptions, row_key
 from receiver.notify.render import Event, RenderOptions
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
 from receiver.safety import one_line
@@ -59,6 +59,8 @@ class OutboxState:
         # channel → start of a window known to be full: it stays full until it ends, so rows
         # in a storm are suppressed without asking the store for a slot each time
         self._full: dict[str, datetime] = {}
+        # what this cycle's rows render from, read for the whole batch at once (outbox_render)
+        self._facts = Facts()
 
     def wake(self) -> None:
         self._wake.set()

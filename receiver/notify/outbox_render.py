@@ -14,6 +14,7 @@ from receiver.notify.outbox_book import Bookkeeping
 from receiver.notify.outbox_rows import (
     CHART_TIMEOUT,
     EPISODES_PER_INCIDENT,
+    Facts,
     _common_labels,
     message_from_doc,
     message_to_doc,
@@ -22,6 +23,7 @@ from receiver.notify.render import Event, Message, render
 from receiver.notify.storm_render import StormFacts, StormMember, render_storm
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
 from receiver.store.documents import Anomaly, Incident, Notification, Rca
+from receiver.store.repo import StoreError
 from receiver.store.storms import STORM_SOURCE
 from receiver.timeutil import aware
 
@@ -47,23 +49,62 @@ class Rendering(Bookkeeping):
         row.with_analysis = with_analysis
         return message
 
+    async def _prefetch(self, rows: Sequence[Notification]) -> None:
+        """Read what the rows to render need for the whole batch (see `Facts`)."""
+        ids = {
+            r.incident_id
+            for r in rows
+            if r.message is None and r.incident_id and r.event != Event.DIGEST.value
+        }
+        if not ids:
+            self._facts = Facts()
+            return
+        self._facts = Facts()
+        try:
+            incidents = await self.outbox.incidents(ids)
+            plain = {i for i, doc in incidents.items() if doc.source != STORM_SOURCE}
+            facts = Facts(
+                incidents=incidents,
+                episodes=await self.outbox.episodes(plain, EPISODES_PER_INCIDENT),
+                analyses=await self.outbox.latest_analyses(plain),
+            )
+        except StoreError:
+            raise
+        except Exception as err:
+            # one unreadable document fails the batch read: every row then reads its own, so
+            # only the row it belongs to fails (as poison) and the others are sent
+            log.info("outbox: batch read failed (%r); rendering row by row", err)
+            return
+        self._facts = facts
+
     async def _render(self, row: Notification, email: bool) -> tuple[Message, bool, int] | None:
         if row.event == Event.DIGEST.value:
             return await self._render_digest(row)
         event = Event(row.event)
-        incident = (await self.outbox.incidents([row.incident_id])).get(row.incident_id)
+        facts = self._facts
+        incident = facts.incidents.get(row.incident_id)
+        batched = incident is not None
+        if incident is None:  # not in this cycle's batch read (or gone since)
+            incident = (await self.outbox.incidents([row.incident_id])).get(row.incident_id)
         if incident is None:
             return None
         if incident.source == STORM_SOURCE:
             return await self._render_storm(incident, event)
-        episodes = (await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)).get(
-            row.incident_id, []
-        )
+        if batched:
+            episodes = facts.episodes.get(row.incident_id, [])
+        else:
+            episodes = (await self.outbox.episodes([row.incident_id], EPISODES_PER_INCIDENT)).get(
+                row.incident_id, []
+            )
         view = incident_view(incident, episodes)
         analysis = None
         rca = None
         if event in (Event.FIRING, Event.ANALYSIS):
-            rca = await self.outbox.latest_analysis(row.incident_id)
+            rca = facts.analyses.get(row.incident_id) if batched else None
+            if rca is None and (event is Event.ANALYSIS or not batched):
+                # the analysis an ANALYSIS row is for may have landed after the batch read; a
+                # first page without it gets the analysis as a follow-up
+                rca = await self.outbox.latest_analysis(row.incident_id)
             analysis = rca_analysis(rca) if rca is not None else None
             if analysis is None and event is Event.ANALYSIS:
                 return None

@@ -37,6 +37,7 @@ class Sending(Rendering):
             row_key(r.incident_id, r.channel, Event.FIRING) for r in rows if r.event in FOLLOWUPS
         }
         parents = await self.outbox.statuses(parent_keys)
+        await self._prefetch(rows)
         by_name = {c.name: c for c in channels}
         groups: dict[str, list[Notification]] = {}
         for row in rows:

@@ -30,6 +30,7 @@ from apprise.attachment.memory import AttachMemory
 
 from receiver.notify.channels import Channel, ChannelKind
 from receiver.notify.render import Event, Message
+from receiver.notify.smtp_tls import install as share_smtp_tls_context
 from receiver.safety import one_line
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class AppriseNotifier:
         self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
         self._timeout = timeout
         self._asset = apprise.AppriseAsset(app_id=app_id, secure_logging=True)
+        share_smtp_tls_context()
 
     async def __aenter__(self) -> AppriseNotifier:
         return self

@@ -176,6 +176,21 @@ class OutboxStore:
         )
         return found[0] if found else None
 
+    @translated
+    async def latest_analyses(self, incident_ids: Collection[str]) -> dict[str, Rca]:
+        """`latest_analysis` of many incidents in one query (those without one are absent)."""
+        if not incident_ids:
+            return {}
+        found = (
+            await Rca.find({"incident_id": {"$in": sorted(incident_ids)}})
+            .sort("-created_at", "-_id")
+            .to_list()
+        )
+        out: dict[str, Rca] = {}
+        for rca in found:
+            out.setdefault(rca.incident_id, rca)
+        return out
+
     # outbox rows ----------------------------------------------------------------------------
 
     @translated
