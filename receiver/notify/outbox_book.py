@@ -190,12 +190,12 @@ class Bookkeeping(OutboxState):
 
     async def _record_plan_failure(
         self, incident_id: Any, status: Any, reason: str, error: str
-    ) -> None:
+    ) -> bool:
         """A failed `plan:` row says why an incident got no rows; its flag is cleared, so it is
         planned again only when its status changes (the same data would fail the same way)."""
         resolved = status == Status.RESOLVED.value
         iid = str(incident_id)
-        await self.outbox.insert_row(
+        recorded = await self.outbox.insert_row(
             Notification(
                 key=f"plan:{iid}:{'resolved' if resolved else 'firing'}",
                 incident_id=iid,
@@ -208,6 +208,7 @@ class Bookkeeping(OutboxState):
             )
         )
         await self.outbox.clear_needs_notification(incident_id, status)
+        return recorded
 
     async def _set_aside(self, items: list[Unreadable]) -> int:
         """Fail unreadable rows and incidents at once; how many there were."""
@@ -217,16 +218,18 @@ class Bookkeeping(OutboxState):
                 continue  # read twice in one cycle
             seen.add((item.collection, str(item.id)))
             error = self._masked(item.error)
-            self.metrics.failures.failed(STAGE, quarantined=True)
-            log.error("outbox: set aside %s %s: %s", item.collection, item.id, error)
             if item.collection == Incident.get_pymongo_collection().name:
-                await self._record_plan_failure(
+                first = await self._record_plan_failure(
                     item.id, item.raw.get("status"), "unreadable", error
                 )
-                continue
-            await self.outbox.set_aside(item, error)
-            channel = item.raw.get("channel")
-            self.metrics.failed.labels(
-                channel if isinstance(channel, str) else "", "unreadable"
-            ).inc()
+            else:
+                first = await self.outbox.set_aside(item, error)
+                if first:
+                    channel = item.raw.get("channel")
+                    self.metrics.failed.labels(
+                        channel if isinstance(channel, str) else "", "unreadable"
+                    ).inc()
+            if first:  # another cycle or replica may have set it aside already
+                self.metrics.failures.failed(STAGE, quarantined=True)
+                log.error("outbox: set aside %s %s: %s", item.collection, item.id, error)
         return len(seen)
