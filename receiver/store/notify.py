@@ -229,8 +229,7 @@ class OutboxStore:
             ]
         }
         rows = await self._rows(query, [("next_attempt_at", 1)], limit)
-        # the embedded server compares a `$set` datetime to the second: a retry due later in
-        # this second would otherwise run at once (a fast loop spent a row's attempts in 1 s)
+        # the embedded server compares a `$set` datetime to the second: not yet due this second
         return [r for r in rows if r.status != "pending" or aware(r.next_attempt_at) <= aware(now)]
 
     @translated
@@ -326,9 +325,8 @@ class OutboxStore:
 
     @translated
     async def set_aside(self, item: Unreadable, error: str) -> bool:
-        """Fail an unreadable row for good and make it readable again: the fields that did
-        not fit are unset (defaults apply), required ones replaced. False if it is gone or
-        already set aside."""
+        """Fail an unreadable row for good and make it readable again (bad fields unset,
+        required ones replaced). False if it is gone or was already set aside."""
         fields: dict[str, Any] = {
             "status": "failed",
             "reason": "unreadable",
@@ -348,9 +346,7 @@ class OutboxStore:
         update: dict[str, Any] = {"$set": fields}
         if unset:
             update["$unset"] = unset
-        # a row read twice before the first set-aside landed (two cycles, two replicas) is set
-        # aside twice but reported once: by the write that found it not yet set aside (the
-        # embedded server matches no missing field with $ne, so the test is on the old row)
+        # read by two cycles at once: reported once (the embedded server's $ne misses absent fields)
         before = await Notification.get_pymongo_collection().find_one_and_update(
             {"_id": item.id}, update, return_document=ReturnDocument.BEFORE
         )
