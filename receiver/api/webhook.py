@@ -96,6 +96,13 @@ async def _quarantine(request: Request, text: str, err: Exception) -> Response:
         return store_unavailable(
             f"the delivery could not be stored ({store_err}); Alertmanager will retry"
         )
+    except Exception:  # not even storable: refuse it (a retry would fail alike)
+        log.exception("webhook: quarantined delivery could not be stored")
+        return error(
+            422,
+            "unprocessable_delivery",
+            f"the delivery could not be processed nor kept ({type(err).__name__})",
+        )
     return error(
         422,
         "unprocessable_delivery",
