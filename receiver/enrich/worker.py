@@ -41,7 +41,7 @@ from receiver.store.documents import Incident
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
 from receiver.store.storms import STORM_SOURCE, StormStore
-from receiver.work import REAL_CLOCK, Clock, Worker
+from receiver.work import REAL_CLOCK, Clock, ItemFailure, Worker
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ class EnrichmentWorker:
         clock: Clock = REAL_CLOCK,
     ) -> None:
         self.clock = clock
-        self.failures = failures
         self.policy = policy or RetryPolicy()
+        self.record = ItemFailure("enrichment", self.policy, clock, failures)
         self.analyses = AnalysisStore(store)
         self.provider = provider
         self.tracer = tracer
@@ -213,14 +213,12 @@ class EnrichmentWorker:
 
     async def _failed(self, incident: Incident, token: str, err: Exception) -> None:
         """Retry this incident after a backoff; quarantine it after the last attempt."""
-        attempts = incident.analysis_attempts + 1
-        quarantine = self.policy.exhausted(attempts)
-        retry_at = self.clock.time() + self.policy.delay(attempts)
-        if self.failures is not None:
-            self.failures.failed("enrichment", quarantine)
+        outcome = self.record.decide(incident.analysis_attempts)
         try:
             async with asyncio.timeout(5.0):
-                await self.analyses.fail(incident.id, token, describe(err), quarantine, retry_at)
+                await self.analyses.fail(
+                    incident.id, token, describe(err), outcome.quarantined, outcome.retry_at
+                )
         except (StoreError, TimeoutError) as store_err:
             log.warning("failure of incident %s not recorded: %s", incident.id, store_err)
 
