@@ -22,6 +22,11 @@ class BodyTooLarge(Exception):
         super().__init__(f"body exceeds {where}")
 
 
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower case ("" when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def read_limited(request: Request, limit: int, setting: str = "") -> bytes:
     """The whole body, or `BodyTooLarge` as soon as it is known to pass `limit` bytes."""
     declared = request.headers.get("content-length", "")

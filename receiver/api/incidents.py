@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.api.audit import actor_of, note
-from receiver.api.body import BodyTooLarge, read_limited, too_large
+from receiver.api.body import BodyTooLarge, media_type, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.params import BadParam, choice, page, since, text
 from receiver.api.views import event_view, incident_view
@@ -44,7 +44,7 @@ def _not_found(incident_id: str) -> Response:
 
 async def _body(request: Request) -> dict[str, Any]:
     """The JSON object sent (an empty body is `{}`); `InputError`/`BodyTooLarge` otherwise."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = media_type(request)
     raw = await read_limited(request, MAX_BODY)
     if not raw.strip():
         return {}

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.api.auth import webhook_authorised
-from receiver.api.body import BodyTooLarge, read_limited, too_large
+from receiver.api.body import BodyTooLarge, media_type, read_limited, too_large
 from receiver.api.errors import error, store_unavailable
 from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY
 from receiver.ingest.normalise import delivery_key
@@ -42,11 +42,6 @@ class _NonStandardJSON(ValueError):
 
 def _reject_constant(name: str) -> Any:
     raise _NonStandardJSON(f"{name} is not a JSON value")
-
-
-def _json_content_type(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media == "application/json"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -124,7 +119,7 @@ async def _receive(request: Request) -> Response:
             "missing or wrong credentials (Authorization: Bearer or Basic)",
             headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
         )
-    if not _json_content_type(request):
+    if media_type(request) != "application/json":
         metrics.requests.labels("bad_request").inc()
         return error(
             415,
