@@ -64,6 +64,7 @@ async def stats(request: Request) -> Response:
     count = collections.count
     totals = {name: await count(name) for name in ("metrics", "anomalies", "rca")}
     chats = await count("chat_sessions")
+    quarantined = await collections.quarantined()
     body = {
         # the seed's shape: `stats['collections']['anomalies']['total']`
         "collections": {
@@ -91,21 +92,18 @@ async def stats(request: Request) -> Response:
             "email": await _email(svc, collections),
             "slack": await _slack(svc),
             "outbox": {
-                status: await count("notifications", status=status)
-                for status in ("pending", "sent", "failed", "suppressed")
+                "pending": await count("notifications", status="pending"),
+                "sent": await count("notifications", status="sent"),
+                "failed": quarantined["notifications"],
+                "suppressed": await count("notifications", status="suppressed"),
             },
         },
         "deliveries": {
             "total": await count("deliveries"),
             "pending": await count("deliveries", processed=False),
-            "failed": await count("deliveries", failed=True),
+            "failed": quarantined["deliveries"],
         },
-        # items a stage gave up on after its last attempt (an operator retries them)
-        "quarantined": {
-            "deliveries": await count("deliveries", failed=True),
-            "analyses": await count("incidents", analysis_failed=True),
-            "notifications": await count("notifications", status="failed"),
-        },
+        "quarantined": quarantined,
         "store": svc.store.kind,
     }
     return JSONResponse(body)

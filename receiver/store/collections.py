@@ -47,6 +47,14 @@ class Collections:
         """Documents of `name` whose fields equal `equals` (all of them, if none given)."""
         return await self._count(name, equals)
 
+    async def quarantined(self) -> dict[str, int]:
+        """Items a stage gave up on after its last attempt (an operator retries them)."""
+        return {
+            "deliveries": await self.count("deliveries", failed=True),
+            "analyses": await self.count("incidents", analysis_failed=True),
+            "notifications": await self.count("notifications", status="failed"),
+        }
+
     async def _count(self, name: str, query: Mapping[str, Any]) -> int:
         # `Store.count_in`: fast on the embedded server
         return await self.store.count_in(self._collection(name), query)

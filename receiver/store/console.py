@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from receiver.records import IncidentRecord
-from receiver.store.documents import Delivery, Feedback, Incident, Notification, Rca
+from receiver.store.documents import Feedback, Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, object_id, translated
 
@@ -25,15 +25,6 @@ class ConsoleStore:
             return {}
         found = await Rca.find({"_id": {"$in": wanted}}).to_list()
         return {rca.incident_id: rca for rca in found}
-
-    @translated
-    async def quarantined(self) -> dict[str, int]:
-        """Items a stage gave up on: failed deliveries, analyses and notifications."""
-        return {
-            "deliveries": await self.store.count(Delivery, {"failed": True}),
-            "analyses": await self.store.count(Incident, {"analysis_failed": True}),
-            "notifications": await self.store.count(Notification, {"status": "failed"}),
-        }
 
     @translated
     async def analysis_of(self, incident: IncidentRecord) -> Rca | None:

@@ -29,6 +29,7 @@ from receiver.oncall.matchers import silence_link
 from receiver.records import IncidentRecord
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
+from receiver.store.collections import Collections
 from receiver.store.console import ConsoleStore
 from receiver.store.detect import DetectStore
 from receiver.store.documents import Anomaly, Incident, PollSnapshot, Rca
@@ -182,7 +183,7 @@ async def incident_list(request: Request) -> Response:
     incidents, total = await svc.store.list_incidents(filters, p.offset, p.limit)
     console = ConsoleStore(svc.store)
     analyses = await console.analyses_for(incidents)
-    quarantined = await console.quarantined()
+    quarantined = await Collections(svc.store).quarantined()
     now = datetime.now(UTC)
     base = f"{_base(request)}/ui"
     try:
