@@ -12,9 +12,6 @@ from typing import Any
 from receiver.domain import Severity, Signal, Source, Status
 from receiver.ingest.models import WebhookAlert, WebhookPayload
 
-# Go's zero time, which Alertmanager sends as endsAt of every firing alert.
-_GO_ZERO_YEAR = 1
-
 # Senders that post webhooks: their groups are (source, receiver, groupKey).
 WEBHOOK_SOURCES = frozenset({Source.ALERTMANAGER, Source.GRAFANA, Source.ONCALL})
 
@@ -36,13 +33,6 @@ def fingerprint(labels: dict[str, str]) -> str:
     return f"{h:016x}"
 
 
-def real_time(value: datetime | None) -> datetime | None:
-    """None for Go's zero time (a firing alert's endsAt)."""
-    if value is None or value.year <= _GO_ZERO_YEAR:
-        return None
-    return value
-
-
 def _iso(value: datetime | None) -> str:
     return "" if value is None else value.isoformat()
 
@@ -53,7 +43,7 @@ def _content(alert: WebhookAlert) -> str:
     body.update(
         fingerprint=alert_fingerprint(alert),
         startsAt=_iso(alert.startsAt),
-        endsAt=_iso(real_time(alert.endsAt)),
+        endsAt=_iso(alert.endsAt),  # Go's zero time is None already (models)
         values=alert.values or {},
     )
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -179,7 +169,7 @@ def to_signal(alert: WebhookAlert, source: Source = Source.ALERTMANAGER) -> Sign
         fingerprint=alert_fingerprint(alert),
         status=Status(alert.status),
         starts_at=alert.startsAt,
-        ends_at=real_time(alert.endsAt),
+        ends_at=alert.endsAt,
         labels=dict(labels),
         annotations=dict(annotations),
         generator_url=alert.generatorURL,
