@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     storm_min_size: int = Field(default=10, ge=2)
     storm_hold_seconds: float = Field(default=3.0, ge=0)  # a new incident waits for a storm
     storm_followup_seconds: float = Field(default=60.0, gt=0)  # at most one update per interval
+    # a new storm's analysis (and so its page) waits while members keep joining, each join
+    # pushing it STORM_HOLD_SECONDS on, but never past this long after the storm formed
+    storm_settle_seconds: float = Field(default=15.0, ge=0)
     storm_labels: str = "service,job,app,deployment,namespace,cluster,dependency,alertname"
 
     # a delivery or analysis that fails is retried after RETRY_BASE_SECONDS, doubling (with

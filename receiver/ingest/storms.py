@@ -11,7 +11,9 @@ Rules:
   and are in no storm, they form one (the largest group first; on a tie the label listed
   first in `labels` wins). Incidents that share nothing but time are never merged;
 - a held incident that joined nothing after `hold` seconds goes on alone (one without any
-  cause label at once: it cannot join anything).
+  cause label at once: it cannot join anything);
+- a new storm is analysed (and so paged) once no member joined for `hold` seconds, or
+  `settle` seconds after it formed while members keep coming, so its page lists the burst.
 A storm is an incident with source "storm" (so analysis, outbox, API and console handle it
 like any other) whose `open_key` is `storm:<label>=<value>`: the unique index makes two
 replicas racing to form the same storm converge on one, and a member joins only while its
@@ -20,6 +22,7 @@ replicas racing to form the same storm converge on one, and a member joins only 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -54,6 +57,7 @@ class StormOptions:
     min_size: int = 10
     hold: float = 3.0
     followup: float = 60.0
+    settle: float = 15.0
     labels: tuple[str, ...] = DEFAULT_LABELS
 
     @classmethod
@@ -65,6 +69,7 @@ class StormOptions:
             min_size=settings.storm_min_size,
             hold=settings.storm_hold_seconds,
             followup=settings.storm_followup_seconds,
+            settle=settings.storm_settle_seconds,
             labels=labels or DEFAULT_LABELS,
         )
 
@@ -205,6 +210,12 @@ class StormCorrelator:
         await self.storms.suppress_member_pages([str(m.id) for m in members])
         total = await self.storms.count_members(sid)
         await self.storms.grew(storm.id, total, now)
+        # one page listing the whole burst beats a page and an update a minute later: while
+        # members keep joining, the first analysis waits `hold` more, up to `settle` in all
+        settle_until = min(now + self.options.hold, storm.opened_ts + self.options.settle)
+        await self.storms.delay_first_analysis(storm.id, settle_until)
+        # the analysis worker polls slowly when idle: wake it when the storm comes due
+        asyncio.get_running_loop().call_later(max(0.0, settle_until - now) + 0.05, self._notify)
         if self.metrics is not None:
             self.metrics.joined.inc(count)
         log.info("storm %s (%s): %d joined, %d members", sid, storm.storm_key, count, total)

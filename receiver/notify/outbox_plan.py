@@ -60,6 +60,8 @@ class Planning(Sending):
         """The rows of one flagged incident, and whether a channel takes its current event."""
         iid = str(incident.id)
         wait = self.options.rca_wait
+        if incident.source == STORM_SOURCE and wait > timedelta(0):
+            wait += self.options.storm_settle  # its analysis waits for the burst to settle
         severity = Severity.parse(incident.severity)
         common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
         rows: list[Notification] = []

@@ -64,6 +64,7 @@ class OutboxOptions:
     jitter: float = 0.5  # a retry waits between (1 - jitter) and 1 x the backoff
     channel_concurrency: int = 8  # rows of one channel sent at once (one incident's in order)
     storm_followup: timedelta = timedelta(seconds=60)  # at most one storm update per interval
+    storm_settle: timedelta = timedelta(seconds=15)  # a storm's analysis may wait this long more
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxOptions:
@@ -79,6 +80,7 @@ class OutboxOptions:
             followup_max=timedelta(seconds=settings.notify_followup_max_seconds),
             channel_concurrency=settings.notify_channel_concurrency,
             storm_followup=timedelta(seconds=settings.storm_followup_seconds),
+            storm_settle=timedelta(seconds=settings.storm_settle_seconds),
         )
 
     def backoff(

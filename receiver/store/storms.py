@@ -111,6 +111,14 @@ class StormStore:
         )
 
     @translated
+    async def delay_first_analysis(self, storm_id: Any, until: float) -> None:
+        """Push a storm's first analysis to `until` unless it is claimed or done already."""
+        await Incident.get_pymongo_collection().update_one(
+            {"_id": storm_id, "analysis_id": "", "analysis_claim_token": ""},
+            {"$max": {"analysis_claim_until": until}},
+        )
+
+    @translated
     async def paged(self, storm_id: Any, members: int) -> None:
         """How many members the storm's latest page or update listed."""
         await Incident.get_pymongo_collection().update_one(
