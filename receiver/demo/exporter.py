@@ -8,8 +8,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
+
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 
 CPUS = ("0", "1")
 NODES = ("node-a", "node-b")
@@ -35,7 +36,7 @@ def _labels(**labels: str) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-class ScriptedExporter:
+class ScriptedExporter(ServedOverHTTP):
     """Serves the metrics; `set_busy(node, fraction)` and `set_slow(flag)` steer them."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -51,22 +52,17 @@ class ScriptedExporter:
                     self.send_error(404)
                     return
                 body = exporter.render(instance).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, 200, body, "text/plain; version=0.0.4")
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port: int = self._server.server_address[1]
+        self._http = LoopbackHTTP(Handler, port, host)
+        self.port: int = self._http.port
         # an hour of uptime already: counters that start at 0 make rate() underestimate at
         # first (it does not extrapolate below zero), which reads as a CPU spike at start-up
         self._last = self._started - 3600.0
         self._advance(self._started)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def address(self) -> str:
@@ -152,17 +148,3 @@ class ScriptedExporter:
                 value = c.get(f"requests|{code}", 0.0)
                 lines.append(f"http_requests_total{_labels(code=code)} {value!r}")
         return "\n".join(lines) + "\n"
-
-    def __enter__(self) -> ScriptedExporter:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from receiver.api import schemas
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 from receiver.store.embedded import EmbeddedStore
 from tests.support.fake_slack import fake_slack
 from tests.support.payloads import alert, resolved, webhook
@@ -144,7 +144,7 @@ async def test_http_metrics_use_route_templates(service: Running) -> None:
     assert 'http_request_duration_seconds_count{method="POST",route="/api/v1/alerts"} 3.0' in text
 
 
-class _Health:
+class _Health(ServedOverHTTP):
     """A loopback stand-in for a Langfuse host: answers GET /api/public/health."""
 
     def __init__(self) -> None:
@@ -154,29 +154,18 @@ class _Health:
             def do_GET(self) -> None:
                 ok = self.path == "/api/public/health"
                 body = json.dumps({"status": "OK"} if ok else {}).encode()
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, 200 if ok else 404, body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._http = LoopbackHTTP(Handler, self.port)
 
 
 @pytest.fixture
 def langfuse_host() -> Iterator[str]:
-    health = _Health()
-    health.thread.start()
-    try:
+    with _Health() as health:
         yield f"http://127.0.0.1:{health.port}"
-    finally:
-        health.server.shutdown()
-        health.server.server_close()
-        health.thread.join(timeout=5)
 
 
 async def test_langfuse_status_off(service: Running) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from receiver.enrich.context import (
     trend,
 )
 from receiver.enrich.tracing import NoopTracer
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 from tests.enrich.conftest import ALERT_AT, HOSTILE_NODE, NODE, OTHER_NODE
 from tests.enrich.factories import make_incident, make_signal
 from tests.enrich.helpers import generator_url
@@ -218,7 +218,7 @@ async def test_bad_expression_and_unreachable_prometheus_become_notes(prom_histo
     assert not [i for i in bundle.items if i.kind == "sibling"]
 
 
-class _Failing:
+class _Failing(ServedOverHTTP):
     """A loopback 'Prometheus' that answers every request 503 and counts them."""
 
     def __init__(self) -> None:
@@ -230,30 +230,16 @@ class _Failing:
                 outer.requests += 1
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = b'{"status":"error","errorType":"unavailable","error":"down"}'
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, 503, body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._http = LoopbackHTTP(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> _Failing:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        return self._http.url
 
 
 async def test_a_failing_prometheus_is_not_asked_again_for_a_while() -> None:

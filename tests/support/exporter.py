@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 from tests.support.procs import free_port
 
 
@@ -19,7 +19,7 @@ def _fmt_labels(labels: dict[str, str]) -> str:
     return "{" + inner + "}"
 
 
-class SyntheticExporter:
+class SyntheticExporter(ServedOverHTTP):
     """Serves `/metrics` in the text format from a dict the test mutates between scrapes.
 
     Use as a context manager; `set(name, labels, value)` changes what the next scrape sees.
@@ -38,17 +38,12 @@ class SyntheticExporter:
                     self.send_error(404)
                     return
                 body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, 200, body, "text/plain; version=0.0.4")
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHTTP(Handler, self.port)
 
     @property
     def target(self) -> str:
@@ -67,17 +62,3 @@ class SyntheticExporter:
         with self._lock:
             lines = [f"{n}{_fmt_labels(dict(lbl))} {v!r}" for (n, lbl), v in self._samples.items()]
         return "\n".join(sorted(lines)) + "\n"
-
-    def __enter__(self) -> SyntheticExporter:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -12,8 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -22,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 from tests.support.procs import free_port
 
 TRACES_PATH = "/api/public/otel/v1/traces"
@@ -95,7 +95,7 @@ def decode_spans(body: bytes) -> list[Span]:
     return spans
 
 
-class FakeLangfuse:
+class FakeLangfuse(ServedOverHTTP):
     """Use as a context manager; `spans`, `events` and `requests` fill as the SDK exports."""
 
     def __init__(self) -> None:
@@ -146,20 +146,12 @@ class FakeLangfuse:
                 self._send(404, b'{"message":"not found"}', "application/json")
 
             def _send(self, status: int, data: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                respond(self, status, data, ctype)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LoopbackHTTP(Handler, self.port)
 
     @property
     def url(self) -> str:
@@ -182,17 +174,3 @@ class FakeLangfuse:
             f"condition not met within {timeout}s; spans={[s.name for s in self.spans]} "
             f"events={[e.get('type') for e in self.events]}"
         )
-
-    def __enter__(self) -> FakeLangfuse:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

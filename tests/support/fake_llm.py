@@ -11,10 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from receiver.ports import LoopbackHTTP, ServedOverHTTP, respond
 from tests.support.procs import free_port
 
 CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
@@ -111,7 +111,7 @@ def error(status: int, message: str = "error", headers: dict[str, str] | None = 
     return Reply({"error": message}, status=status, headers=headers or {})
 
 
-class FakeLLM:
+class FakeLLM(ServedOverHTTP):
     """Use as a context manager; `script(...)` queues replies, `requests` records calls.
 
     `port` reuses a known port (a model server that comes back where the service expects it).
@@ -150,24 +150,14 @@ class FakeLLM:
                 else:
                     data, ctype = json.dumps(reply.body).encode(), "application/json"
                 try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
+                    respond(self, reply.status, data, ctype, reply.headers)
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client gave up (timeout tests)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LoopbackHTTP(Handler, self.port)
 
     @property
     def url(self) -> str:
@@ -185,17 +175,3 @@ class FakeLLM:
         if self.responder is not None:
             return self.responder(request)
         return error(418, "unscripted request")
-
-    def __enter__(self) -> FakeLLM:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

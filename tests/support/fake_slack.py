@@ -13,9 +13,10 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from receiver.ports import LoopbackHTTP, respond
 from tests.support.procs import free_port
 
 MAX_BLOCKS = 50
@@ -117,14 +118,7 @@ def _handler(state: FakeSlack) -> type[BaseHTTPRequestHandler]:
             self._answer(200, "ok", {})
 
         def _answer(self, status: int, text: str, headers: dict[str, str]) -> None:
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            respond(self, status, text.encode(), "text/plain", headers)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output clean
@@ -136,14 +130,5 @@ def _handler(state: FakeSlack) -> type[BaseHTTPRequestHandler]:
 def fake_slack() -> Iterator[FakeSlack]:
     """Run the fake on a free loopback port; always stopped on exit."""
     state = FakeSlack(port=free_port())
-    server = ThreadingHTTPServer(("127.0.0.1", state.port), _handler(state))
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="fake-slack", daemon=True
-    )
-    thread.start()
-    try:
+    with LoopbackHTTP(_handler(state), state.port):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
