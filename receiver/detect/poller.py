@@ -52,9 +52,9 @@ from receiver.detect.selection import (
 from receiver.detect.signals import Flag, Plan, SignalBuilder, at, explain_flags
 from receiver.detect.targets import PollTarget, default_target, poll_target
 from receiver.ingest.processor import SignalProcessor
+from receiver.records import SnapshotRecord
 from receiver.settings import Settings
 from receiver.store.detect import DetectStore
-from receiver.store.documents import PollSnapshot
 from receiver.store.repo import Store, StoreError
 from receiver.work import REAL_CLOCK, Clock, WorkMetrics
 
@@ -401,7 +401,7 @@ class OutlierPoller:
         )
 
     async def _record(self, report: CycleReport) -> None:
-        snapshot = PollSnapshot(
+        snapshot = SnapshotRecord(
             target=report.target,
             holder=self.holder,
             duration_seconds=round(report.duration, 4),

@@ -1,6 +1,6 @@
 """What one analysis run is kept as: the signature that decides when an incident is analysed
-again, the hash that lets an unchanged evidence bundle reuse a stored answer, the stored `Rca`
-document built from a result, and a resolved incident as a past one for the prompt. Used by
+again, the hash that lets an unchanged evidence bundle reuse a stored answer, the stored analysis
+record built from a result, and a resolved incident as a past one for the prompt. Used by
 the enrichment `worker`."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from receiver.enrich.evidence import EvidenceBundle, primary_signal
 from receiver.enrich.llm import LLMProvider
 from receiver.enrich.prompt import PROMPT_VERSION
 from receiver.enrich.tracing import AnalysisTrace, Tracer
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 
 
-def signature(incident: Incident) -> str:
+def signature(incident: IncidentRecord) -> str:
     """What an analysis covers: a digest of the sorted alertnames and instances.
 
     The incident is analysed again only when this changes (the processor sets
@@ -71,10 +71,10 @@ class AnalysisResult:
     outcome: str  # model | fallback | offline | budget | cached | timeout
     trace_id: str = ""
     evidence_hash: str = ""
-    cached: Rca | None = None
+    cached: AnalysisRecord | None = None
 
 
-def primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly | None:
+def primary_episode(view: IncidentView, episodes: Sequence[EpisodeRecord]) -> EpisodeRecord | None:
     primary = primary_signal(view)
     if primary is None:
         return None
@@ -88,18 +88,18 @@ def primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly 
     )
 
 
-def rca_document(
-    incident: Incident,
+def analysis_record(
+    incident: IncidentRecord,
     view: IncidentView,
     sig: str,
     evidence: EvidenceBundle,
     result: AnalysisResult,
-    episode: Anomaly | None = None,
+    episode: EpisodeRecord | None = None,
     seconds: float = 0.0,
-) -> Rca:
+) -> AnalysisRecord:
     analysis = result.analysis
     primary = primary_signal(view)
-    return Rca(
+    return AnalysisRecord(
         incident_id=str(incident.id),
         incident_key=incident.key,
         signature=sig,
@@ -134,7 +134,7 @@ def rca_document(
     )
 
 
-def past_incident(incident: Incident, rca: Rca | None) -> PastIncident:
+def past_incident(incident: IncidentRecord, rca: AnalysisRecord | None) -> PastIncident:
     labels = {**incident.common_labels, **incident.group_labels}
     return PastIncident(
         id=str(incident.id),
