@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from receiver.domain import Analysis, IncidentView
+from receiver.domain import Analysis, AnalysisFields, IncidentView, shared
 from receiver.enrich.context import PastIncident
 from receiver.enrich.evidence import EvidenceBundle, primary_signal
 from receiver.enrich.llm import LLMProvider
@@ -106,24 +106,10 @@ def analysis_record(
         alertname=primary.alertname if primary else "",
         instance=primary.instance if primary else "",
         severity=incident.severity,
-        summary=analysis.summary,
-        cause=analysis.cause,
-        fix=analysis.fix,
-        simplified=analysis.simplified,
+        **shared(analysis, AnalysisFields),
         confidence=analysis.confidence,
         hypotheses=[h.model_dump(mode="json") for h in analysis.hypotheses],
-        unknowns=analysis.unknowns,
         evidence=[item.model_dump(mode="json") for item in evidence.items],
-        provider=analysis.provider,
-        model=analysis.model,
-        prompt_version=analysis.prompt_version,
-        tokens_in=analysis.tokens_in,
-        tokens_out=analysis.tokens_out,
-        latency_ms=analysis.latency_ms,
-        cost_estimate=analysis.cost_estimate,
-        quality=analysis.quality,
-        dropped_hypotheses=analysis.dropped_hypotheses,
-        offline=analysis.offline,
         trace_id=result.trace_id,
         evidence_hash=result.evidence_hash,
         evidence_queries=evidence.queries,
