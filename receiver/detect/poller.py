@@ -402,7 +402,8 @@ class OutlierPoller:
         )
 
     async def _record(self, report: CycleReport) -> None:
-        snapshot = report.model_copy(update={"created_at": utcnow()})  # when it ended
+        # stamped when the cycle ended, as the snapshot list and its retention sort by it
+        snapshot = report.model_copy(update={"created_at": utcnow()})
         try:
             await self.store.insert_snapshot(snapshot, self.config.max_docs)
         except StoreError as err:
