@@ -53,13 +53,13 @@ from receiver.ingest.worker import DeliveryWorker
 from receiver.notify.outbox import ChartSource
 from receiver.notify.wiring import build_notify
 from receiver.ratelimit import SlidingLimit
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.retry import RetryPolicy, StageFailures
 from receiver.services import Services
 from receiver.settings import Settings, check_startup
 from receiver.store.chat import ChatStore
 from receiver.store.collections import Collections
-from receiver.store.documents import Anomaly, Incident, Rca
 from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
@@ -79,7 +79,7 @@ def email_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | N
     prom_url = settings.prom_url
 
     async def chart(
-        incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
+        incident: IncidentRecord, episodes: Sequence[EpisodeRecord], rca: AnalysisRecord | None
     ) -> bytes | None:
         rules = rules_for(episodes, settings.enrich_rules_dir)
         return await main_chart_png(http, prom_url, incident, episodes, rca, rules=rules)

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def shared(source: BaseModel, part: type[BaseModel]) -> dict[str, Any]:
+    """`source`'s values of the fields `part` declares: a domain type and its stored record
+    both extend `part`, so one turns into the other without the fields being listed again."""
+    return {name: getattr(source, name) for name in part.model_fields}
 
 
 class Source(StrEnum):
@@ -91,14 +98,11 @@ class DetectorInfo(BaseModel):
     season_step: float | None = None
 
 
-class Signal(BaseModel):
-    """One alert episode, normalised. Identity: (source, fingerprint, starts_at)."""
+class SignalFields(BaseModel):
+    """What a signal says, typed alike in the pipeline (`Signal`) and in the store
+    (`receiver.records.EpisodeRecord`): both take their fields from here."""
 
-    model_config = ConfigDict(frozen=True)
-
-    source: Source
     fingerprint: str
-    status: Status
     starts_at: datetime
     ends_at: datetime | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -106,26 +110,41 @@ class Signal(BaseModel):
     generator_url: str = ""
     alertname: str = ""
     instance: str = ""
-    severity: Severity = Severity.MEDIUM
     metric: str = ""
     value: float | None = None
     reason: str = ""
-    detector: DetectorInfo | None = None
     # links a sender adds besides generatorURL (Grafana: silence, dashboard, panel, image)
     links: dict[str, str] = Field(default_factory=dict)
     # the values a Grafana rule evaluated, by query refId ("B": 44.2, "C": 1)
     values: dict[str, float] = Field(default_factory=dict)
 
 
-class Episode(Signal):
+class Signal(SignalFields):
+    """One alert episode, normalised. Identity: (source, fingerprint, starts_at)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Source
+    status: Status
+    severity: Severity = Severity.MEDIUM
+    detector: DetectorInfo | None = None
+
+
+class EpisodeKeys(BaseModel):
+    """Where a stored episode belongs (shared by `Episode` and the store's record)."""
+
+    episode_key: str
+    incident_id: str = ""
+    group_key: str = ""  # as the source shows it (Alertmanager's groupKey)
+    group_id: str = ""  # the group it belongs to (`normalise.group_id`): source, receiver, groupKey
+    resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
+
+
+class Episode(Signal, EpisodeKeys):
     """A stored episode: the signal it was made from, its identity and its incident."""
 
     id: str = ""
-    episode_key: str
-    incident_id: str
-    group_key: str = ""
-    group_id: str = ""
-    resolved_by: str = ""
+    incident_id: str  # required here: a stored episode always belongs to an incident
 
     def signal(self) -> Signal:
         """The signal alone (without the store's bookkeeping)."""
@@ -176,15 +195,14 @@ class Hypothesis(BaseModel):
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-class Analysis(BaseModel):
-    """A root-cause analysis of one incident (stored in the `rca` collection)."""
+class AnalysisFields(BaseModel):
+    """What an analysis says and what it cost, typed alike in the pipeline (`Analysis`) and in
+    the store (`receiver.records.AnalysisRecord`): both take their fields from here."""
 
     summary: str
     cause: str
     fix: list[str] = Field(default_factory=list)
     simplified: str = ""
-    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-    hypotheses: list[Hypothesis] = Field(default_factory=list)
     unknowns: list[str] = Field(default_factory=list)
     provider: str = "offline"
     model: str = ""
@@ -196,3 +214,10 @@ class Analysis(BaseModel):
     quality: float = 0.0
     dropped_hypotheses: int = 0
     offline: bool = False
+
+
+class Analysis(AnalysisFields):
+    """A root-cause analysis of one incident (stored in the `rca` collection)."""
+
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    hypotheses: list[Hypothesis] = Field(default_factory=list)

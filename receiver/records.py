@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, model_validator
 
-from receiver.domain import MAX_NAMES
+from receiver.domain import MAX_NAMES, AnalysisFields, EpisodeKeys, SignalFields
 from receiver.timeutil import utcnow
 
 
@@ -43,32 +43,17 @@ class DeliveryRecord(BaseModel):
     expire_at: datetime | None = None
 
 
-class EpisodeRecord(BaseModel):
-    """One alert episode. Identity: (group, fingerprint, starts_at) as `episode_key`."""
+class EpisodeRecord(SignalFields, EpisodeKeys):
+    """One alert episode. Identity: (group, fingerprint, starts_at) as `episode_key`.
+
+    The signal's fields as stored: plain strings and JSON, so a row an older version wrote
+    still reads (`receiver.store.convert` turns it into a `Signal`)."""
 
     id: Any = None  # the store's identity once stored (an ObjectId)
-    episode_key: str
     source: str
-    fingerprint: str
     status: str
-    starts_at: datetime
-    ends_at: datetime | None = None
-    alertname: str = ""
-    metric: str = ""
-    value: float | None = None
-    instance: str = ""
     severity: str = "medium"
-    reason: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    generator_url: str = ""
-    links: dict[str, str] = Field(default_factory=dict)  # Grafana: silence, dashboard, panel
-    values: dict[str, float] = Field(default_factory=dict)  # Grafana: evaluated values by refId
     detector: dict[str, Any] | None = None
-    incident_id: str = ""
-    group_key: str = ""  # as the source shows it (Alertmanager's groupKey)
-    group_id: str = ""  # the group it belongs to (`normalise.group_id`): source, receiver, groupKey
-    resolved_by: str = ""  # alertmanager | detector | reconciler | superseded
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
     analyzed: bool = False
@@ -144,7 +129,7 @@ class IncidentRecord(BaseModel):
     storm_joined_ts: float = 0.0  # when the last member joined (unix seconds)
 
 
-class AnalysisRecord(BaseModel):
+class AnalysisRecord(AnalysisFields):
     """One analysis of an incident (the seed's `rca` collection); the newest one is current."""
 
     id: Any = None  # the store's identity once stored (an ObjectId)
@@ -155,24 +140,11 @@ class AnalysisRecord(BaseModel):
     alertname: str = ""
     instance: str = ""
     severity: str = ""
-    summary: str
-    cause: str
-    fix: list[str] = Field(default_factory=list)
-    simplified: str = ""
+    # stored as written: an older row may hold a confidence outside [0, 1] or a hypothesis
+    # the domain type would refuse (`receiver.store.convert.rca_analysis` clamps and skips)
     confidence: float = 0.0
     hypotheses: list[dict[str, Any]] = Field(default_factory=list)
-    unknowns: list[str] = Field(default_factory=list)
     evidence: list[dict[str, Any]] = Field(default_factory=list)
-    provider: str = "offline"
-    model: str = ""
-    prompt_version: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: float = 0.0
-    cost_estimate: float = 0.0
-    quality: float = 0.0
-    dropped_hypotheses: int = 0
-    offline: bool = False
     trace_id: str = ""
     # sha256 of the evidence the model saw; (incident, signature, hash) is the cache key
     evidence_hash: str = ""

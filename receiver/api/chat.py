@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.api import schemas
+from receiver.api import chat_schemas
 from receiver.api.body import BodyTooLarge, read_limited, too_large
 from receiver.api.errors import error
 from receiver.api.openapi import RouteDoc, documented
@@ -80,8 +80,8 @@ def _validation_error(err: ValidationError) -> Response:
 @documented(
     RouteDoc(
         "Ask the assistant about incidents; continues a session",
-        schemas.ChatResponse,
-        body=schemas.ChatRequest,
+        chat_schemas.ChatResponse,
+        body=chat_schemas.ChatRequest,
         errors=(400, 404, 413, 422, 429, 503),
         tags=("chat",),
         description=(
@@ -115,7 +115,7 @@ async def chat(request: Request) -> Response:
     except (ValueError, UnicodeDecodeError):
         return error(400, "malformed_json", "body is not JSON")
     try:
-        body = schemas.ChatRequest.model_validate(data)
+        body = chat_schemas.ChatRequest.model_validate(data)
     except ValidationError as err:
         return _validation_error(err)
     if body.context is not None and len(json.dumps(body.context, default=str)) > MAX_CONTEXT:
@@ -147,8 +147,8 @@ async def chat(request: Request) -> Response:
 @documented(
     RouteDoc(
         "Chat sessions, most recently active first",
-        schemas.SessionList,
-        query=schemas.SessionQuery,
+        chat_schemas.SessionList,
+        query=chat_schemas.SessionQuery,
         errors=(400, 503),
         tags=("chat",),
     )
@@ -182,7 +182,7 @@ def _session_id(request: Request) -> str | None:
 @documented(
     RouteDoc(
         "One chat session with its messages",
-        schemas.SessionDetail,
+        chat_schemas.SessionDetail,
         errors=(404, 503),
         tags=("chat",),
     ),
@@ -191,7 +191,7 @@ def _session_id(request: Request) -> str | None:
 @documented(
     RouteDoc(
         "Delete a chat session (admin)",
-        schemas.SessionDeleted,
+        chat_schemas.SessionDeleted,
         errors=(404, 503),
         tags=("chat",),
     ),

@@ -1,5 +1,5 @@
 """The poller's configuration (`PollerConfig`), what one cycle of one target reports
-(`CycleReport`, with its snapshot sample) and how a cycle's error is named."""
+(`CycleReport`: its snapshot, with the sample) and how a cycle's error is named."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from receiver.detect.selection import (
 )
 from receiver.detect.signals import SignalRules
 from receiver.domain import Severity
+from receiver.records import SnapshotRecord
 from receiver.settings import Settings
 from receiver.store.repo import StoreError
 
@@ -118,22 +119,9 @@ class PollerConfig:
         return PriorSpec(self.detector.lookback, self.min_history, self.step)
 
 
-@dataclass
-class CycleReport:
-    target: str
-    selectors: int = 0
-    series: int = 0
-    flagged: int = 0
-    opened: int = 0
-    resolved: int = 0
-    capped: bool = False
-    error: str = ""
-    duration: float = 0.0
-    sample: list[dict[str, object]] = field(default_factory=list)
-    warming: int = 0
-    warming_series: list[str] = field(default_factory=list)
-    seasonal: int = 0  # series scored against a cached seasonal profile
-    fitted: int = 0  # series (re)fitted this cycle
+class CycleReport(SnapshotRecord):
+    """What one cycle of one target reports: the snapshot the poller stores, filled in as the
+    cycle goes (its fields are the snapshot's, so they are listed once)."""
 
 
 SeasonKey = tuple[str, str, tuple[tuple[str, str], ...]]

@@ -54,8 +54,8 @@ from receiver.detect.targets import PollTarget, default_target, poll_target
 from receiver.ingest.processor import SignalProcessor
 from receiver.settings import Settings
 from receiver.store.detect import DetectStore
-from receiver.store.documents import PollSnapshot
 from receiver.store.repo import Store, StoreError
+from receiver.timeutil import utcnow
 from receiver.work import REAL_CLOCK, Clock, WorkMetrics
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class OutlierPoller:
     # ---------------------------------------------------------------------------- one cycle
 
     async def poll(self, target: PollTarget) -> CycleReport:
-        report = CycleReport(target.name)
+        report = CycleReport(target=target.name, holder=self.holder)
         started = time.perf_counter()
         client = PrometheusClient(
             target.prometheus(self.config.query_timeout + 5.0),
@@ -202,9 +202,10 @@ class OutlierPoller:
                 log.exception("outlier poller: %s failed", target.name)
             else:
                 log.warning("outlier poller: %s: %s", target.name, err)
-        report.duration = time.perf_counter() - started
+        duration = time.perf_counter() - started
+        report.duration_seconds = round(duration, 4)
         self.metrics.polls.labels(target.name).inc()
-        self.metrics.duration.labels(target.name).observe(report.duration)
+        self.metrics.duration.labels(target.name).observe(duration)
         return report
 
     async def _poll(self, client: PrometheusAPI, target: PollTarget, report: CycleReport) -> None:
@@ -401,23 +402,8 @@ class OutlierPoller:
         )
 
     async def _record(self, report: CycleReport) -> None:
-        snapshot = PollSnapshot(
-            target=report.target,
-            holder=self.holder,
-            duration_seconds=round(report.duration, 4),
-            selectors=report.selectors,
-            series=report.series,
-            flagged=report.flagged,
-            opened=report.opened,
-            resolved=report.resolved,
-            capped=report.capped,
-            error=report.error,
-            sample=report.sample,
-            warming=report.warming,
-            warming_series=report.warming_series,
-            seasonal=report.seasonal,
-            fitted=report.fitted,
-        )
+        # stamped when the cycle ended, as the snapshot list and its retention sort by it
+        snapshot = report.model_copy(update={"created_at": utcnow()})
         try:
             await self.store.insert_snapshot(snapshot, self.config.max_docs)
         except StoreError as err:

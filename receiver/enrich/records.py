@@ -1,6 +1,6 @@
 """What one analysis run is kept as: the signature that decides when an incident is analysed
-again, the hash that lets an unchanged evidence bundle reuse a stored answer, the stored `Rca`
-document built from a result, and a resolved incident as a past one for the prompt. Used by
+again, the hash that lets an unchanged evidence bundle reuse a stored answer, the stored analysis
+record built from a result, and a resolved incident as a past one for the prompt. Used by
 the enrichment `worker`."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from receiver.domain import Analysis, IncidentView
+from receiver.domain import Analysis, AnalysisFields, IncidentView, shared
 from receiver.enrich.context import PastIncident
 from receiver.enrich.evidence import EvidenceBundle, primary_signal
 from receiver.enrich.llm import LLMProvider
 from receiver.enrich.prompt import PROMPT_VERSION
 from receiver.enrich.tracing import AnalysisTrace, Tracer
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 
 
-def signature(incident: Incident) -> str:
+def signature(incident: IncidentRecord) -> str:
     """What an analysis covers: a digest of the sorted alertnames and instances.
 
     The incident is analysed again only when this changes (the processor sets
@@ -71,10 +71,10 @@ class AnalysisResult:
     outcome: str  # model | fallback | offline | budget | cached | timeout
     trace_id: str = ""
     evidence_hash: str = ""
-    cached: Rca | None = None
+    cached: AnalysisRecord | None = None
 
 
-def primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly | None:
+def primary_episode(view: IncidentView, episodes: Sequence[EpisodeRecord]) -> EpisodeRecord | None:
     primary = primary_signal(view)
     if primary is None:
         return None
@@ -88,42 +88,28 @@ def primary_episode(view: IncidentView, episodes: Sequence[Anomaly]) -> Anomaly 
     )
 
 
-def rca_document(
-    incident: Incident,
+def analysis_record(
+    incident: IncidentRecord,
     view: IncidentView,
     sig: str,
     evidence: EvidenceBundle,
     result: AnalysisResult,
-    episode: Anomaly | None = None,
+    episode: EpisodeRecord | None = None,
     seconds: float = 0.0,
-) -> Rca:
+) -> AnalysisRecord:
     analysis = result.analysis
     primary = primary_signal(view)
-    return Rca(
+    return AnalysisRecord(
         incident_id=str(incident.id),
         incident_key=incident.key,
         signature=sig,
         alertname=primary.alertname if primary else "",
         instance=primary.instance if primary else "",
         severity=incident.severity,
-        summary=analysis.summary,
-        cause=analysis.cause,
-        fix=analysis.fix,
-        simplified=analysis.simplified,
+        **shared(analysis, AnalysisFields),
         confidence=analysis.confidence,
         hypotheses=[h.model_dump(mode="json") for h in analysis.hypotheses],
-        unknowns=analysis.unknowns,
         evidence=[item.model_dump(mode="json") for item in evidence.items],
-        provider=analysis.provider,
-        model=analysis.model,
-        prompt_version=analysis.prompt_version,
-        tokens_in=analysis.tokens_in,
-        tokens_out=analysis.tokens_out,
-        latency_ms=analysis.latency_ms,
-        cost_estimate=analysis.cost_estimate,
-        quality=analysis.quality,
-        dropped_hypotheses=analysis.dropped_hypotheses,
-        offline=analysis.offline,
         trace_id=result.trace_id,
         evidence_hash=result.evidence_hash,
         evidence_queries=evidence.queries,
@@ -134,7 +120,7 @@ def rca_document(
     )
 
 
-def past_incident(incident: Incident, rca: Rca | None) -> PastIncident:
+def past_incident(incident: IncidentRecord, rca: AnalysisRecord | None) -> PastIncident:
     labels = {**incident.common_labels, **incident.group_labels}
     return PastIncident(
         id=str(incident.id),

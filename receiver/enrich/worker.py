@@ -15,6 +15,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 
 from receiver.detect.prometheus import PrometheusAPI
 from receiver.domain import Analysis, IncidentView
@@ -28,16 +29,16 @@ from receiver.enrich.metrics import EnrichMetrics
 from receiver.enrich.records import (
     AnalysisResult,
     RecordingTracer,
+    analysis_record,
     evidence_hash,
     past_incident,
     primary_episode,
-    rca_document,
     signature,
 )
 from receiver.enrich.tracing import Tracer
+from receiver.records import EpisodeRecord, IncidentRecord
 from receiver.retry import RetryPolicy, StageFailures, describe
 from receiver.store.convert import incident_view
-from receiver.store.documents import Incident
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, StoreError
 from receiver.store.storms import STORM_SOURCE, StormStore
@@ -103,7 +104,7 @@ class EnrichmentWorker:
         self.replica = uuid.uuid4().hex[:12]
         self._wake = asyncio.Event()
         self._fresh = True  # new work may exist that the candidate batch does not hold
-        self._queue: collections.deque[Incident] = collections.deque()
+        self._queue: collections.deque[IncidentRecord] = collections.deque()
         self._queried_at = 0.0
         self._counted_at = 0.0
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -193,7 +194,7 @@ class EnrichmentWorker:
         self.metrics.in_flight.set(len(self._running))
         self._wake.set()  # a slot is free
 
-    async def _guarded(self, incident: Incident, token: str) -> None:
+    async def _guarded(self, incident: IncidentRecord, token: str) -> None:
         try:
             await self.analyse(incident, token)
         except asyncio.CancelledError:
@@ -211,7 +212,7 @@ class EnrichmentWorker:
             log.exception("analysis of incident %s failed", incident.id)
             await self._failed(incident, token, err)
 
-    async def _failed(self, incident: Incident, token: str, err: Exception) -> None:
+    async def _failed(self, incident: IncidentRecord, token: str, err: Exception) -> None:
         """Retry this incident after a backoff; quarantine it after the last attempt."""
         outcome = self.record.decide(incident.analysis_attempts)
         try:
@@ -222,7 +223,7 @@ class EnrichmentWorker:
         except (StoreError, TimeoutError) as store_err:
             log.warning("failure of incident %s not recorded: %s", incident.id, store_err)
 
-    async def _release(self, incident: Incident, token: str) -> None:
+    async def _release(self, incident: IncidentRecord, token: str) -> None:
         try:
             async with asyncio.timeout(5.0):
                 await self.analyses.release(incident.id, token)
@@ -231,7 +232,7 @@ class EnrichmentWorker:
 
     # -- one analysis ---------------------------------------------------------------------------
 
-    async def analyse(self, incident: Incident, token: str) -> None:
+    async def analyse(self, incident: IncidentRecord, token: str) -> None:
         """Analyse a claimed incident, store the result, clear its work flag, free the lease."""
         sig = signature(incident)
         if sig == incident.analysis_signature and incident.analysis_id:
@@ -246,6 +247,7 @@ class EnrichmentWorker:
             self.metrics.generated.labels("storm", "storm").inc()
             return
         started = time.perf_counter()
+        episodes: Sequence[EpisodeRecord]
         if incident.source == STORM_SOURCE:
             episodes = await self.storms.member_episodes(str(incident.id), MAX_EPISODES)
         else:
@@ -278,7 +280,7 @@ class EnrichmentWorker:
             episode = primary_episode(view, episodes)
             seconds = time.perf_counter() - started
             rca = await self.analyses.insert(
-                rca_document(incident, view, sig, evidence, result, episode, seconds)
+                analysis_record(incident, view, sig, evidence, result, episode, seconds)
             )
         cleared = await self.analyses.complete(incident, token, str(rca.id), sig, result.outcome)
         await self.analyses.mark_analyzed([e.id for e in episodes if not e.analyzed])
@@ -292,7 +294,7 @@ class EnrichmentWorker:
         )
 
     async def _decide(
-        self, incident: Incident, view: IncidentView, sig: str, evidence: EvidenceBundle
+        self, incident: IncidentRecord, view: IncidentView, sig: str, evidence: EvidenceBundle
     ) -> AnalysisResult:
         """Model, cache or offline (no LLM / over budget), then analyse."""
         provider = self.provider

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from receiver.records import IncidentRecord
+from receiver.records import AnalysisRecord, IncidentRecord
 from receiver.store.documents import Feedback, Incident, Rca
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, object_id, translated
@@ -18,7 +18,7 @@ class ConsoleStore:
         self.analyses = AnalysisStore(store)
 
     @translated
-    async def analyses_for(self, incidents: Sequence[IncidentRecord]) -> dict[str, Rca]:
+    async def analyses_for(self, incidents: Sequence[IncidentRecord]) -> dict[str, AnalysisRecord]:
         """The current analysis of each incident that has one, by incident id."""
         wanted = [oid for i in incidents if i.analysis_id and (oid := object_id(i.analysis_id))]
         if not wanted:
@@ -27,7 +27,7 @@ class ConsoleStore:
         return {rca.incident_id: rca for rca in found}
 
     @translated
-    async def analysis_of(self, incident: IncidentRecord) -> Rca | None:
+    async def analysis_of(self, incident: IncidentRecord) -> AnalysisRecord | None:
         """The incident's current analysis, else its newest one."""
         rca = await self.analyses.get(incident.analysis_id) if incident.analysis_id else None
         return rca if rca is not None else await self.analyses.latest(str(incident.id))
@@ -47,7 +47,7 @@ class ConsoleStore:
     @translated
     async def similar(
         self, incident: IncidentRecord, limit: int = 5
-    ) -> list[tuple[Incident, Rca | None]]:
+    ) -> list[tuple[IncidentRecord, AnalysisRecord | None]]:
         """Other incidents with one of this incident's alertnames, newest first, any status."""
         if not incident.alertnames:
             return []

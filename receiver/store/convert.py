@@ -11,17 +11,22 @@ from pydantic import ValidationError
 
 from receiver.domain import (
     Analysis,
+    AnalysisFields,
     DetectorInfo,
     Episode,
+    EpisodeKeys,
     Hypothesis,
     IncidentState,
     IncidentView,
     Severity,
     Signal,
+    SignalFields,
     Source,
     Status,
+    shared,
 )
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
+from receiver.store.documents import Anomaly
 from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ def _status(raw: str) -> Status:
     return Status.RESOLVED if raw == Status.RESOLVED.value else Status.FIRING
 
 
-def episode_signal(episode: Anomaly) -> Signal:
+def episode_signal(episode: EpisodeRecord) -> Signal:
     """One stored episode as the signal it was made from."""
     detector = None
     if episode.detector:
@@ -46,69 +51,42 @@ def episode_signal(episode: Anomaly) -> Signal:
             detector = DetectorInfo.model_validate(episode.detector)
         except ValidationError:
             log.debug("episode %s: unreadable detector info", episode.id)
-    return Signal(
-        source=_source(episode.source),
-        fingerprint=episode.fingerprint,
-        status=_status(episode.status),
+    fields = shared(episode, SignalFields)
+    fields.update(
         starts_at=aware(episode.starts_at),
         ends_at=aware(episode.ends_at) if episode.ends_at else None,
-        labels=episode.labels,
-        annotations=episode.annotations,
-        generator_url=episode.generator_url,
-        alertname=episode.alertname,
-        instance=episode.instance,
+    )
+    return Signal(
+        **fields,
+        source=_source(episode.source),
+        status=_status(episode.status),
         severity=Severity.parse(episode.severity),
-        metric=episode.metric,
-        value=episode.value,
-        reason=episode.reason,
         detector=detector,
-        links=episode.links,
-        values=episode.values,
     )
 
 
-def episode_of(episode: Anomaly) -> Episode:
+def episode_of(episode: EpisodeRecord) -> Episode:
     """One stored episode with its identity and incident."""
     return Episode(
         **dict(episode_signal(episode)),
+        **shared(episode, EpisodeKeys),
         id=str(episode.id) if episode.id is not None else "",
-        episode_key=episode.episode_key,
-        incident_id=episode.incident_id,
-        group_key=episode.group_key,
-        group_id=episode.group_id,
-        resolved_by=episode.resolved_by,
     )
 
 
 def episode_document(signal: Episode) -> Anomaly:
     """A new episode as the document to insert."""
     return Anomaly(
-        episode_key=signal.episode_key,
+        **shared(signal, SignalFields),
+        **shared(signal, EpisodeKeys),
         source=signal.source.value,
-        fingerprint=signal.fingerprint,
         status=signal.status.value,
-        starts_at=signal.starts_at,
-        ends_at=signal.ends_at,
-        alertname=signal.alertname,
-        metric=signal.metric,
-        value=signal.value,
-        instance=signal.instance,
         severity=signal.severity.value,
-        reason=signal.reason,
-        labels=signal.labels,
-        annotations=signal.annotations,
-        generator_url=signal.generator_url,
-        links=signal.links,
-        values=signal.values,
         detector=signal.detector.model_dump() if signal.detector else None,
-        incident_id=signal.incident_id,
-        group_key=signal.group_key,
-        group_id=signal.group_id,
-        resolved_by=signal.resolved_by,
     )
 
 
-def incident_state(incident: Incident) -> IncidentState:
+def incident_state(incident: IncidentRecord) -> IncidentState:
     """What ingest needs of a stored incident to grow or resolve it."""
     return IncidentState(
         id=str(incident.id),
@@ -124,7 +102,7 @@ def incident_state(incident: Incident) -> IncidentState:
     )
 
 
-def incident_view(incident: Incident, episodes: Sequence[Anomaly]) -> IncidentView:
+def incident_view(incident: IncidentRecord, episodes: Sequence[EpisodeRecord]) -> IncidentView:
     """An incident with its episodes (the caller decides how many to load)."""
     return IncidentView(
         id=str(incident.id),
@@ -148,7 +126,7 @@ def _unit(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-def rca_analysis(rca: Rca) -> Analysis:
+def rca_analysis(rca: AnalysisRecord) -> Analysis:
     """A stored analysis as the domain type (confidences clamped to [0, 1])."""
     hypotheses = []
     for raw in rca.hypotheses:
@@ -160,21 +138,7 @@ def rca_analysis(rca: Rca) -> Analysis:
             continue
         hypotheses.append(hypothesis)
     return Analysis(
-        summary=rca.summary,
-        cause=rca.cause,
-        fix=list(rca.fix),
-        simplified=rca.simplified,
+        **shared(rca, AnalysisFields),
         confidence=_unit(rca.confidence),
         hypotheses=hypotheses,
-        unknowns=list(rca.unknowns),
-        provider=rca.provider,
-        model=rca.model,
-        prompt_version=rca.prompt_version,
-        tokens_in=rca.tokens_in,
-        tokens_out=rca.tokens_out,
-        latency_ms=rca.latency_ms,
-        cost_estimate=rca.cost_estimate,
-        quality=rca.quality,
-        dropped_hypotheses=rca.dropped_hypotheses,
-        offline=rca.offline,
     )

@@ -17,7 +17,7 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from receiver.domain import Episode
-from receiver.records import TargetRecord
+from receiver.records import SnapshotRecord, TargetRecord
 from receiver.store.convert import episode_of
 from receiver.store.documents import (
     Anomaly,
@@ -171,9 +171,11 @@ class DetectStore:
     # snapshots ------------------------------------------------------------------------------
 
     @translated
-    async def insert_snapshot(self, snapshot: PollSnapshot, max_docs: int) -> int:
+    async def insert_snapshot(self, snapshot: SnapshotRecord, max_docs: int) -> int:
         """Store a cycle's snapshot and delete the oldest beyond `max_docs`; returns deleted."""
-        await snapshot.insert()
+        doc = document_of(PollSnapshot, snapshot)
+        await doc.insert()
+        inserted(snapshot, doc)
         coll = PollSnapshot.get_pymongo_collection()
         if await self.store.count(PollSnapshot, {}) <= max_docs:
             return 0
@@ -195,7 +197,7 @@ class DetectStore:
     @translated
     async def snapshots(
         self, target: str | None, skip: int, limit: int
-    ) -> tuple[list[PollSnapshot], int]:
+    ) -> tuple[Sequence[SnapshotRecord], int]:
         query: dict[str, Any] = {} if target is None else {"target": target}
         total = await self.store.count(PollSnapshot, query)
         items = (

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.records import FeedbackRecord
+from receiver.records import AnalysisRecord, EpisodeRecord, FeedbackRecord, IncidentRecord
 from receiver.store.documents import Anomaly, Feedback, Incident, Rca, document_of, inserted
 from receiver.store.filters import AnalysisFilter, analysis_query
 from receiver.store.repo import Store, object_id, translated
@@ -51,7 +51,7 @@ class AnalysisStore:
     # -- the queue ------------------------------------------------------------------------------
 
     @translated
-    async def pending(self, now: float, limit: int) -> list[Incident]:
+    async def pending(self, now: float, limit: int) -> Sequence[IncidentRecord]:
         """Incidents waiting for an analysis that nobody holds: storms, then the most severe,
         newest first within a level (on-call cares about what is happening now; a backlog
         drains behind it). Incidents the storm correlator still holds wait."""
@@ -96,7 +96,7 @@ class AnalysisStore:
     @translated
     async def claim(
         self, incident_id: Any, token: str, now: float, until: float
-    ) -> Incident | None:
+    ) -> IncidentRecord | None:
         """Take the lease on a pending incident; None if it is not pending or someone holds it."""
         result = await Incident.get_pymongo_collection().update_one(
             _claimable(incident_id, now),
@@ -142,7 +142,7 @@ class AnalysisStore:
     @translated
     async def complete(
         self,
-        incident: Incident,
+        incident: IncidentRecord,
         token: str,
         analysis_id: str,
         signature: str,
@@ -176,7 +176,7 @@ class AnalysisStore:
         return False
 
     @translated
-    async def budget_fallbacks(self, limit: int) -> list[Incident]:
+    async def budget_fallbacks(self, limit: int) -> Sequence[IncidentRecord]:
         """Open incidents whose last analysis was the offline analyst for lack of budget,
         storms and the most severe first."""
         docs = (
@@ -189,7 +189,7 @@ class AnalysisStore:
         return valid(Incident, docs)  # `pending` sets invalid documents aside
 
     @translated
-    async def request(self, incident_id: str) -> Incident | None:
+    async def request(self, incident_id: str) -> IncidentRecord | None:
         """Ask for a fresh analysis (API): forget the analysed signature, set the flag."""
         oid = object_id(incident_id)
         if oid is None:
@@ -213,7 +213,7 @@ class AnalysisStore:
     # -- episodes -------------------------------------------------------------------------------
 
     @translated
-    async def episodes(self, incident_id: str, limit: int) -> list[Anomaly]:
+    async def episodes(self, incident_id: str, limit: int) -> Sequence[EpisodeRecord]:
         return (
             await Anomaly.find({"incident_id": incident_id})
             .sort("-starts_at", "-_id")
@@ -231,17 +231,19 @@ class AnalysisStore:
     # -- rca rows -------------------------------------------------------------------------------
 
     @translated
-    async def insert(self, rca: Rca) -> Rca:
-        await rca.insert()
+    async def insert(self, rca: AnalysisRecord) -> AnalysisRecord:
+        doc = document_of(Rca, rca)
+        await doc.insert()
+        inserted(rca, doc)
         return rca
 
     @translated
-    async def get(self, rca_id: str) -> Rca | None:
+    async def get(self, rca_id: str) -> AnalysisRecord | None:
         oid = object_id(rca_id)
         return await Rca.get(oid) if oid is not None else None
 
     @translated
-    async def latest(self, incident_id: str) -> Rca | None:
+    async def latest(self, incident_id: str) -> AnalysisRecord | None:
         found = (
             await Rca.find({"incident_id": incident_id})
             .sort("-created_at", "-_id")
@@ -255,7 +257,9 @@ class AnalysisStore:
         return await self.store.count(Rca, {"incident_id": incident_id})
 
     @translated
-    async def cached(self, incident_id: str, signature: str, evidence_hash: str) -> Rca | None:
+    async def cached(
+        self, incident_id: str, signature: str, evidence_hash: str
+    ) -> AnalysisRecord | None:
         """A model (not offline) analysis of the same incident, signature and evidence."""
         found = (
             await Rca.find(
@@ -275,7 +279,7 @@ class AnalysisStore:
     @translated
     async def list_rca(
         self, filters: AnalysisFilter, skip: int, limit: int
-    ) -> tuple[list[Rca], int]:
+    ) -> tuple[Sequence[AnalysisRecord], int]:
         return await self.store.page(Rca, analysis_query(filters), "created_at", skip, limit)
 
     @translated
@@ -309,7 +313,7 @@ class AnalysisStore:
     @translated
     async def resolved_with(
         self, alertname: str, exclude_id: str, limit: int
-    ) -> list[tuple[Incident, Rca | None]]:
+    ) -> list[tuple[IncidentRecord, AnalysisRecord | None]]:
         """Resolved incidents that had `alertname`, newest first, with their current analysis."""
         query: dict[str, Any] = {"alertnames": alertname, "status": "resolved"}
         oid = object_id(exclude_id)

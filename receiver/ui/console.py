@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -26,13 +27,12 @@ from receiver.api.views import event_view
 from receiver.domain import Source
 from receiver.oncall.actions import STATE_FILTERS, state_of
 from receiver.oncall.matchers import silence_link
-from receiver.records import IncidentRecord
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord, SnapshotRecord
 from receiver.safety import mask_url, one_line, safe_url
 from receiver.services import Services, services
 from receiver.store.collections import Collections
 from receiver.store.console import ConsoleStore
 from receiver.store.detect import DetectStore
-from receiver.store.documents import Anomaly, Incident, PollSnapshot, Rca
 from receiver.store.filters import IncidentFilter
 from receiver.store.oncall import OncallStore
 from receiver.store.repo import StoreError
@@ -143,7 +143,7 @@ def _problem(request: Request, status_code: int, message: str) -> HTMLResponse:
 # --- the list --------------------------------------------------------------------------------
 
 
-def _row(incident: IncidentRecord, rca: Rca | None, now: datetime) -> dict[str, Any]:
+def _row(incident: IncidentRecord, rca: AnalysisRecord | None, now: datetime) -> dict[str, Any]:
     return {
         "id": str(incident.id),
         "severity": incident.severity,
@@ -217,10 +217,10 @@ async def incident_list(request: Request) -> Response:
     return _html(request, "incidents.html", context)
 
 
-def _detector_view(snapshots: list[PollSnapshot]) -> list[dict[str, Any]]:
+def _detector_view(snapshots: Sequence[SnapshotRecord]) -> list[dict[str, Any]]:
     """Per polled target, its latest cycle: series scored, seasonal, and warming up (a series
     younger than DETECT_MIN_HISTORY, judged by the stricter warm-up method) with their names."""
-    latest: dict[str, PollSnapshot] = {}
+    latest: dict[str, SnapshotRecord] = {}
     for snap in snapshots:  # newest first
         latest.setdefault(snap.target, snap)
     return [
@@ -239,7 +239,7 @@ def _detector_view(snapshots: list[PollSnapshot]) -> list[dict[str, Any]]:
 # --- one incident ----------------------------------------------------------------------------
 
 
-def _analysis_view(rca: Rca) -> dict[str, Any]:
+def _analysis_view(rca: AnalysisRecord) -> dict[str, Any]:
     hypotheses = []
     for h in rca.hypotheses:
         confidence = h.get("confidence")
@@ -275,7 +275,7 @@ def _analysis_view(rca: Rca) -> dict[str, Any]:
     }
 
 
-def _episode_view(e: Anomaly) -> dict[str, Any]:
+def _episode_view(e: EpisodeRecord) -> dict[str, Any]:
     summary = e.annotations.get("summary") or e.annotations.get("description") or e.reason
     return {
         "alertname": e.alertname or e.metric,
@@ -296,7 +296,7 @@ def _episode_view(e: Anomaly) -> dict[str, Any]:
 
 async def _load(
     svc: Services, incident_id: str
-) -> tuple[Incident, list[Anomaly], Rca | None, list[ChartSpec]] | None:
+) -> tuple[IncidentRecord, Sequence[EpisodeRecord], AnalysisRecord | None, list[ChartSpec]] | None:
     incident = await svc.store.get_incident(incident_id)
     if incident is None:
         return None

@@ -31,7 +31,7 @@ from receiver.detect.prometheus import (
 )
 from receiver.detect.promql import generator_expression, label_matcher, scoped
 from receiver.enrich.context import RuleIndex, split_threshold
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 from receiver.timeutil import aware
 from receiver.ui.chart import Band, Line, Panel, render_chart, render_panels
 from receiver.ui.units import unit_of
@@ -128,7 +128,7 @@ class ChartData:
     note: str = ""  # what is missing from the lines drawn (the series cap's note)
 
 
-def _ordered(episodes: Sequence[Anomaly]) -> list[Anomaly]:
+def _ordered(episodes: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
     """Firing first, most severe first, oldest first (the enrichment's primary comes first)."""
     return sorted(
         episodes,
@@ -141,7 +141,7 @@ def _ordered(episodes: Sequence[Anomaly]) -> list[Anomaly]:
     )
 
 
-def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
+def _episode_expr(episode: EpisodeRecord, rules: RuleIndex | None) -> str:
     detector = episode.detector or {}
     query = detector.get("query")
     if isinstance(query, str) and query.strip():
@@ -154,7 +154,7 @@ def _episode_expr(episode: Anomaly, rules: RuleIndex | None) -> str:
     return ""
 
 
-def rules_for(episodes: Sequence[Anomaly], rules_dir: Path) -> RuleIndex | None:
+def rules_for(episodes: Sequence[EpisodeRecord], rules_dir: Path) -> RuleIndex | None:
     """The rule files' alert expressions, read only when some episode's expression can come
     from nowhere else (no detector query, no expression in its generatorURL)."""
     needed = any(
@@ -170,7 +170,7 @@ def _finite(value: object) -> float | None:
     return None
 
 
-def _evidence_id(rca: Rca | None, kind: str, expr: str) -> str:
+def _evidence_id(rca: AnalysisRecord | None, kind: str, expr: str) -> str:
     if rca is None:
         return ""
     for item in rca.evidence:
@@ -183,9 +183,9 @@ def _evidence_id(rca: Rca | None, kind: str, expr: str) -> str:
 
 
 def chart_specs(
-    incident: Incident,
-    episodes: Sequence[Anomaly],
-    rca: Rca | None,
+    incident: IncidentRecord,
+    episodes: Sequence[EpisodeRecord],
+    rca: AnalysisRecord | None,
     rules: RuleIndex | None = None,
     limit: int = MAX_CHARTS,
 ) -> list[ChartSpec]:
@@ -256,7 +256,7 @@ def chart_specs(
     return specs[:limit]
 
 
-def _candidate_specs(rca: Rca | None, seen: set[str]) -> list[ChartSpec]:
+def _candidate_specs(rca: AnalysisRecord | None, seen: set[str]) -> list[ChartSpec]:
     """The analysis' top cause candidates (their own fully-labelled query), best first."""
     specs: list[ChartSpec] = []
     for item in rca.evidence if rca is not None else []:
@@ -281,7 +281,7 @@ def _candidate_specs(rca: Rca | None, seen: set[str]) -> list[ChartSpec]:
     return specs
 
 
-def chart_window(incident: Incident, now: datetime | None = None) -> Window:
+def chart_window(incident: IncidentRecord, now: datetime | None = None) -> Window:
     """From well before the start to a little after the end (or now), ~POINTS points."""
     current = (now or datetime.now(UTC)).timestamp()
     started = aware(incident.started_at).timestamp()
@@ -407,9 +407,9 @@ def chart_png(
 async def main_chart_png(
     http: httpx.AsyncClient,
     prom_url: str,
-    incident: Incident,
-    episodes: Sequence[Anomaly],
-    rca: Rca | None = None,
+    incident: IncidentRecord,
+    episodes: Sequence[EpisodeRecord],
+    rca: AnalysisRecord | None = None,
     *,
     rules: RuleIndex | None = None,
     query_timeout: float = QUERY_TIMEOUT,

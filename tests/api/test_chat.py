@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from receiver.api import schemas
+from receiver.api import chat_schemas
 from receiver.store.embedded import EmbeddedStore
 from tests.support.fake_langfuse import FakeLangfuse
 from tests.support.fake_llm import FakeLLM, error, ollama_chat
@@ -51,7 +51,7 @@ async def _ask(svc: Running, **body: Any) -> dict[str, Any]:
     resp = await svc.client.post(f"{svc.url}/api/chat", json=body)
     assert resp.status_code == 200, resp.text
     data: dict[str, Any] = resp.json()
-    schemas.ChatResponse.model_validate(data)
+    chat_schemas.ChatResponse.model_validate(data)
     return data
 
 
@@ -132,10 +132,10 @@ async def test_multi_turn_session_with_a_model(
     assert ">>>" not in block[0]
     assert "<<<" not in block[0]
 
-    schemas.SessionList.model_validate(listed)
+    chat_schemas.SessionList.model_validate(listed)
     assert listed["total"] == 1
     assert listed["sessions"][0]["message_count"] == 4
-    schemas.SessionDetail.model_validate(detail)
+    chat_schemas.SessionDetail.model_validate(detail)
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant"] * 2
     assert detail["messages"][3]["content"] == "Restart the web tier first."
     assert detail["messages"][3]["tokens_in"] == 420
