@@ -18,8 +18,8 @@ from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
 from receiver.ingest.senders import parse_payload
 from receiver.ingest.storms import StormCorrelator
+from receiver.records import DeliveryRecord
 from receiver.retry import RetryPolicy, StageFailures, describe
-from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
 from receiver.work import REAL_CLOCK, Clock, ItemFailure, Worker, WorkMetrics
 
@@ -121,13 +121,13 @@ class DeliveryWorker:
         pending = await self.store.pending_deliveries(limit, self.clock.time())
         if pending:  # at least these, until the batch is done and the exact count is read
             self.metrics.queue_depth.set(len(pending))
-        groups: dict[tuple[str, str], list[Delivery]] = {}
+        groups: dict[tuple[str, str], list[DeliveryRecord]] = {}
         for delivery in pending:
             groups.setdefault((delivery.receiver, delivery.group_key), []).append(delivery)
         slots = asyncio.Semaphore(self.concurrency)
-        applied: list[Delivery] = []
+        applied: list[DeliveryRecord] = []
 
-        async def run_group(items: list[Delivery]) -> None:
+        async def run_group(items: list[DeliveryRecord]) -> None:
             async with slots:
                 for delivery in items:
                     if await self.process(delivery):
@@ -147,7 +147,7 @@ class DeliveryWorker:
         self.metrics.queue_depth.set(await self.store.count_pending_deliveries() if pending else 0)
         return len(pending)
 
-    async def process(self, delivery: Delivery) -> bool:
+    async def process(self, delivery: DeliveryRecord) -> bool:
         """Apply one delivery; True when applied (the caller marks it processed). Any failure
         of its own is recorded on it, never raised.
 
@@ -170,7 +170,7 @@ class DeliveryWorker:
             return False
         return True
 
-    async def _failed(self, delivery: Delivery, err: Exception) -> None:
+    async def _failed(self, delivery: DeliveryRecord, err: Exception) -> None:
         outcome = self.record.decide(delivery.attempts)
         log.error(
             "delivery %s failed (attempt %d/%d%s): %s",

@@ -1,0 +1,147 @@
+"""Episodes in the store, as ingest sees them (`Episode` domain objects in, out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import BulkWriteError
+
+from receiver.domain import Episode
+from receiver.store.base import StoreBase, translated
+from receiver.store.convert import episode_document, episode_of
+from receiver.store.documents import Anomaly, utcnow
+from receiver.store.filters import EpisodeFilter, episode_query
+from receiver.timeutil import aware
+
+
+class EpisodeStore(StoreBase):
+    @translated
+    async def episodes_by_key(self, keys: Sequence[str]) -> dict[str, Episode]:
+        if not keys:
+            return {}
+        found = await Anomaly.find({"episode_key": {"$in": list(keys)}}).to_list()
+        return {a.episode_key: episode_of(a) for a in found}
+
+    @translated
+    async def insert_episodes(self, episodes: Sequence[Episode]) -> list[str]:
+        """Insert new episodes; return the keys that already existed (lost a race)."""
+        if not episodes:
+            return []
+        docs = [episode_document(e).model_dump(by_alias=True, exclude={"id"}) for e in episodes]
+        try:
+            await Anomaly.get_pymongo_collection().insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            failed = {
+                w["index"] for w in err.details.get("writeErrors", []) if w.get("code") == 11000
+            }
+            others = [w for w in err.details.get("writeErrors", []) if w.get("code") != 11000]
+            if others:
+                raise
+            return [episodes[i].episode_key for i in sorted(failed)]
+        return []
+
+    @translated
+    async def resolve_episode(
+        self,
+        key: str,
+        ends_at: datetime | None,
+        annotations: Mapping[str, str],
+        resolved_by: str,
+    ) -> bool:
+        """firing → resolved; False when it was not firing (already resolved)."""
+        res = await Anomaly.get_pymongo_collection().update_one(
+            {"episode_key": key, "status": "firing"},
+            {
+                "$set": {
+                    "status": "resolved",
+                    "ends_at": ends_at or utcnow(),
+                    "annotations": dict(annotations),
+                    "resolved_by": resolved_by,
+                    "last_seen": utcnow(),
+                }
+            },
+        )
+        return res.modified_count == 1
+
+    @translated
+    async def supersede_episodes(
+        self, source: str, group_id: str, newest: Mapping[str, datetime], keep: Sequence[str]
+    ) -> list[str]:
+        """Resolve the group's firing episodes older than the newest start seen for their
+        fingerprint.
+
+        Alertmanager holds one alert per fingerprint: a newer episode replaces an older one, whose
+        resolve would otherwise never arrive. Only within `group_id`: the same alert in another
+        group (another receiver or route) has its own notifications and resolves there. `newest`
+        maps fingerprint → newest startsAt in the batch; `keep` are episode keys of the batch
+        itself. Returns the incidents touched.
+        """
+        if not newest:
+            return []
+        query = {
+            "source": source,
+            "group_id": group_id,
+            "fingerprint": {"$in": sorted(newest)},
+            "status": "firing",
+        }
+        candidates = await Anomaly.find(query).to_list()
+        skip = set(keep)
+        stale = [
+            a
+            for a in candidates
+            if a.episode_key not in skip and aware(a.starts_at) < newest[a.fingerprint]
+        ]
+        for episode in stale:
+            await Anomaly.get_pymongo_collection().update_one(
+                {"_id": episode.id, "status": "firing"},
+                {
+                    "$set": {
+                        "status": "resolved",
+                        "ends_at": newest[episode.fingerprint],
+                        "resolved_by": "superseded",
+                        "last_seen": utcnow(),
+                    }
+                },
+            )
+        return sorted({a.incident_id for a in stale})
+
+    @translated
+    async def firing_episodes(self, source: str, started_before: datetime) -> list[Episode]:
+        found = await Anomaly.find(
+            {"source": source, "status": "firing", "starts_at": {"$lt": started_before}}
+        ).to_list()
+        return [episode_of(a) for a in found]
+
+    @translated
+    async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:
+        await Anomaly.get_pymongo_collection().update_one(
+            {"episode_key": key, "status": "firing"},
+            {"$set": {**fields, "last_seen": utcnow()}},
+        )
+
+    @translated
+    async def count_firing(self, incident_id: str) -> int:
+        return await self.count(Anomaly, {"incident_id": incident_id, "status": "firing"})
+
+    @translated
+    async def episodes_of(self, incident_id: str, limit: int = 500) -> list[Anomaly]:
+        return (
+            await Anomaly.find({"incident_id": incident_id})
+            .sort("-starts_at")
+            .limit(limit)
+            .to_list()
+        )
+
+    @translated
+    async def list_episodes(
+        self, filters: EpisodeFilter, skip: int, limit: int
+    ) -> tuple[list[Anomaly], int]:
+        return await self.page(Anomaly, episode_query(filters), "starts_at", skip, limit)
+
+    @translated
+    async def distinct_in_incident(self, incident_id: str, field: str) -> list[str]:
+        """The distinct non-empty values of an episode field (`instance`, `alertname`)."""
+        found = await Anomaly.get_pymongo_collection().distinct(field, {"incident_id": incident_id})
+        return [v for v in found if isinstance(v, str) and v]
