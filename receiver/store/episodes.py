@@ -6,23 +6,27 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from receiver.domain import Episode
-from receiver.store.base import StoreBase, translated
+from receiver.store.base import StoreBase, object_id, translated
 from receiver.store.convert import episode_document, episode_of
 from receiver.store.documents import Anomaly, utcnow
 from receiver.store.filters import EpisodeFilter, episode_query
-from receiver.timeutil import aware
+from receiver.store.valid import valid
 
 
 class EpisodeStore(StoreBase):
     @translated
-    async def episodes_by_key(self, keys: Sequence[str]) -> dict[str, Episode]:
-        if not keys:
-            return {}
-        found = await Anomaly.find({"episode_key": {"$in": list(keys)}}).to_list()
-        return {a.episode_key: episode_of(a) for a in found}
+    async def group_episodes(self, group_id: str) -> dict[str, Episode]:
+        """Every stored episode of a group (`normalise.group_id`), by key.
+
+        One equality on the single-field `group_id` index: the embedded server reads every
+        episode for a `$in` of keys. An episode that does not validate is left out.
+        """
+        found = await Anomaly.get_pymongo_collection().find({"group_id": group_id}).to_list()
+        return {a.episode_key: episode_of(a) for a in valid(Anomaly, found)}
 
     @translated
     async def insert_episodes(self, episodes: Sequence[Episode]) -> list[str]:
@@ -66,46 +70,19 @@ class EpisodeStore(StoreBase):
         return res.modified_count == 1
 
     @translated
-    async def supersede_episodes(
-        self, source: str, group_id: str, newest: Mapping[str, datetime], keep: Sequence[str]
-    ) -> list[str]:
-        """Resolve the group's firing episodes older than the newest start seen for their
-        fingerprint.
-
-        Alertmanager holds one alert per fingerprint: a newer episode replaces an older one, whose
-        resolve would otherwise never arrive. Only within `group_id`: the same alert in another
-        group (another receiver or route) has its own notifications and resolves there. `newest`
-        maps fingerprint → newest startsAt in the batch; `keep` are episode keys of the batch
-        itself. Returns the incidents touched.
-        """
-        if not newest:
-            return []
-        query = {
-            "source": source,
-            "group_id": group_id,
-            "fingerprint": {"$in": sorted(newest)},
-            "status": "firing",
-        }
-        candidates = await Anomaly.find(query).to_list()
-        skip = set(keep)
-        stale = [
-            a
-            for a in candidates
-            if a.episode_key not in skip and aware(a.starts_at) < newest[a.fingerprint]
+    async def update_firing_episodes(self, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Set fields on episodes (by id) that still fire, in one round trip; `last_seen` too.
+        How many changed: one another replica resolved meanwhile is left alone."""
+        now = utcnow()
+        ops = [
+            UpdateOne({"_id": oid, "status": "firing"}, {"$set": {**fields, "last_seen": now}})
+            for episode_id, fields in changes.items()
+            if (oid := object_id(episode_id)) is not None
         ]
-        for episode in stale:
-            await Anomaly.get_pymongo_collection().update_one(
-                {"_id": episode.id, "status": "firing"},
-                {
-                    "$set": {
-                        "status": "resolved",
-                        "ends_at": newest[episode.fingerprint],
-                        "resolved_by": "superseded",
-                        "last_seen": utcnow(),
-                    }
-                },
-            )
-        return sorted({a.incident_id for a in stale})
+        if not ops:
+            return 0
+        result = await Anomaly.get_pymongo_collection().bulk_write(ops, ordered=False)
+        return result.modified_count
 
     @translated
     async def firing_episodes(self, source: str, started_before: datetime) -> list[Episode]:
@@ -113,13 +90,6 @@ class EpisodeStore(StoreBase):
             {"source": source, "status": "firing", "starts_at": {"$lt": started_before}}
         ).to_list()
         return [episode_of(a) for a in found]
-
-    @translated
-    async def touch_episode(self, key: str, fields: Mapping[str, Any]) -> None:
-        await Anomaly.get_pymongo_collection().update_one(
-            {"episode_key": key, "status": "firing"},
-            {"$set": {**fields, "last_seen": utcnow()}},
-        )
 
     @translated
     async def count_firing(self, incident_id: str) -> int:

@@ -135,10 +135,14 @@ class IncidentStore(StoreBase):
         instance_count: int,
         priority: int,
         needs_analysis: bool,
+        firing: int | None = None,
     ) -> None:
         """New episodes joined: count them, add names and instances (set semantics), raise the
-        counts and the priority (never lower them), set severity and title."""
+        counts and the priority (never lower them), set severity and title; `firing` is the
+        firing count when the caller knows it (one write instead of two)."""
         fields: dict[str, Any] = {"updated_at": utcnow(), "severity": severity, "title": title}
+        if firing is not None:
+            fields["firing_count"] = firing
         if needs_analysis:
             fields["needs_analysis"] = True
         update: dict[str, Any] = {
