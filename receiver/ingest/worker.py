@@ -89,8 +89,10 @@ class DeliveryWorker:
     async def step(self) -> bool:
         """One pass: migrate once, drain a batch, correlate storms; True when it took any."""
         if not self._migrated:
-            # before the first delivery: legacy incidents must be found by group id
+            # before the first delivery: legacy incidents must be found by group id, legacy
+            # deliveries by their retry time
             await migrate_groups()
+            await self.store.backfill_attempt_times()
             self._migrated = True
         drained = await self.drain()
         await self._correlate()
@@ -144,7 +146,7 @@ class DeliveryWorker:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        self.metrics.queue_depth.set(await self.store.count_pending_deliveries() if pending else 0)
+        self.metrics.queue_depth.set(await self.store.pending_depth() if pending else 0)
         return len(pending)
 
     async def process(self, delivery: DeliveryRecord) -> bool:

@@ -56,15 +56,11 @@ class DeliveryStore(StoreBase):
         """
         now_ts = time.time() if now_ts is None else now_ts
         collection = Delivery.get_pymongo_collection()
-        # $exists for documents written before the field did (the embedded server has no $not)
-        due = {
-            "$or": [{"next_attempt_ts": {"$exists": False}}, {"next_attempt_ts": {"$lte": now_ts}}]
-        }
-        cursor = (
-            collection.find({"$and": [{"processed": False}, due]})
-            .sort("received_at", 1)
-            .limit(limit)
-        )
+        # one equality on the `processed` index, the time filtered after it (any `$or` made
+        # the embedded server read every delivery); `backfill_attempt_times` gave documents
+        # written before `next_attempt_ts` existed the field
+        query = {"processed": False, "next_attempt_ts": {"$lte": now_ts}}
+        cursor = collection.find(query).sort("received_at", 1).limit(limit)
         bad = SetAside()
         found = valid(Delivery, await cursor.to_list(), bad)
         for raw, err in bad.found:
@@ -76,8 +72,31 @@ class DeliveryStore(StoreBase):
         return list(found)
 
     @translated
-    async def count_pending_deliveries(self) -> int:
-        return await self.count(Delivery, {"processed": False})
+    async def backfill_attempt_times(self) -> int:
+        """Give pending deliveries stored without `next_attempt_ts` (by an older version, or
+        written by hand) the field, due now, so the pending read takes them; how many."""
+        result = await Delivery.get_pymongo_collection().update_many(
+            {"processed": False, "next_attempt_ts": {"$exists": False}},
+            {"$set": {"next_attempt_ts": 0.0}},
+        )
+        return result.modified_count
+
+    @translated
+    async def pending_depth(self) -> int:
+        """How many deliveries wait (the queue-depth gauge), backfilling retry times as
+        `backfill_attempt_times` does. On the embedded server one read does both (the ids
+        and that one field of the pending deliveries, by the `processed` index)."""
+        collection = Delivery.get_pymongo_collection()
+        if not self.nx_server:
+            await self.backfill_attempt_times()
+            return await collection.count_documents({"processed": False})
+        docs = await collection.find({"processed": False}, {"next_attempt_ts": 1}).to_list()
+        missing = [d["_id"] for d in docs if "next_attempt_ts" not in d]
+        if missing:
+            await collection.update_many(
+                {"_id": {"$in": missing}}, {"$set": {"next_attempt_ts": 0.0}}
+            )
+        return len(docs)
 
     @translated
     async def count_failed_deliveries(self) -> int:
