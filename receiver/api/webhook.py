@@ -29,8 +29,8 @@ from receiver.api.errors import error, store_unavailable
 from receiver.ingest.models import MAX_ALERTS_PER_DELIVERY
 from receiver.ingest.normalise import delivery_key
 from receiver.ingest.senders import Refused, parse_payload
+from receiver.records import DeliveryRecord
 from receiver.services import services
-from receiver.store.documents import Delivery
 from receiver.store.repo import StoreError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ async def _quarantine(request: Request, text: str, err: Exception) -> Response:
     svc.ingest_metrics.requests.labels("quarantined").inc()
     log.error("webhook: delivery quarantined: %s: %s", type(err).__name__, err)
     key = "quarantined:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
-    delivery = Delivery(
+    delivery = DeliveryRecord(
         delivery_key=key,
         raw_json=text,
         processed=True,
@@ -191,7 +191,7 @@ async def _accept(request: Request, text: str, data: Any) -> Response:
 
     svc.watchdog.seen(a.labels.get("alertname", "") for a in payload.alerts)
     key = delivery_key(payload)
-    delivery = Delivery(
+    delivery = DeliveryRecord(
         delivery_key=key,
         source=payload.source.value,
         receiver=payload.receiver,

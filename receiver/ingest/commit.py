@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from receiver.store.documents import Delivery
+from receiver.records import DeliveryRecord
 from receiver.store.repo import Store, StoreError, StoreUnavailable
 
 
@@ -23,10 +23,10 @@ class GroupCommit:
         self.store = store
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._pending: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[DeliveryRecord, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, delivery: Delivery) -> bool:
+    async def submit(self, delivery: DeliveryRecord) -> bool:
         """Store `delivery`; True when new, False when its key was already stored."""
         if len(self._pending) >= self.max_pending:
             raise Backpressure(f"{len(self._pending)} deliveries waiting for the store")
@@ -60,7 +60,7 @@ class GroupCommit:
                 if not future.done():
                     future.set_result(new)
 
-    async def _one_by_one(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+    async def _one_by_one(self, batch: list[tuple[DeliveryRecord, asyncio.Future[bool]]]) -> None:
         for delivery, future in batch:
             try:
                 result = await self.store.insert_deliveries([delivery])

@@ -63,6 +63,15 @@ class ApplyResult:
     incident_resolved: bool = False
 
 
+@dataclass
+class _Changes:
+    """What a batch changes on stored episodes: by episode id, the fields to set."""
+
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # superseded, updated
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
+    raised: list[tuple[str, Severity]] = field(default_factory=list)  # (incident, severity)
+
+
 def _episode(signal: Signal, incident_id: str, batch: SignalBatch) -> Episode:
     return Episode(
         **dict(signal),
@@ -115,6 +124,10 @@ class SignalProcessor:
         self.episode_listeners: list[Callable[[str, str], None]] = []
 
     async def apply(self, batch: SignalBatch) -> ApplyResult:
+        """Apply one batch in few store commands: the group's episodes are read once (an
+        indexed equality), its open incident only when new episodes join it, new episodes go
+        in one insert, episode changes in one bulk write per kind, and an incident grows and
+        takes its firing count in one update. Each step stays idempotent."""
         result = ApplyResult()
         if not batch.signals:
             return result
@@ -123,76 +136,113 @@ class SignalProcessor:
         unique = {batch.episode_key(s): s for s in batch.signals}
         keys = list(unique)
         signals = list(unique.values())
-        existing = await self.store.episodes_by_key(keys)
-
-        new_signals = [s for s, k in zip(signals, keys, strict=True) if k not in existing]
-        incident = await self._incident_for(batch, new_signals, result)
-
+        known = await self.store.group_episodes(batch.group_id)
+        new_signals = [s for s, k in zip(signals, keys, strict=True) if k not in known]
+        # a plain repeat needs nothing else: the incident is read only when episodes join it
+        incident = await self.store.open_incident_state(batch.group_id) if new_signals else None
+        if new_signals and incident is None:
+            incident = await self._open(batch, new_signals, result)
+        # incident id → its firing count when known without a read (an incident this batch
+        # opened and filled alone), else None: counted from the store before it is judged
+        touched: dict[str, int | None] = {}
+        grow: list[Signal] = []
         if new_signals and incident is not None:
             fresh = [_episode(s, incident.id, batch) for s in new_signals]
             raced = set(await self.store.insert_episodes(fresh))
             result.new_episodes = len(fresh) - len(raced)
             if raced:  # another replica inserted them first: treat as existing
-                existing.update(await self.store.episodes_by_key(sorted(raced)))
+                known = await self.store.group_episodes(batch.group_id)
             for episode in fresh:
                 if episode.episode_key not in raced:
                     for listener in self.episode_listeners:
                         listener(episode.source.value, episode.severity.value)
-            await self._grow_incident(incident, new_signals, result.new_episodes)
+            grow = new_signals
+            firing = sum(1 for e in fresh if e.status is Status.FIRING)
+            alone = result.incident_created and not raced and firing > 0
+            touched[incident.id] = firing if alone else None
 
-        touched: set[str] = {incident.id} if incident is not None else set()
+        changes = self._episode_changes(batch, signals, keys, new_signals, known, touched, result)
+        await self.store.update_firing_episodes(changes.changed)
+        result.resolved_episodes = await self.store.update_firing_episodes(changes.resolved)
+
+        for incident_id in sorted(touched):
+            mine = incident if incident is not None and incident.id == incident_id else None
+            resolved = await self._settle(
+                incident_id,
+                batch,
+                mine,
+                grow if mine else [],
+                touched[incident_id],
+                result.new_episodes,
+            )
+            result.incident_resolved = result.incident_resolved or resolved
+        # after the growth, which sets the severity it read at the start of the batch
+        for incident_id, severity in changes.raised:
+            await self._severity_changed(incident_id, severity)
+        result.incident_id = incident.id if incident is not None else _incident_of(keys, known)
+        return result
+
+    def _episode_changes(
+        self,
+        batch: SignalBatch,
+        signals: Sequence[Signal],
+        keys: Sequence[str],
+        new_signals: Sequence[Signal],
+        known: dict[str, Episode],
+        touched: dict[str, int | None],
+        result: ApplyResult,
+    ) -> _Changes:
+        """What the batch changes on stored episodes; adds the incidents it touches."""
+        out = _Changes()
+        # Alertmanager holds one alert per fingerprint: a newer episode replaces the group's
+        # older firing one, whose resolve would otherwise never arrive. Only within the group:
+        # the same alert in another group resolves there.
         newest: dict[str, datetime] = {}
         for signal in new_signals:
             if signal.fingerprint not in newest or signal.starts_at > newest[signal.fingerprint]:
                 newest[signal.fingerprint] = signal.starts_at
-        touched.update(
-            await self.store.supersede_episodes(batch.source.value, batch.group_id, newest, keys)
-        )
-        for signal, key in zip(signals, keys, strict=True):
-            current = existing.get(key)
-            if current is None or current.status is Status.RESOLVED:
-                continue  # new (handled above) or already resolved: never re-opened
-            if signal.status is Status.RESOLVED:
-                resolved = await self.store.resolve_episode(
-                    key, signal.ends_at, signal.annotations, batch.source.value
-                )
-                if resolved:
-                    result.resolved_episodes += 1
-                    touched.add(current.incident_id)
-            elif changes := _changed_fields(signal, current):
-                await self.store.touch_episode(key, changes)
-                result.updated_episodes += 1
-                if "severity" in changes:
-                    await self._severity_changed(current.incident_id, signal.severity)
-
-        for incident_id in sorted(touched):
-            resolved = await self._maybe_resolve(incident_id, batch)
-            result.incident_resolved = result.incident_resolved or resolved
-        if incident is not None:
-            result.incident_id = incident.id
-        return result
-
-    async def close_episodes(self, episodes: Sequence[Episode], resolved_by: str) -> int:
-        """Close firing episodes the source no longer reports; resolve incidents left empty."""
-        closed = 0
-        touched: set[str] = set()
-        for episode in episodes:
-            if await self.store.resolve_episode(
-                episode.episode_key, utcnow(), episode.annotations, resolved_by
+        batch_keys = set(keys)
+        for episode in known.values():
+            if (
+                episode.status is Status.FIRING
+                and episode.source is batch.source
+                and episode.episode_key not in batch_keys
+                and episode.fingerprint in newest
+                and episode.starts_at < newest[episode.fingerprint]
             ):
-                closed += 1
-                touched.add(episode.incident_id)
-        for incident_id in sorted(touched):
-            await self._maybe_resolve(incident_id, None, resolved_by)
-        return closed
+                out.changed[episode.id] = {
+                    "status": Status.RESOLVED.value,
+                    "ends_at": newest[episode.fingerprint],
+                    "resolved_by": "superseded",
+                }
+                touched.setdefault(episode.incident_id, None)
+        for signal, key in zip(signals, keys, strict=True):
+            current = known.get(key)
+            if current is None:
+                continue  # new: inserted above
+            if signal.status is Status.RESOLVED:
+                # judged even when already resolved: a retry after a crash between the two
+                # writes still resolves the incident
+                touched[current.incident_id] = None
+                if current.status is Status.FIRING:
+                    out.resolved[current.id] = {
+                        "status": Status.RESOLVED.value,
+                        "ends_at": signal.ends_at or utcnow(),
+                        "annotations": dict(signal.annotations),
+                        "resolved_by": batch.source.value,
+                    }
+            elif current.status is Status.FIRING and (fields := _changed_fields(signal, current)):
+                # a firing repeat never re-opens a resolved episode
+                out.changed.setdefault(current.id, {}).update(fields)
+                result.updated_episodes += 1
+                if "severity" in fields:
+                    out.raised.append((current.incident_id, signal.severity))
+        return out
 
-    async def _incident_for(
+    async def _open(
         self, batch: SignalBatch, new_signals: Sequence[Signal], result: ApplyResult
-    ) -> IncidentState | None:
-        """The open incident for the group, created when a new episode needs one."""
-        incident = await self.store.open_incident_state(batch.group_id)
-        if incident is not None or not new_signals:
-            return incident
+    ) -> IncidentState:
+        """Open the group's incident for its first new episodes."""
         severity = _max_severity(new_signals)
         try:
             incident = await self.store.create_incident(
@@ -219,8 +269,41 @@ class SignalProcessor:
         log.info("incident %s opened for %s", incident.id, batch.group_key)
         return incident
 
+    async def _settle(
+        self,
+        incident_id: str,
+        batch: SignalBatch,
+        known: IncidentState | None,
+        grown: Sequence[Signal],
+        firing: int | None,
+        added: int,
+    ) -> bool:
+        """Grow the incident by `grown` (new episodes) and judge it: record its firing count,
+        or resolve it when nothing fires any more. True when this resolved it."""
+        if firing is None:
+            firing = await self.store.count_firing(incident_id)
+        if grown and known is not None:
+            await self._grow_incident(known, grown, added, firing if firing > 0 else None)
+            if firing > 0:
+                return False
+        return await self._maybe_resolve(incident_id, batch, firing=firing, known=known)
+
+    async def close_episodes(self, episodes: Sequence[Episode], resolved_by: str) -> int:
+        """Close firing episodes the source no longer reports; resolve incidents left empty."""
+        closed = 0
+        touched: set[str] = set()
+        for episode in episodes:
+            if await self.store.resolve_episode(
+                episode.episode_key, utcnow(), episode.annotations, resolved_by
+            ):
+                closed += 1
+                touched.add(episode.incident_id)
+        for incident_id in sorted(touched):
+            await self._maybe_resolve(incident_id, None, resolved_by)
+        return closed
+
     async def _grow_incident(
-        self, incident: IncidentState, signals: Sequence[Signal], added: int
+        self, incident: IncidentState, signals: Sequence[Signal], added: int, firing: int | None
     ) -> None:
         names, name_count = await self._grown(
             incident.id,
@@ -256,6 +339,7 @@ class SignalProcessor:
             instance_count=instance_count,
             priority=priority_of(severity),
             needs_analysis=grew,
+            firing=firing,
         )
         if grew:
             for listener in self.analysis_listeners:
@@ -289,10 +373,18 @@ class SignalProcessor:
         return new[: max(0, MAX_NAMES - len(kept))], max(count, total)
 
     async def _maybe_resolve(
-        self, incident_id: str, batch: SignalBatch | None, resolved_by: str = ""
+        self,
+        incident_id: str,
+        batch: SignalBatch | None,
+        resolved_by: str = "",
+        firing: int | None = None,
+        known: IncidentState | None = None,
     ) -> bool:
-        firing = await self.store.count_firing(incident_id)
-        incident = await self.store.incident_state(incident_id)
+        """Record the firing count, or resolve the incident when nothing fires. `firing` and
+        `known` (the open incident as read at the start of the batch) save a read each."""
+        if firing is None:
+            firing = await self.store.count_firing(incident_id)
+        incident = known or await self.store.incident_state(incident_id)
         if incident is None or incident.status is not Status.FIRING:
             return False
         if firing > 0:
@@ -330,6 +422,14 @@ def _changed_fields(signal: Signal, current: Episode) -> dict[str, Any]:
     if signal.value is not None:  # a repeat without a value keeps the one it had
         fresh["value"] = signal.value
     return {k: v for k, v in fresh.items() if getattr(current, k) != v}
+
+
+def _incident_of(keys: Sequence[str], known: dict[str, Episode]) -> str:
+    """The incident of a batch that added no episode: that of its firing episodes (the open
+    one), else of any it names."""
+    mentioned = [known[k] for k in keys if k in known]
+    firing = [e for e in mentioned if e.status is Status.FIRING]
+    return (firing or mentioned)[0].incident_id if mentioned else ""
 
 
 def _latest_end(signals: Sequence[Signal]) -> datetime | None:

@@ -34,10 +34,11 @@ from prometheus_client import Counter as PromCounter
 
 from receiver.domain import Severity
 from receiver.ingest.processor import STORM_PRIORITY
+from receiver.records import IncidentRecord
 from receiver.settings import Settings
-from receiver.store.documents import Incident, utcnow
 from receiver.store.repo import DuplicateKey, Store
 from receiver.store.storms import STORM_SOURCE, StormStore
+from receiver.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,18 @@ class StormOptions:
         )
 
 
-def incident_labels(incident: Incident) -> dict[str, str]:
+def incident_labels(incident: IncidentRecord) -> dict[str, str]:
     """Labels every alert of the incident shares."""
     return {**incident.common_labels, **incident.group_labels}
 
 
-def causes(incident: Incident, keys: Sequence[str]) -> list[Cause]:
+def causes(incident: IncidentRecord, keys: Sequence[str]) -> list[Cause]:
     """The incident's cause labels, in the order of `keys`."""
     labels = incident_labels(incident)
     return [(k, labels[k]) for k in keys if labels.get(k)]
 
 
-def shared_labels(incidents: Sequence[Incident]) -> dict[str, str]:
+def shared_labels(incidents: Sequence[IncidentRecord]) -> dict[str, str]:
     """Labels with the same value on every incident (severity aside: it is shown anyway)."""
     if not incidents:
         return {}
@@ -148,10 +149,10 @@ class StormCorrelator:
             self._notify()
         return decided
 
-    async def _decide(self, held: list[Incident], now: float) -> int:
+    async def _decide(self, held: Sequence[IncidentRecord], now: float) -> int:
         opts = self.options
         keys = opts.labels
-        recent = await self.storms.recent(now - opts.window, SCAN_LIMIT)
+        recent: list[IncidentRecord] = list(await self.storms.recent(now - opts.window, SCAN_LIMIT))
         known = {str(i.id) for i in recent}
         recent += [i for i in held if str(i.id) not in known]  # opened before the window
         open_storms = {
@@ -160,7 +161,7 @@ class StormCorrelator:
             if s.storm_joined_ts >= now - opts.window
         }
         joined: set[str] = set()
-        plans: dict[str, tuple[Incident | None, Cause, list[Incident]]] = {}
+        plans: dict[str, tuple[IncidentRecord | None, Cause, list[IncidentRecord]]] = {}
         # 1. held incidents whose cause has an open storm join it
         for incident in held:
             for cause in causes(incident, keys):
@@ -200,7 +201,7 @@ class StormCorrelator:
         return decided
 
     async def _join(
-        self, storm: Incident | None, cause: Cause, members: list[Incident], now: float
+        self, storm: IncidentRecord | None, cause: Cause, members: list[IncidentRecord], now: float
     ) -> int:
         if storm is None:
             storm = await self._form(cause, members, now)
@@ -221,20 +222,22 @@ class StormCorrelator:
         log.info("storm %s (%s): %d joined, %d members", sid, storm.storm_key, count, total)
         return len(members)
 
-    async def _form(self, cause: Cause, members: list[Incident], now: float) -> Incident:
+    async def _form(
+        self, cause: Cause, members: list[IncidentRecord], now: float
+    ) -> IncidentRecord:
         key = storm_key(cause)
         severity = max((Severity.parse(m.severity) for m in members), key=lambda s: s.rank)
         names = sorted({n for m in members for n in m.alertnames})
         instances = sorted({n for m in members for n in m.instances})
         shared = shared_labels(members)
-        storm = Incident(
+        storm = IncidentRecord(
             key=f"storm:{key}",
             open_key=f"storm:{key}",
             source=STORM_SOURCE,
             severity=severity.value,
             title=f"Storm: {len(members)} incidents with {key}",
-            alertnames=names[: Incident.MAX_NAMES],
-            instances=instances[: Incident.MAX_NAMES],
+            alertnames=names[: IncidentRecord.MAX_NAMES],
+            instances=instances[: IncidentRecord.MAX_NAMES],
             alertname_count=len(names),
             instance_count=len(instances),
             group_labels={cause[0]: cause[1]},

@@ -18,8 +18,8 @@ from receiver.ingest.normalise import to_signals
 from receiver.ingest.processor import SignalBatch, SignalProcessor
 from receiver.ingest.senders import parse_payload
 from receiver.ingest.storms import StormCorrelator
+from receiver.records import DeliveryRecord
 from receiver.retry import RetryPolicy, StageFailures, describe
-from receiver.store.documents import Delivery
 from receiver.store.repo import Store, StoreError
 from receiver.work import REAL_CLOCK, Clock, ItemFailure, Worker, WorkMetrics
 
@@ -89,8 +89,10 @@ class DeliveryWorker:
     async def step(self) -> bool:
         """One pass: migrate once, drain a batch, correlate storms; True when it took any."""
         if not self._migrated:
-            # before the first delivery: legacy incidents must be found by group id
+            # before the first delivery: legacy incidents must be found by group id, legacy
+            # deliveries by their retry time
             await migrate_groups()
+            await self.store.backfill_attempt_times()
             self._migrated = True
         drained = await self.drain()
         await self._correlate()
@@ -121,13 +123,13 @@ class DeliveryWorker:
         pending = await self.store.pending_deliveries(limit, self.clock.time())
         if pending:  # at least these, until the batch is done and the exact count is read
             self.metrics.queue_depth.set(len(pending))
-        groups: dict[tuple[str, str], list[Delivery]] = {}
+        groups: dict[tuple[str, str], list[DeliveryRecord]] = {}
         for delivery in pending:
             groups.setdefault((delivery.receiver, delivery.group_key), []).append(delivery)
         slots = asyncio.Semaphore(self.concurrency)
-        applied: list[Delivery] = []
+        applied: list[DeliveryRecord] = []
 
-        async def run_group(items: list[Delivery]) -> None:
+        async def run_group(items: list[DeliveryRecord]) -> None:
             async with slots:
                 for delivery in items:
                     if await self.process(delivery):
@@ -144,10 +146,10 @@ class DeliveryWorker:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        self.metrics.queue_depth.set(await self.store.count_pending_deliveries() if pending else 0)
+        self.metrics.queue_depth.set(await self.store.pending_depth() if pending else 0)
         return len(pending)
 
-    async def process(self, delivery: Delivery) -> bool:
+    async def process(self, delivery: DeliveryRecord) -> bool:
         """Apply one delivery; True when applied (the caller marks it processed). Any failure
         of its own is recorded on it, never raised.
 
@@ -170,7 +172,7 @@ class DeliveryWorker:
             return False
         return True
 
-    async def _failed(self, delivery: Delivery, err: Exception) -> None:
+    async def _failed(self, delivery: DeliveryRecord, err: Exception) -> None:
         outcome = self.record.decide(delivery.attempts)
         log.error(
             "delivery %s failed (attempt %d/%d%s): %s",

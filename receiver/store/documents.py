@@ -42,6 +42,9 @@ class Delivery(Document, DeliveryRecord):
         name = "deliveries"
         indexes = [
             IndexModel([("processed", ASCENDING), ("received_at", ASCENDING)], name="pending"),
+            # the embedded server uses single-field equality indexes only: without this twin
+            # the worker's read of pending deliveries scanned them all (57 ms at 5,000 → 2 ms)
+            IndexModel([("processed", ASCENDING)], name="processed"),
             IndexModel([("failed", ASCENDING), ("received_at", DESCENDING)], name="failed"),
             IndexModel([("received_at", DESCENDING)], name="received_at_desc"),
             IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
