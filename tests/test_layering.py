@@ -177,11 +177,6 @@ RESTRUCTURING = frozenset(
         "receiver/enrich/worker.py",
         "receiver/ingest/commit.py",
         "receiver/ingest/worker.py",
-        "receiver/notify/outbox_book.py",
-        "receiver/notify/outbox_plan.py",
-        "receiver/notify/outbox_render.py",
-        "receiver/notify/outbox_rows.py",
-        "receiver/notify/outbox_send.py",
         "receiver/ui/evidence.py",
     }
 )

@@ -19,8 +19,8 @@ from receiver.notify.metrics import NotifyMetrics
 from receiver.notify.outbox_rows import STAGE, ChartSource, Facts, OutboxOptions, row_key
 from receiver.notify.render import Event, RenderOptions
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.records import NotificationRecord
 from receiver.safety import one_line
-from receiver.store.documents import Incident, Notification
 from receiver.store.notify import OutboxStore, Unreadable, validation_summary
 from receiver.store.storms import StormStore
 from receiver.work import REAL_CLOCK, Clock
@@ -78,10 +78,10 @@ class OutboxState:
 
 
 class Bookkeeping(OutboxState):
-    async def _sent(self, row: Notification, result: SendResult) -> None:
+    async def _sent(self, row: NotificationRecord, result: SendResult) -> None:
         if row.event == Event.FIRING.value and not row.with_analysis:
             await self.outbox.insert_row(
-                Notification(
+                NotificationRecord(
                     key=row_key(row.incident_id, row.channel, Event.ANALYSIS),
                     incident_id=row.incident_id,
                     group_key=row.group_key,
@@ -110,12 +110,12 @@ class Bookkeeping(OutboxState):
         else:
             self.metrics.sent.labels(row.channel).inc()
 
-    async def _failed(self, row: Notification, result: SendResult) -> None:
+    async def _failed(self, row: NotificationRecord, result: SendResult) -> None:
         if not result.retryable:
             await self._finish(row, "failed", "permanent", result.error, result.parts_sent)
             self.metrics.failed.labels(row.channel, "permanent").inc()
             return
-        if row.attempts >= self.options.max_attempts:
+        if row.attempts >= self.options.retry.max_attempts:
             await self._finish(row, "failed", "exhausted", result.error, result.parts_sent)
             self.metrics.failed.labels(row.channel, "exhausted").inc()
             log.error("outbox: giving up on %s after %d attempts", row.key, row.attempts)
@@ -135,7 +135,12 @@ class Bookkeeping(OutboxState):
         self.metrics.failed.labels(row.channel, "transient").inc()
 
     async def _finish(
-        self, row: Notification, status: str, reason: str, error: str = "", parts_sent: int = 0
+        self,
+        row: NotificationRecord,
+        status: str,
+        reason: str,
+        error: str = "",
+        parts_sent: int = 0,
     ) -> None:
         fields: dict[str, Any] = {"status": status, "reason": reason, "lease_until": None}
         if error:
@@ -163,9 +168,9 @@ class Bookkeeping(OutboxState):
         log.error("outbox: %s failed: %s", what, error)
         return error
 
-    async def _poisoned(self, row: Notification, step: str, err: BaseException) -> SendResult:
+    async def _poisoned(self, row: NotificationRecord, step: str, err: BaseException) -> SendResult:
         """Record an exception on the claimed row: retried with backoff, `failed` at the max."""
-        last = row.attempts >= self.options.max_attempts
+        last = row.attempts >= self.options.retry.max_attempts
         error = self._count_poison(row.key, step, err, quarantined=last)
         if last:
             await self._finish(row, "failed", "poison", error)
@@ -196,7 +201,7 @@ class Bookkeeping(OutboxState):
         resolved = status == Status.RESOLVED.value
         iid = str(incident_id)
         recorded = await self.outbox.insert_row(
-            Notification(
+            NotificationRecord(
                 key=f"plan:{iid}:{'resolved' if resolved else 'firing'}",
                 incident_id=iid,
                 channel="",
@@ -218,7 +223,7 @@ class Bookkeeping(OutboxState):
                 continue  # read twice in one cycle
             seen.add((item.collection, str(item.id)))
             error = self._masked(item.error)
-            if item.collection == Incident.get_pymongo_collection().name:
+            if item.incident:
                 first = await self._record_plan_failure(
                     item.id, item.raw.get("status"), "unreadable", error
                 )

@@ -11,7 +11,7 @@ from receiver.notify.channels import Channel, Routing
 from receiver.notify.outbox_rows import row_key
 from receiver.notify.outbox_send import Sending
 from receiver.notify.render import Event
-from receiver.store.documents import Incident, Notification
+from receiver.records import IncidentRecord, NotificationRecord
 from receiver.store.storms import STORM_SOURCE
 from receiver.timeutil import aware
 
@@ -30,9 +30,9 @@ class Planning(Sending):
         assert self._current is not None
         channels, routing = self._current
         now = self.clock.now()
-        rows: list[Notification] = []
+        rows: list[NotificationRecord] = []
         unrouted: set[str] = set()
-        planned: list[Incident] = []
+        planned: list[IncidentRecord] = []
         for incident in incidents:
             try:
                 mine, routed = self._plan_incident(incident, channels, routing, now)
@@ -55,14 +55,14 @@ class Planning(Sending):
         return len(incidents)
 
     def _plan_incident(
-        self, incident: Incident, channels: list[Channel], routing: Routing, now: datetime
-    ) -> tuple[list[Notification], bool]:
+        self, incident: IncidentRecord, channels: list[Channel], routing: Routing, now: datetime
+    ) -> tuple[list[NotificationRecord], bool]:
         """The rows of one flagged incident, and whether a channel takes its current event."""
         iid = str(incident.id)
         wait = self.options.rca_wait
         severity = Severity.parse(incident.severity)
         common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
-        rows: list[Notification] = []
+        rows: list[NotificationRecord] = []
         routed = True
         firing = routing.select(channels, severity, Event.FIRING)
         if not firing and incident.status == Status.FIRING.value:
@@ -70,7 +70,7 @@ class Planning(Sending):
         member = bool(incident.storm_id)
         for channel in firing:
             rows.append(
-                Notification(
+                NotificationRecord(
                     key=row_key(iid, channel.name, Event.FIRING),
                     channel=channel.name,
                     event=Event.FIRING.value,
@@ -92,7 +92,7 @@ class Planning(Sending):
             routed = False
         for channel in resolved:
             rows.append(
-                Notification(
+                NotificationRecord(
                     key=row_key(iid, channel.name, Event.RESOLVED),
                     channel=channel.name,
                     event=Event.RESOLVED.value,
@@ -104,11 +104,11 @@ class Planning(Sending):
 
     def _storm_update(
         self,
-        storm: Incident,
+        storm: IncidentRecord,
         channels: list[Channel],
         now: datetime,
         common: dict[str, Any],
-    ) -> list[Notification]:
+    ) -> list[NotificationRecord]:
         """An update row per channel when members joined after the storm's last message.
 
         Keyed by the follow-up interval it is due at the end of, so however many members
@@ -121,7 +121,7 @@ class Planning(Sending):
         bucket = int(now.timestamp() // step)
         due = datetime.fromtimestamp((bucket + 1) * step, UTC)
         return [
-            Notification(
+            NotificationRecord(
                 key=f"{storm.id}:{channel.name}:{Event.UPDATE.value}:{bucket}",
                 channel=channel.name,
                 event=Event.UPDATE.value,

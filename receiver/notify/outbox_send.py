@@ -20,7 +20,7 @@ from receiver.notify.outbox_rows import (
 )
 from receiver.notify.render import Event
 from receiver.notify.send import SendResult
-from receiver.store.documents import Notification
+from receiver.records import NotificationRecord
 from receiver.store.repo import StoreError
 from receiver.timeutil import aware
 
@@ -39,7 +39,7 @@ class Sending(Rendering):
         parents = await self.outbox.statuses(parent_keys)
         await self._prefetch(rows)
         by_name = {c.name: c for c in channels}
-        groups: dict[str, list[Notification]] = {}
+        groups: dict[str, list[NotificationRecord]] = {}
         for row in rows:
             groups.setdefault(row.channel, []).append(row)
         counts = await asyncio.gather(
@@ -48,7 +48,10 @@ class Sending(Rendering):
         return sum(counts)
 
     async def _send_channel(
-        self, channel: Channel | None, rows: list[Notification], parents: dict[str, Notification]
+        self,
+        channel: Channel | None,
+        rows: list[NotificationRecord],
+        parents: dict[str, NotificationRecord],
     ) -> int:
         """Send one channel's due rows: up to `channel_concurrency` at once, the rows of one
         incident in order. A channel that fails with a retryable error stops taking rows this
@@ -68,7 +71,7 @@ class Sending(Rendering):
                     log.warning("outbox: %s while suppressing on %s", err, channel.name)
                     return handled
                 done.update(r.id for r in bulk)
-        threads: dict[str, list[Notification]] = {}
+        threads: dict[str, list[NotificationRecord]] = {}
         for row in rows:
             if row.id not in done:
                 threads.setdefault(row.incident_id or row.key, []).append(row)
@@ -76,7 +79,7 @@ class Sending(Rendering):
         stopped = False
         sent = 0
 
-        async def send_thread(items: list[Notification]) -> None:
+        async def send_thread(items: list[NotificationRecord]) -> None:
             nonlocal stopped, sent
             async with slots:
                 for row in items:
@@ -104,7 +107,10 @@ class Sending(Rendering):
         return handled + sent
 
     async def _deliver(
-        self, row: Notification, channel: Channel | None, parents: dict[str, Notification]
+        self,
+        row: NotificationRecord,
+        channel: Channel | None,
+        parents: dict[str, NotificationRecord],
     ) -> SendResult | None:
         """Handle one due row; None when it was not ours to handle (yet)."""
         now = self.clock.now()
@@ -168,7 +174,7 @@ class Sending(Rendering):
         key = digest_key(channel.name, start)
         if key not in self._digests:
             await self.outbox.insert_row(
-                Notification(
+                NotificationRecord(
                     key=key,
                     channel=channel.name,
                     event=Event.DIGEST.value,
@@ -182,7 +188,7 @@ class Sending(Rendering):
         return key
 
     async def _suppress_many(
-        self, channel: Channel, rows: list[Notification], start: datetime
+        self, channel: Channel, rows: list[NotificationRecord], start: datetime
     ) -> int:
         key = await self._digest_for(channel, start, rows[0].severity)
         count = await self.outbox.suppress_due(
@@ -199,7 +205,7 @@ class Sending(Rendering):
         self.metrics.suppressed.labels("rate_limit").inc(count)
         return count
 
-    async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
+    async def _admit(self, row: NotificationRecord, channel: Channel, now: datetime) -> bool:
         """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
         limit = self.options.rate_limit
         if not _rate_limited(row) or row.admitted or limit <= 0:

@@ -21,7 +21,8 @@ from receiver.domain import (
     Source,
     Status,
 )
-from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
+from receiver.store.documents import Anomaly
 from receiver.timeutil import aware
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def _status(raw: str) -> Status:
     return Status.RESOLVED if raw == Status.RESOLVED.value else Status.FIRING
 
 
-def episode_signal(episode: Anomaly) -> Signal:
+def episode_signal(episode: EpisodeRecord) -> Signal:
     """One stored episode as the signal it was made from."""
     detector = None
     if episode.detector:
@@ -67,7 +68,7 @@ def episode_signal(episode: Anomaly) -> Signal:
     )
 
 
-def episode_of(episode: Anomaly) -> Episode:
+def episode_of(episode: EpisodeRecord) -> Episode:
     """One stored episode with its identity and incident."""
     return Episode(
         **dict(episode_signal(episode)),
@@ -108,7 +109,7 @@ def episode_document(signal: Episode) -> Anomaly:
     )
 
 
-def incident_state(incident: Incident) -> IncidentState:
+def incident_state(incident: IncidentRecord) -> IncidentState:
     """What ingest needs of a stored incident to grow or resolve it."""
     return IncidentState(
         id=str(incident.id),
@@ -124,7 +125,7 @@ def incident_state(incident: Incident) -> IncidentState:
     )
 
 
-def incident_view(incident: Incident, episodes: Sequence[Anomaly]) -> IncidentView:
+def incident_view(incident: IncidentRecord, episodes: Sequence[EpisodeRecord]) -> IncidentView:
     """An incident with its episodes (the caller decides how many to load)."""
     return IncidentView(
         id=str(incident.id),
@@ -148,7 +149,7 @@ def _unit(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-def rca_analysis(rca: Rca) -> Analysis:
+def rca_analysis(rca: AnalysisRecord) -> Analysis:
     """A stored analysis as the domain type (confidences clamped to [0, 1])."""
     hypotheses = []
     for raw in rca.hypotheses:
