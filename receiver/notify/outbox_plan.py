@@ -45,9 +45,14 @@ class Planning(Sending):
             if not routed:
                 unrouted.add(str(incident.id))
         await self.outbox.insert_rows(rows)
+        # one write for the batch; the rare unrouted ones alone, to count those it cleared
+        await self.outbox.clear_many(
+            [(i.id, i.status) for i in planned if str(i.id) not in unrouted]
+        )
         for incident in planned:
-            cleared = await self.outbox.clear_needs_notification(incident.id, incident.status)
-            if cleared and str(incident.id) in unrouted:
+            if str(incident.id) not in unrouted:
+                continue
+            if await self.outbox.clear_needs_notification(incident.id, incident.status):
                 self.metrics.suppressed.labels("unrouted").inc()
         members = sum(1 for r in rows if r.reason == "storm")
         if members:

@@ -45,7 +45,7 @@ class Rendering(Bookkeeping):
         }
         if row.event == Event.DIGEST.value:
             fields["digest_count"] = count
-        await self.outbox.update_claimed(row.id, self.owner, fields)
+        self._along(row, fields)
         row.with_analysis = with_analysis
         return message
 

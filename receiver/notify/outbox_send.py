@@ -12,6 +12,7 @@ from receiver.notify.outbox_render import Rendering
 from receiver.notify.outbox_rows import (
     DIGEST_GRACE,
     FOLLOWUPS,
+    REFRESH_SECONDS,
     UNFINISHED,
     _rate_limited,
     _suppressible,
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 class Sending(Rendering):
     async def send_due(self, channels: list[Channel]) -> int:
         """Send due rows, channels in parallel, rows of one channel in order."""
-        rows = await self.outbox.due(self.clock.now(), self.options.batch)
+        now = self.clock.now()
+        rows = await self.outbox.due(now, self.options.batch)
+        if self.clock.monotonic() >= self._leases_at:
+            # a dead worker's rows wait out a lease of minutes: looking once a second is enough
+            self._leases_at = self.clock.monotonic() + REFRESH_SECONDS
+            rows += await self.outbox.expired(now, self.options.batch)
         if not rows:
             return 0
         parent_keys = {
@@ -42,9 +48,12 @@ class Sending(Rendering):
         groups: dict[str, list[NotificationRecord]] = {}
         for row in rows:
             groups.setdefault(row.channel, []).append(row)
-        counts = await asyncio.gather(
-            *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
-        )
+        try:
+            counts = await asyncio.gather(
+                *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
+            )
+        finally:
+            await self._flush()
         return sum(counts)
 
     async def _send_channel(
@@ -219,14 +228,12 @@ class Sending(Rendering):
             if not admitted:
                 self._full[channel.name] = start
         if admitted:
-            await self.outbox.update_claimed(
-                row.id, self.owner, {"admitted": True, "window_start": start}
-            )
+            # written with the row's outcome: a crash before that may take a second slot
+            self._along(row, {"admitted": True, "window_start": start})
             return True
         key = await self._digest_for(channel, start, row.severity)
-        await self.outbox.update_claimed(
-            row.id,
-            self.owner,
+        self._outcome(
+            row,
             {
                 "status": "suppressed",
                 "reason": "rate_limit",

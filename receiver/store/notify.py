@@ -94,16 +94,17 @@ class OutboxStore(OutboxReads):
 
     @translated
     async def due(self, now: datetime, limit: int) -> list[NotificationRecord]:
-        """Pending rows whose time has come, and sending rows whose lease has expired."""
-        query = {
-            "$or": [
-                {"status": "pending", "next_attempt_at": {"$lte": now}},
-                {"status": "sending", "lease_until": {"$lt": now}},
-            ]
-        }
+        """Pending rows whose time has come (equality on `status`, no `$or`: the embedded
+        server filters an `$or` in Python over the whole collection)."""
+        query = {"status": "pending", "next_attempt_at": {"$lte": now}}
         rows = await self._rows(query, [("next_attempt_at", 1)], limit)
         # the embedded server compares a `$set` datetime to the second: not yet due this second
-        return [r for r in rows if r.status != "pending" or aware(r.next_attempt_at) <= aware(now)]
+        return [r for r in rows if aware(r.next_attempt_at) <= aware(now)]
+
+    @translated
+    async def expired(self, now: datetime, limit: int) -> list[NotificationRecord]:
+        """Sending rows whose lease has expired (their worker died): due again."""
+        return await self._rows({"status": "sending", "lease_until": {"$lt": now}}, limit=limit)
 
     @translated
     async def held(self, now: datetime, limit: int) -> list[NotificationRecord]:
@@ -186,6 +187,23 @@ class OutboxStore(OutboxReads):
             return None
         found = self._valid(Notification, [doc])
         return found[0] if found else None
+
+    @translated
+    async def finish_claimed(self, outcomes: Mapping[Any, Mapping[str, Any]], owner: str) -> int:
+        """Write each row's `fields` if this worker still holds it, in one bulk write; how many
+        it still held (a row whose lease expired and was taken over is left alone)."""
+        if not outcomes:
+            return 0
+        now = utcnow()
+        ops = [
+            UpdateOne(
+                {"_id": row_id, "status": "sending", "lease_owner": owner},
+                {"$set": {**fields, "updated_at": now}},
+            )
+            for row_id, fields in outcomes.items()
+        ]
+        result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
+        return result.matched_count
 
     @translated
     async def update_claimed(self, row_id: Any, owner: str, fields: Mapping[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from beanie import Document
 from pydantic import ValidationError
+from pymongo import UpdateOne
 
 from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 from receiver.store.documents import Anomaly, Incident, Rca
@@ -72,9 +73,12 @@ class OutboxReads:
 
     @translated
     async def incidents_to_notify(self, limit: int) -> list[IncidentRecord]:
+        # no `$and`: the embedded server filters that in Python over the whole collection,
+        # while this form narrows by the `needs_notification` index first (25 ms → 2 ms at 3k
+        # incidents); `$ne` also matches an incident stored without `correlating`
         docs = (
             await Incident.get_pymongo_collection()
-            .find({"$and": [{"needs_notification": True}, {"correlating": {"$ne": True}}]})
+            .find({"needs_notification": True, "correlating": {"$ne": True}})
             .sort([("updated_at", 1)])
             .limit(limit)
             .to_list()
@@ -91,6 +95,21 @@ class OutboxReads:
             {"$set": {"needs_notification": False}},
         )
         return res.modified_count == 1
+
+    @translated
+    async def clear_many(self, incidents: Sequence[tuple[Any, str]]) -> int:
+        """`clear_needs_notification` of (id, status) pairs in one bulk write; how many."""
+        ops = [
+            UpdateOne(
+                {"_id": i, "needs_notification": True, "status": status},
+                {"$set": {"needs_notification": False}},
+            )
+            for i, status in incidents
+        ]
+        if not ops:
+            return 0
+        result = await Incident.get_pymongo_collection().bulk_write(ops, ordered=False)
+        return result.modified_count
 
     @translated
     async def incidents(self, ids: Collection[str]) -> dict[str, IncidentRecord]:
