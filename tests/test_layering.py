@@ -171,11 +171,6 @@ DATABASE_MODULES = ("beanie", "pymongo", "bson", "receiver.store.documents")
 # Being restructured by the worker/outbox/poller split; this list only shrinks.
 RESTRUCTURING = frozenset(
     {
-        "receiver/notify/outbox_book.py",
-        "receiver/notify/outbox_plan.py",
-        "receiver/notify/outbox_render.py",
-        "receiver/notify/outbox_rows.py",
-        "receiver/notify/outbox_send.py",
     }
 )
 # Not moved behind repository methods yet; this list only shrinks. Each hands a document to a

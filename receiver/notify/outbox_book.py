@@ -19,8 +19,8 @@ from receiver.notify.metrics import NotifyMetrics
 from receiver.notify.outbox_rows import STAGE, ChartSource, Facts, OutboxOptions, row_key
 from receiver.notify.render import Event, RenderOptions
 from receiver.notify.send import ERROR_LIMIT, Notifier, SendResult
+from receiver.records import NotificationRecord
 from receiver.safety import one_line
-from receiver.store.documents import Incident, Notification
 from receiver.store.notify import OutboxStore, Unreadable, validation_summary
 from receiver.store.storms import StormStore
 from receiver.work import REAL_CLOCK, Clock
@@ -55,12 +55,20 @@ class OutboxState:
         self._digests: set[str] = set()
         self._current: tuple[list[Channel], Routing] | None = None
         self._refresh_at = 0.0
+        self._leases_at = 0.0  # when to look for rows whose lease expired next (monotonic)
         self._reload = False
         # channel → start of a window known to be full: it stays full until it ends, so rows
         # in a storm are suppressed without asking the store for a slot each time
         self._full: dict[str, datetime] = {}
         # what this cycle's rows render from, read for the whole batch at once (outbox_render)
         self._facts = Facts()
+        # This cycle's outcomes, written in one bulk update when its sends are done (`_flush`)
+        # rather than one round trip per row: claimed row id → fields. Fields written with a
+        # row's outcome (`_along`: the message rendered at its first attempt, so a retry sends
+        # the same bytes; its rate-limit slot), and analysis follow-ups to insert first.
+        self._outcomes: dict[Any, dict[str, Any]] = {}
+        self._extra: dict[Any, dict[str, Any]] = {}
+        self._followups: list[NotificationRecord] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -78,10 +86,35 @@ class OutboxState:
 
 
 class Bookkeeping(OutboxState):
-    async def _sent(self, row: Notification, result: SendResult) -> None:
+    def _along(self, row: NotificationRecord, fields: dict[str, Any]) -> None:
+        """Fields of a claimed row written together with its outcome."""
+        self._extra.setdefault(row.id, {}).update(fields)
+
+    def _outcome(self, row: NotificationRecord, fields: dict[str, Any]) -> None:
+        """Record what became of a claimed row; written by the cycle's `_flush`."""
+        self._outcomes[row.id] = {**self._extra.pop(row.id, {}), **fields}
+
+    async def _flush(self) -> None:
+        """Write the cycle's follow-ups and outcomes: two commands for the whole batch.
+
+        A crash before this leaves the rows `sending` until their lease expires, and then they
+        are sent again: the same at-least-once edge as a crash between a send and its record.
+        """
+        followups, self._followups = self._followups, []
+        outcomes, self._outcomes = self._outcomes, {}
+        self._extra.clear()
+        # follow-ups first: a row marked sent without its follow-up would lose it for good
+        await self.outbox.insert_rows(followups)
+        kept = await self.outbox.finish_claimed(outcomes, self.owner)
+        if kept < len(outcomes):
+            log.warning(
+                "outbox: %d rows were finished after their lease expired", len(outcomes) - kept
+            )
+
+    async def _sent(self, row: NotificationRecord, result: SendResult) -> None:
         if row.event == Event.FIRING.value and not row.with_analysis:
-            await self.outbox.insert_row(
-                Notification(
+            self._followups.append(
+                NotificationRecord(
                     key=row_key(row.incident_id, row.channel, Event.ANALYSIS),
                     incident_id=row.incident_id,
                     group_key=row.group_key,
@@ -91,9 +124,8 @@ class Bookkeeping(OutboxState):
                     status="waiting",
                 )
             )
-        kept = await self.outbox.update_claimed(
-            row.id,
-            self.owner,
+        self._outcome(
+            row,
             {
                 "status": "sent",
                 "sent_at": self.clock.now(),
@@ -103,27 +135,24 @@ class Bookkeeping(OutboxState):
                 "lease_until": None,
             },
         )
-        if not kept:
-            log.warning("outbox: %s was sent after its lease expired", row.key)
         if row.event == Event.DIGEST.value:
             self.metrics.digests.labels(row.channel).inc()
         else:
             self.metrics.sent.labels(row.channel).inc()
 
-    async def _failed(self, row: Notification, result: SendResult) -> None:
+    async def _failed(self, row: NotificationRecord, result: SendResult) -> None:
         if not result.retryable:
             await self._finish(row, "failed", "permanent", result.error, result.parts_sent)
             self.metrics.failed.labels(row.channel, "permanent").inc()
             return
-        if row.attempts >= self.options.max_attempts:
+        if row.attempts >= self.options.retry.max_attempts:
             await self._finish(row, "failed", "exhausted", result.error, result.parts_sent)
             self.metrics.failed.labels(row.channel, "exhausted").inc()
             log.error("outbox: giving up on %s after %d attempts", row.key, row.attempts)
             return
         delay = self.options.backoff(row.attempts, result.retry_after)
-        await self.outbox.update_claimed(
-            row.id,
-            self.owner,
+        self._outcome(
+            row,
             {
                 "status": "pending",
                 "next_attempt_at": self.clock.now() + timedelta(seconds=delay),
@@ -135,14 +164,19 @@ class Bookkeeping(OutboxState):
         self.metrics.failed.labels(row.channel, "transient").inc()
 
     async def _finish(
-        self, row: Notification, status: str, reason: str, error: str = "", parts_sent: int = 0
+        self,
+        row: NotificationRecord,
+        status: str,
+        reason: str,
+        error: str = "",
+        parts_sent: int = 0,
     ) -> None:
         fields: dict[str, Any] = {"status": status, "reason": reason, "lease_until": None}
         if error:
             fields["last_error"] = error
         if parts_sent:
             fields["parts_sent"] = parts_sent
-        await self.outbox.update_claimed(row.id, self.owner, fields)
+        self._outcome(row, fields)
 
     def _masked(self, text: str) -> str:
         """`text` on one capped line with every configured channel's URL and secrets masked."""
@@ -163,18 +197,17 @@ class Bookkeeping(OutboxState):
         log.error("outbox: %s failed: %s", what, error)
         return error
 
-    async def _poisoned(self, row: Notification, step: str, err: BaseException) -> SendResult:
+    async def _poisoned(self, row: NotificationRecord, step: str, err: BaseException) -> SendResult:
         """Record an exception on the claimed row: retried with backoff, `failed` at the max."""
-        last = row.attempts >= self.options.max_attempts
+        last = row.attempts >= self.options.retry.max_attempts
         error = self._count_poison(row.key, step, err, quarantined=last)
         if last:
             await self._finish(row, "failed", "poison", error)
             self.metrics.failed.labels(row.channel, "poison").inc()
         else:
             delay = self.options.backoff(row.attempts, None)
-            await self.outbox.update_claimed(
-                row.id,
-                self.owner,
+            self._outcome(
+                row,
                 {
                     "status": "pending",
                     "next_attempt_at": self.clock.now() + timedelta(seconds=delay),
@@ -196,7 +229,7 @@ class Bookkeeping(OutboxState):
         resolved = status == Status.RESOLVED.value
         iid = str(incident_id)
         recorded = await self.outbox.insert_row(
-            Notification(
+            NotificationRecord(
                 key=f"plan:{iid}:{'resolved' if resolved else 'firing'}",
                 incident_id=iid,
                 channel="",
@@ -218,7 +251,7 @@ class Bookkeeping(OutboxState):
                 continue  # read twice in one cycle
             seen.add((item.collection, str(item.id)))
             error = self._masked(item.error)
-            if item.collection == Incident.get_pymongo_collection().name:
+            if item.incident:
                 first = await self._record_plan_failure(
                     item.id, item.raw.get("status"), "unreadable", error
                 )

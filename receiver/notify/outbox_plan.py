@@ -11,7 +11,7 @@ from receiver.notify.channels import Channel, Routing
 from receiver.notify.outbox_rows import row_key
 from receiver.notify.outbox_send import Sending
 from receiver.notify.render import Event
-from receiver.store.documents import Incident, Notification
+from receiver.records import IncidentRecord, NotificationRecord
 from receiver.store.storms import STORM_SOURCE
 from receiver.timeutil import aware
 
@@ -30,9 +30,9 @@ class Planning(Sending):
         assert self._current is not None
         channels, routing = self._current
         now = self.clock.now()
-        rows: list[Notification] = []
+        rows: list[NotificationRecord] = []
         unrouted: set[str] = set()
-        planned: list[Incident] = []
+        planned: list[IncidentRecord] = []
         for incident in incidents:
             try:
                 mine, routed = self._plan_incident(incident, channels, routing, now)
@@ -45,9 +45,14 @@ class Planning(Sending):
             if not routed:
                 unrouted.add(str(incident.id))
         await self.outbox.insert_rows(rows)
+        # one write for the batch; the rare unrouted ones alone, to count those it cleared
+        await self.outbox.clear_many(
+            [(i.id, i.status) for i in planned if str(i.id) not in unrouted]
+        )
         for incident in planned:
-            cleared = await self.outbox.clear_needs_notification(incident.id, incident.status)
-            if cleared and str(incident.id) in unrouted:
+            if str(incident.id) not in unrouted:
+                continue
+            if await self.outbox.clear_needs_notification(incident.id, incident.status):
                 self.metrics.suppressed.labels("unrouted").inc()
         members = sum(1 for r in rows if r.reason == "storm")
         if members:
@@ -55,8 +60,8 @@ class Planning(Sending):
         return len(incidents)
 
     def _plan_incident(
-        self, incident: Incident, channels: list[Channel], routing: Routing, now: datetime
-    ) -> tuple[list[Notification], bool]:
+        self, incident: IncidentRecord, channels: list[Channel], routing: Routing, now: datetime
+    ) -> tuple[list[NotificationRecord], bool]:
         """The rows of one flagged incident, and whether a channel takes its current event."""
         iid = str(incident.id)
         wait = self.options.rca_wait
@@ -64,7 +69,7 @@ class Planning(Sending):
             wait += self.options.storm_settle  # its analysis waits for the burst to settle
         severity = Severity.parse(incident.severity)
         common = {"incident_id": iid, "group_key": incident.key, "severity": severity.value}
-        rows: list[Notification] = []
+        rows: list[NotificationRecord] = []
         routed = True
         firing = routing.select(channels, severity, Event.FIRING)
         if not firing and incident.status == Status.FIRING.value:
@@ -72,7 +77,7 @@ class Planning(Sending):
         member = bool(incident.storm_id)
         for channel in firing:
             rows.append(
-                Notification(
+                NotificationRecord(
                     key=row_key(iid, channel.name, Event.FIRING),
                     channel=channel.name,
                     event=Event.FIRING.value,
@@ -94,7 +99,7 @@ class Planning(Sending):
             routed = False
         for channel in resolved:
             rows.append(
-                Notification(
+                NotificationRecord(
                     key=row_key(iid, channel.name, Event.RESOLVED),
                     channel=channel.name,
                     event=Event.RESOLVED.value,
@@ -106,11 +111,11 @@ class Planning(Sending):
 
     def _storm_update(
         self,
-        storm: Incident,
+        storm: IncidentRecord,
         channels: list[Channel],
         now: datetime,
         common: dict[str, Any],
-    ) -> list[Notification]:
+    ) -> list[NotificationRecord]:
         """An update row per channel when members joined after the storm's last message.
 
         Keyed by the follow-up interval it is due at the end of, so however many members
@@ -123,7 +128,7 @@ class Planning(Sending):
         bucket = int(now.timestamp() // step)
         due = datetime.fromtimestamp((bucket + 1) * step, UTC)
         return [
-            Notification(
+            NotificationRecord(
                 key=f"{storm.id}:{channel.name}:{Event.UPDATE.value}:{bucket}",
                 channel=channel.name,
                 event=Event.UPDATE.value,

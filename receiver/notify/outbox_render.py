@@ -21,8 +21,8 @@ from receiver.notify.outbox_rows import (
 )
 from receiver.notify.render import Event, Message, render
 from receiver.notify.storm_render import StormFacts, StormMember, render_storm
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord, NotificationRecord
 from receiver.store.convert import episode_signal, incident_view, rca_analysis
-from receiver.store.documents import Anomaly, Incident, Notification, Rca
 from receiver.store.repo import StoreError
 from receiver.store.storms import STORM_SOURCE
 from receiver.timeutil import aware
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class Rendering(Bookkeeping):
-    async def _message(self, row: Notification, channel: Channel) -> Message | None:
+    async def _message(self, row: NotificationRecord, channel: Channel) -> Message | None:
         """The row's message: rendered at the first attempt, the stored copy afterwards."""
         if row.message is not None:
             return message_from_doc(row.message)
@@ -45,11 +45,11 @@ class Rendering(Bookkeeping):
         }
         if row.event == Event.DIGEST.value:
             fields["digest_count"] = count
-        await self.outbox.update_claimed(row.id, self.owner, fields)
+        self._along(row, fields)
         row.with_analysis = with_analysis
         return message
 
-    async def _prefetch(self, rows: Sequence[Notification]) -> None:
+    async def _prefetch(self, rows: Sequence[NotificationRecord]) -> None:
         """Read what the rows to render need for the whole batch (see `Facts`)."""
         ids = {
             r.incident_id
@@ -77,7 +77,9 @@ class Rendering(Bookkeeping):
             return
         self._facts = facts
 
-    async def _render(self, row: Notification, email: bool) -> tuple[Message, bool, int] | None:
+    async def _render(
+        self, row: NotificationRecord, email: bool
+    ) -> tuple[Message, bool, int] | None:
         if row.event == Event.DIGEST.value:
             return await self._render_digest(row)
         event = Event(row.event)
@@ -113,7 +115,10 @@ class Rendering(Bookkeeping):
         return message, analysis is not None, len(view.signals)
 
     async def _chart(
-        self, incident: Incident, episodes: Sequence[Anomaly], rca: Rca | None
+        self,
+        incident: IncidentRecord,
+        episodes: Sequence[EpisodeRecord],
+        rca: AnalysisRecord | None,
     ) -> bytes | None:
         """The email's evidence chart; any failure leaves it out rather than delay the page."""
         if self.charts is None or not episodes:
@@ -126,7 +131,7 @@ class Rendering(Bookkeeping):
             return None
 
     async def _render_storm(
-        self, storm: Incident, event: Event
+        self, storm: IncidentRecord, event: Event
     ) -> tuple[Message, bool, int] | None:
         members = await self.storms.members(str(storm.id))
         rca = await self.outbox.latest_analysis(str(storm.id))
@@ -148,7 +153,7 @@ class Rendering(Bookkeeping):
         message = render_storm(facts, event, analysis, self.render_options)
         return message, analysis is not None, len(members)
 
-    async def _render_digest(self, row: Notification) -> tuple[Message, bool, int] | None:
+    async def _render_digest(self, row: NotificationRecord) -> tuple[Message, bool, int] | None:
         members = await self.outbox.digest_members(row.key)
         ids = {m.incident_id for m in members}
         if not ids:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,8 +11,9 @@ from typing import Any
 
 from receiver.domain import Severity
 from receiver.notify.render import Attachment, Event, Message
+from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord, NotificationRecord
+from receiver.retry import RetryPolicy
 from receiver.settings import Settings
-from receiver.store.documents import Anomaly, Incident, Notification, Rca
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,13 @@ DIGEST_GRACE = timedelta(seconds=1)
 REFRESH_SECONDS = 1.0
 CHART_TIMEOUT = 10.0  # a chart that takes longer is left out; the email goes without it
 STAGE = "outbox"  # label of pipeline_item_errors_total
+# the stages' one backoff formula with the outbox's defaults (NOTIFY_RETRY_*, NOTIFY_MAX_ATTEMPTS)
+RETRY = RetryPolicy(base_seconds=5.0, cap_seconds=600.0, max_attempts=8)
 
 # The main evidence chart of an incident as PNG, None when there is nothing to draw.
-ChartSource = Callable[[Incident, Sequence[Anomaly], Rca | None], Awaitable[bytes | None]]
+ChartSource = Callable[
+    [IncidentRecord, Sequence[EpisodeRecord], AnalysisRecord | None], Awaitable[bytes | None]
+]
 
 
 def row_key(incident_id: str, channel: str, event: Event) -> str:
@@ -44,9 +48,9 @@ class Facts:
     """Incidents, their newest episodes and current analyses for one cycle's due rows, read in
     three queries for the batch instead of three per row (the store serialises every query)."""
 
-    incidents: dict[str, Incident] = field(default_factory=dict)
-    episodes: dict[str, list[Anomaly]] = field(default_factory=dict)
-    analyses: dict[str, Rca] = field(default_factory=dict)
+    incidents: dict[str, IncidentRecord] = field(default_factory=dict)
+    episodes: dict[str, list[EpisodeRecord]] = field(default_factory=dict)
+    analyses: dict[str, AnalysisRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,11 @@ class OutboxOptions:
     rca_wait: timedelta = timedelta(seconds=30)
     rate_limit: int = 20  # per channel per window; 0 = no limit
     rate_window: timedelta = timedelta(seconds=60)
-    max_attempts: int = 8
-    retry_base: float = 5.0
-    retry_max: float = 600.0
+    retry: RetryPolicy = RETRY
     lease: timedelta = timedelta(seconds=300)
     poll: float = 1.0
     followup_max: timedelta = timedelta(hours=1)
     batch: int = 200
-    jitter: float = 0.5  # a retry waits between (1 - jitter) and 1 x the backoff
     channel_concurrency: int = 8  # rows of one channel sent at once (one incident's in order)
     storm_followup: timedelta = timedelta(seconds=60)  # at most one storm update per interval
     storm_settle: timedelta = timedelta(seconds=15)  # a storm's analysis may wait this long more
@@ -72,9 +73,11 @@ class OutboxOptions:
             rca_wait=timedelta(seconds=settings.notify_rca_wait_seconds),
             rate_limit=settings.notify_rate_limit,
             rate_window=timedelta(seconds=settings.notify_rate_window_seconds),
-            max_attempts=settings.notify_max_attempts,
-            retry_base=settings.notify_retry_base_seconds,
-            retry_max=settings.notify_retry_max_seconds,
+            retry=RetryPolicy(
+                base_seconds=settings.notify_retry_base_seconds,
+                cap_seconds=settings.notify_retry_max_seconds,
+                max_attempts=settings.notify_max_attempts,
+            ),
             lease=timedelta(seconds=settings.notify_lease_seconds),
             poll=settings.notify_poll_seconds,
             followup_max=timedelta(seconds=settings.notify_followup_max_seconds),
@@ -83,29 +86,23 @@ class OutboxOptions:
             storm_settle=timedelta(seconds=settings.storm_settle_seconds),
         )
 
-    def backoff(
-        self,
-        attempts: int,
-        retry_after: float | None,
-        rand: Callable[[], float] = random.random,
-    ) -> float:
-        """Seconds before attempt `attempts + 1`: base x 2^(n-1), capped, minus up to `jitter`
-        of it at random (replicas and rows that failed together do not retry together);
-        Retry-After is a floor."""
-        delay: float = min(self.retry_max, self.retry_base * 2.0 ** max(0, attempts - 1))
-        delay *= 1.0 - self.jitter * rand()
+    def backoff(self, attempts: int, retry_after: float | None, rand: float | None = None) -> float:
+        """Seconds before attempt `attempts + 1`: `RetryPolicy.delay` (base x 2^(n-1), capped,
+        ± its jitter, so rows that failed together do not retry together); a channel's
+        Retry-After is a floor, itself capped."""
+        delay = self.retry.delay(attempts, rand)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.retry_max))
+            delay = max(delay, min(retry_after, self.retry.cap_seconds))
         return delay
 
 
-def _rate_limited(row: Notification) -> bool:
+def _rate_limited(row: NotificationRecord) -> bool:
     """Messages below critical count against the budget (and may be digested); digests and
     every message of a critical incident do not."""
     return row.event != Event.DIGEST.value and row.severity != Severity.CRITICAL.value
 
 
-def _suppressible(row: Notification) -> bool:
+def _suppressible(row: NotificationRecord) -> bool:
     """A rate-limited first message that has not taken a rate-limit slot yet."""
     return (
         _rate_limited(row)

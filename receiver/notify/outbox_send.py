@@ -12,6 +12,7 @@ from receiver.notify.outbox_render import Rendering
 from receiver.notify.outbox_rows import (
     DIGEST_GRACE,
     FOLLOWUPS,
+    REFRESH_SECONDS,
     UNFINISHED,
     _rate_limited,
     _suppressible,
@@ -20,7 +21,7 @@ from receiver.notify.outbox_rows import (
 )
 from receiver.notify.render import Event
 from receiver.notify.send import SendResult
-from receiver.store.documents import Notification
+from receiver.records import NotificationRecord
 from receiver.store.repo import StoreError
 from receiver.timeutil import aware
 
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 class Sending(Rendering):
     async def send_due(self, channels: list[Channel]) -> int:
         """Send due rows, channels in parallel, rows of one channel in order."""
-        rows = await self.outbox.due(self.clock.now(), self.options.batch)
+        now = self.clock.now()
+        rows = await self.outbox.due(now, self.options.batch)
+        if self.clock.monotonic() >= self._leases_at:
+            # a dead worker's rows wait out a lease of minutes: looking once a second is enough
+            self._leases_at = self.clock.monotonic() + REFRESH_SECONDS
+            rows += await self.outbox.expired(now, self.options.batch)
         if not rows:
             return 0
         parent_keys = {
@@ -39,16 +45,22 @@ class Sending(Rendering):
         parents = await self.outbox.statuses(parent_keys)
         await self._prefetch(rows)
         by_name = {c.name: c for c in channels}
-        groups: dict[str, list[Notification]] = {}
+        groups: dict[str, list[NotificationRecord]] = {}
         for row in rows:
             groups.setdefault(row.channel, []).append(row)
-        counts = await asyncio.gather(
-            *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
-        )
+        try:
+            counts = await asyncio.gather(
+                *(self._send_channel(by_name.get(n), items, parents) for n, items in groups.items())
+            )
+        finally:
+            await self._flush()
         return sum(counts)
 
     async def _send_channel(
-        self, channel: Channel | None, rows: list[Notification], parents: dict[str, Notification]
+        self,
+        channel: Channel | None,
+        rows: list[NotificationRecord],
+        parents: dict[str, NotificationRecord],
     ) -> int:
         """Send one channel's due rows: up to `channel_concurrency` at once, the rows of one
         incident in order. A channel that fails with a retryable error stops taking rows this
@@ -68,7 +80,7 @@ class Sending(Rendering):
                     log.warning("outbox: %s while suppressing on %s", err, channel.name)
                     return handled
                 done.update(r.id for r in bulk)
-        threads: dict[str, list[Notification]] = {}
+        threads: dict[str, list[NotificationRecord]] = {}
         for row in rows:
             if row.id not in done:
                 threads.setdefault(row.incident_id or row.key, []).append(row)
@@ -76,7 +88,7 @@ class Sending(Rendering):
         stopped = False
         sent = 0
 
-        async def send_thread(items: list[Notification]) -> None:
+        async def send_thread(items: list[NotificationRecord]) -> None:
             nonlocal stopped, sent
             async with slots:
                 for row in items:
@@ -104,7 +116,10 @@ class Sending(Rendering):
         return handled + sent
 
     async def _deliver(
-        self, row: Notification, channel: Channel | None, parents: dict[str, Notification]
+        self,
+        row: NotificationRecord,
+        channel: Channel | None,
+        parents: dict[str, NotificationRecord],
     ) -> SendResult | None:
         """Handle one due row; None when it was not ours to handle (yet)."""
         now = self.clock.now()
@@ -168,7 +183,7 @@ class Sending(Rendering):
         key = digest_key(channel.name, start)
         if key not in self._digests:
             await self.outbox.insert_row(
-                Notification(
+                NotificationRecord(
                     key=key,
                     channel=channel.name,
                     event=Event.DIGEST.value,
@@ -182,7 +197,7 @@ class Sending(Rendering):
         return key
 
     async def _suppress_many(
-        self, channel: Channel, rows: list[Notification], start: datetime
+        self, channel: Channel, rows: list[NotificationRecord], start: datetime
     ) -> int:
         key = await self._digest_for(channel, start, rows[0].severity)
         count = await self.outbox.suppress_due(
@@ -199,7 +214,7 @@ class Sending(Rendering):
         self.metrics.suppressed.labels("rate_limit").inc(count)
         return count
 
-    async def _admit(self, row: Notification, channel: Channel, now: datetime) -> bool:
+    async def _admit(self, row: NotificationRecord, channel: Channel, now: datetime) -> bool:
         """Take a rate-limit slot once per row; beyond the limit, suppress it into a digest."""
         limit = self.options.rate_limit
         if not _rate_limited(row) or row.admitted or limit <= 0:
@@ -213,14 +228,12 @@ class Sending(Rendering):
             if not admitted:
                 self._full[channel.name] = start
         if admitted:
-            await self.outbox.update_claimed(
-                row.id, self.owner, {"admitted": True, "window_start": start}
-            )
+            # written with the row's outcome: a crash before that may take a second slot
+            self._along(row, {"admitted": True, "window_start": start})
             return True
         key = await self._digest_for(channel, start, row.severity)
-        await self.outbox.update_claimed(
-            row.id,
-            self.owner,
+        self._outcome(
+            row,
             {
                 "status": "suppressed",
                 "reason": "rate_limit",

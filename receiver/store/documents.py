@@ -110,6 +110,8 @@ class Notification(Document, NotificationRecord):
         name = "notifications"
         indexes = [
             IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)], name="due"),
+            # the embedded server uses single-field indexes only: the queue reads by status
+            IndexModel([("status", ASCENDING)], name="status"),
             IndexModel([("incident_id", ASCENDING)], name="incident"),
             IndexModel([("digest_key", ASCENDING)], name="digest"),
             IndexModel([("channel", ASCENDING), ("created_at", DESCENDING)], name="channel"),

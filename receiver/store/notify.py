@@ -1,63 +1,30 @@
 """Store operations of the notification stage: the outbox (`notifications`), rate windows
-(`notify_windows`), channel configuration (`settings`), and the reads the outbox needs from
-incidents, episodes and analyses. What a row *means* lives in `receiver.notify.outbox`."""
+(`notify_windows`) and channel configuration (`settings`); the reads of incidents, episodes and
+analyses are in `outbox_reads`. What a row *means* lives in `receiver.notify.outbox`."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from beanie import Document, PydanticObjectId
-from pydantic import ValidationError
+from beanie import PydanticObjectId
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from receiver.store.documents import (
-    Anomaly,
-    Incident,
-    Notification,
-    RateWindow,
-    Rca,
-    StoredSetting,
-    utcnow,
-)
-from receiver.store.repo import Store, object_id, translated
-from receiver.store.valid import valid
+from receiver.records import NotificationRecord
+from receiver.store.documents import Notification, RateWindow, StoredSetting, utcnow
+from receiver.store.outbox_reads import OutboxReads, Unreadable, validation_summary
+from receiver.store.repo import translated
 from receiver.timeutil import aware
 
 ACTIVE = ("pending", "sending", "waiting")
 # Fields a row cannot be read without; the others fall back to their defaults when unset.
 ROW_REQUIRED = ("key", "channel", "event")
 
-D = TypeVar("D", bound=Document)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A stored document that does not fit its model: which fields, and why (values left out:
-    they may be huge or carry secrets)."""
-
-    collection: str
-    id: Any
-    fields: tuple[str, ...]
-    error: str
-    raw: Mapping[str, Any]
-
-
-def validation_summary(err: ValidationError) -> str:
-    """`field: problem; ...` without the offending values (huge, or secrets) or doc links."""
-    problems = err.errors(include_url=False, include_input=False, include_context=False)
-    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:5])
-
-
-def _unreadable(collection: str, doc: Mapping[str, Any], err: ValidationError) -> Unreadable:
-    problems = err.errors(include_url=False, include_input=False, include_context=False)
-    fields = tuple(dict.fromkeys(str(p["loc"][0]) for p in problems if p["loc"]))
-    error = f"unreadable {collection}: {validation_summary(err)}"
-    return Unreadable(collection, doc.get("_id"), fields, error, doc)
+# importable from here, where the outbox's store is
+__all__ = ["ACTIVE", "OutboxStore", "Unreadable", "validation_summary"]
 
 
 def _from_ts(value: float) -> datetime:
@@ -79,127 +46,35 @@ async def _each(
     return result.modified_count
 
 
-class OutboxStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        # documents the worker's reads skipped because they do not fit their model; the worker
-        # takes them (`take_unreadable`) and sets them aside, so one bad document never fails
-        # a whole read
-        self._unreadable: list[Unreadable] = []
+def _row_document(row: NotificationRecord) -> dict[str, Any]:
+    """A row handed in by the outbox as the document to insert (the server assigns `_id`).
 
-    def take_unreadable(self) -> list[Unreadable]:
-        found, self._unreadable = self._unreadable, []
-        return found
+    `Notification` adds only its collection and indexes to the record's fields, so the record's
+    fields are the document's: no second validation of every row of a storm."""
+    return row.model_dump(exclude={"id"})
 
-    def _valid(self, model: type[D], docs: Sequence[Mapping[str, Any]]) -> list[D]:
-        name = model.get_pymongo_collection().name
 
-        def unreadable(doc: Mapping[str, Any], err: ValidationError) -> None:
-            self._unreadable.append(_unreadable(name, doc, err))
-
-        return valid(model, docs, unreadable)
-
+class OutboxStore(OutboxReads):
     async def _rows(
         self, query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = (), limit: int = 0
-    ) -> list[Notification]:
-        """Rows matching `query`, each validated alone (see `_unreadable`)."""
+    ) -> list[NotificationRecord]:
+        """Rows matching `query`, each validated alone (see `Unreadable`)."""
         cursor = Notification.get_pymongo_collection().find(dict(query))
         if sort:
             cursor = cursor.sort(list(sort))
         if limit:
             cursor = cursor.limit(limit)
-        return self._valid(Notification, await cursor.to_list())
-
-    # incidents, episodes, analyses ----------------------------------------------------------
-
-    @translated
-    async def incidents_to_notify(self, limit: int) -> list[Incident]:
-        docs = (
-            await Incident.get_pymongo_collection()
-            .find({"$and": [{"needs_notification": True}, {"correlating": {"$ne": True}}]})
-            .sort([("updated_at", 1)])
-            .limit(limit)
-            .to_list()
-        )
-        return self._valid(Incident, docs)
-
-    @translated
-    async def clear_needs_notification(self, incident_id: Any, status: str) -> bool:
-        """Clear the flag unless the incident changed status since it was read (a resolve
-        that landed meanwhile sets the flag again and must be planned too)."""
-        res = await Incident.get_pymongo_collection().update_one(
-            {"_id": incident_id, "needs_notification": True, "status": status},
-            {"$set": {"needs_notification": False}},
-        )
-        return res.modified_count == 1
-
-    @translated
-    async def incidents(self, ids: Collection[str]) -> dict[str, Incident]:
-        oids = [oid for oid in (object_id(i) for i in ids) if oid is not None]
-        if not oids:
-            return {}
-        found = await Incident.find({"_id": {"$in": oids}}).to_list()
-        return {str(i.id): i for i in found}
-
-    @translated
-    async def episodes(self, ids: Collection[str], per_incident: int) -> dict[str, list[Anomaly]]:
-        """Episodes of each incident, newest first, at most `per_incident` each."""
-        if not ids:
-            return {}
-        found = (
-            await Anomaly.find({"incident_id": {"$in": sorted(ids)}}).sort("-starts_at").to_list()
-        )
-        out: dict[str, list[Anomaly]] = {}
-        for episode in found:
-            bucket = out.setdefault(episode.incident_id, [])
-            if len(bucket) < per_incident:
-                bucket.append(episode)
-        return out
-
-    @translated
-    async def analysed(self, incident_ids: Collection[str]) -> set[str]:
-        """The incidents among `incident_ids` that have at least one stored analysis."""
-        if not incident_ids:
-            return set()
-        found = await Rca.get_pymongo_collection().distinct(
-            "incident_id", {"incident_id": {"$in": sorted(incident_ids)}}
-        )
-        return {str(i) for i in found}
-
-    @translated
-    async def latest_analysis(self, incident_id: str) -> Rca | None:
-        """The current analysis: the newest `rca` document of the incident."""
-        found = (
-            await Rca.find({"incident_id": incident_id})
-            .sort("-created_at", "-_id")
-            .limit(1)
-            .to_list()
-        )
-        return found[0] if found else None
-
-    @translated
-    async def latest_analyses(self, incident_ids: Collection[str]) -> dict[str, Rca]:
-        """`latest_analysis` of many incidents in one query (those without one are absent)."""
-        if not incident_ids:
-            return {}
-        found = (
-            await Rca.find({"incident_id": {"$in": sorted(incident_ids)}})
-            .sort("-created_at", "-_id")
-            .to_list()
-        )
-        out: dict[str, Rca] = {}
-        for rca in found:
-            out.setdefault(rca.incident_id, rca)
-        return out
+        rows: list[NotificationRecord] = list(self._valid(Notification, await cursor.to_list()))
+        return rows
 
     # outbox rows ----------------------------------------------------------------------------
 
     @translated
-    async def insert_rows(self, rows: Sequence[Notification]) -> int:
+    async def insert_rows(self, rows: Sequence[NotificationRecord]) -> int:
         """Insert rows whose key is new; return how many were inserted (others existed)."""
         if not rows:
             return 0
-        docs = [r.model_dump(by_alias=True, exclude={"id"}) for r in rows]
+        docs = [_row_document(r) for r in rows]
         try:
             await Notification.get_pymongo_collection().insert_many(docs, ordered=False)
         except BulkWriteError as err:
@@ -210,30 +85,29 @@ class OutboxStore:
         return len(docs)
 
     @translated
-    async def insert_row(self, row: Notification) -> bool:
+    async def insert_row(self, row: NotificationRecord) -> bool:
         try:
-            await Notification.get_pymongo_collection().insert_one(
-                row.model_dump(by_alias=True, exclude={"id"})
-            )
+            await Notification.get_pymongo_collection().insert_one(_row_document(row))
         except DuplicateKeyError:
             return False
         return True
 
     @translated
-    async def due(self, now: datetime, limit: int) -> list[Notification]:
-        """Pending rows whose time has come, and sending rows whose lease has expired."""
-        query = {
-            "$or": [
-                {"status": "pending", "next_attempt_at": {"$lte": now}},
-                {"status": "sending", "lease_until": {"$lt": now}},
-            ]
-        }
+    async def due(self, now: datetime, limit: int) -> list[NotificationRecord]:
+        """Pending rows whose time has come (equality on `status`, no `$or`: the embedded
+        server filters an `$or` in Python over the whole collection)."""
+        query = {"status": "pending", "next_attempt_at": {"$lte": now}}
         rows = await self._rows(query, [("next_attempt_at", 1)], limit)
         # the embedded server compares a `$set` datetime to the second: not yet due this second
-        return [r for r in rows if r.status != "pending" or aware(r.next_attempt_at) <= aware(now)]
+        return [r for r in rows if aware(r.next_attempt_at) <= aware(now)]
 
     @translated
-    async def held(self, now: datetime, limit: int) -> list[Notification]:
+    async def expired(self, now: datetime, limit: int) -> list[NotificationRecord]:
+        """Sending rows whose lease has expired (their worker died): due again."""
+        return await self._rows({"status": "sending", "lease_until": {"$lt": now}}, limit=limit)
+
+    @translated
+    async def held(self, now: datetime, limit: int) -> list[NotificationRecord]:
         """Pending first messages still inside their wait for the analysis."""
         return await self._rows({"status": "pending", "hold_until": {"$gt": now}}, limit=limit)
 
@@ -258,7 +132,7 @@ class OutboxStore:
         )
 
     @translated
-    async def waiting(self, limit: int) -> list[Notification]:
+    async def waiting(self, limit: int) -> list[NotificationRecord]:
         return await self._rows({"status": "waiting"}, [("created_at", 1)], limit)
 
     @translated
@@ -278,7 +152,7 @@ class OutboxStore:
     @translated
     async def claim(
         self, row_id: Any, now: datetime, owner: str, lease: timedelta
-    ) -> Notification | None:
+    ) -> NotificationRecord | None:
         """Take the row for sending if it is still due; None when another worker has it.
 
         One atomic update on (_id, pending and due | sending with an expired lease): of two
@@ -313,6 +187,23 @@ class OutboxStore:
             return None
         found = self._valid(Notification, [doc])
         return found[0] if found else None
+
+    @translated
+    async def finish_claimed(self, outcomes: Mapping[Any, Mapping[str, Any]], owner: str) -> int:
+        """Write each row's `fields` if this worker still holds it, in one bulk write; how many
+        it still held (a row whose lease expired and was taken over is left alone)."""
+        if not outcomes:
+            return 0
+        now = utcnow()
+        ops = [
+            UpdateOne(
+                {"_id": row_id, "status": "sending", "lease_owner": owner},
+                {"$set": {**fields, "updated_at": now}},
+            )
+            for row_id, fields in outcomes.items()
+        ]
+        result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
+        return result.matched_count
 
     @translated
     async def update_claimed(self, row_id: Any, owner: str, fields: Mapping[str, Any]) -> bool:
@@ -353,20 +244,20 @@ class OutboxStore:
         return before is not None and before.get("reason") != "unreadable"
 
     @translated
-    async def statuses(self, keys: Collection[str]) -> dict[str, Notification]:
+    async def statuses(self, keys: Collection[str]) -> dict[str, NotificationRecord]:
         if not keys:
             return {}
         found = await self._rows({"key": {"$in": sorted(keys)}})
         return {r.key: r for r in found}
 
     @translated
-    async def digest_members(self, digest_key: str) -> list[Notification]:
+    async def digest_members(self, digest_key: str) -> list[NotificationRecord]:
         return await self._rows({"digest_key": digest_key})
 
     @translated
     async def list_rows(
         self, filters: Mapping[str, Any], skip: int, limit: int
-    ) -> tuple[list[Notification], int]:
+    ) -> tuple[list[NotificationRecord], int]:
         """A page of rows, newest first, and the total; an unreadable row is left out of the
         page (the worker sets it aside) rather than failing the listing."""
         total = await self.store.count(Notification, filters)
@@ -378,10 +269,11 @@ class OutboxStore:
             .limit(limit)
             .to_list()
         )
-        return self._valid(Notification, docs), total
+        rows: list[NotificationRecord] = list(self._valid(Notification, docs))
+        return rows, total
 
     @translated
-    async def last_row(self, channel: str, statuses: Sequence[str]) -> Notification | None:
+    async def last_row(self, channel: str, statuses: Sequence[str]) -> NotificationRecord | None:
         found = await self._rows(
             {"channel": channel, "status": {"$in": list(statuses)}},
             [("updated_at", -1), ("_id", -1)],

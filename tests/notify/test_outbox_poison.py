@@ -12,6 +12,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from receiver.notify.outbox import OutboxOptions
+from receiver.retry import RetryPolicy
 from receiver.settings import Settings
 from receiver.store.documents import utcnow
 from receiver.store.embedded import EmbeddedStore
@@ -157,24 +158,28 @@ async def test_poisoned_rows_fail_alone_and_the_next_row_is_sent(
     assert counter(text, "notifications_failed_total", channel="slack", reason="unreadable") == 1
 
 
-def test_backoff_is_exponential_capped_and_jittered() -> None:
-    """Each retry waits base x 2^(n-1) less up to half of it at random, capped; Retry-After
-    is a floor."""
-    options = OutboxOptions(retry_base=5.0, retry_max=60.0, jitter=0.5)
-    assert [options.backoff(n, None, rand=lambda: 0.0) for n in (1, 2, 3, 4, 5)] == [
+def test_backoff_is_the_stages_retry_policy_with_retry_after_as_a_floor() -> None:
+    """A retry waits what `RetryPolicy.delay` says (base x 2^(n-1), capped, ± its jitter),
+    the formula every stage uses; Retry-After is a floor, itself capped."""
+    policy = RetryPolicy(base_seconds=5.0, cap_seconds=60.0, max_attempts=8, jitter=0.2)
+    options = OutboxOptions(retry=policy)
+    assert [options.backoff(n, None, rand=0.5) for n in (1, 2, 3, 4, 5)] == [
         5.0,
         10.0,
         20.0,
         40.0,
         60.0,
     ]
-    assert options.backoff(3, None, rand=lambda: 1.0) == 10.0
-    assert options.backoff(3, None, rand=lambda: 0.5) == 15.0
-    assert options.backoff(1, 30.0, rand=lambda: 1.0) == 30.0
-    assert options.backoff(1, 3600.0, rand=lambda: 0.0) == 60.0
+    assert [options.backoff(n, None, rand=r) for n in (1, 3) for r in (0.0, 1.0)] == [
+        policy.delay(n, r) for n in (1, 3) for r in (0.0, 1.0)
+    ]
+    assert options.backoff(3, None, rand=0.0) == pytest.approx(16.0)
+    assert options.backoff(3, None, rand=1.0) == pytest.approx(24.0)
+    assert options.backoff(1, 30.0, rand=1.0) == 30.0
+    assert options.backoff(1, 3600.0, rand=0.0) == 60.0
     spread = {options.backoff(4, None) for _ in range(50)}
     assert len(spread) > 1
-    assert all(20.0 <= d <= 40.0 for d in spread)
+    assert all(32.0 <= d <= 48.0 for d in spread)
 
 
 async def test_hostile_webhook_text_does_not_stop_the_outbox(
