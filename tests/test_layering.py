@@ -168,19 +168,6 @@ def test_the_checker_sees_a_backwards_import() -> None:
 
 DATABASE_MODULES = ("beanie", "pymongo", "bson", "receiver.store.documents")
 
-# Being restructured by the worker/outbox/poller split; this list only shrinks.
-RESTRUCTURING = frozenset(
-    {
-    }
-)
-# Not moved behind repository methods yet; this list only shrinks. Each hands a document to a
-# RESTRUCTURING module typed with it (ingest/commit takes a Delivery, ui/evidence an Incident,
-# the storm correlator's store returns Incident lists it passes back).
-NOT_YET_MOVED = frozenset(
-    {
-    }
-)
-
 
 def _database_imports(tree: ast.AST) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
@@ -203,22 +190,11 @@ def test_only_the_store_imports_the_database() -> None:
     bad = []
     for path in sorted(ROOT.rglob("*.py")):
         source = str(path.relative_to(ROOT.parent))
-        if _top(path) == "store" or source in RESTRUCTURING | NOT_YET_MOVED:
+        if _top(path) == "store":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         bad += [f"{source}:{line}: imports {name}" for line, name in _database_imports(tree)]
     assert bad == []
-
-
-def test_the_exemptions_are_still_needed() -> None:
-    """An exempt module that no longer imports the database leaves the allow-list."""
-    stale = [
-        source
-        for source in sorted(RESTRUCTURING | NOT_YET_MOVED)
-        if (ROOT.parent / source).is_file()
-        and not _database_imports(ast.parse((ROOT.parent / source).read_text(encoding="utf-8")))
-    ]
-    assert stale == []
 
 
 def test_the_database_rule_sees_every_import_form() -> None:
