@@ -206,15 +206,6 @@ class OutboxStore(OutboxReads):
         return result.matched_count
 
     @translated
-    async def update_claimed(self, row_id: Any, owner: str, fields: Mapping[str, Any]) -> bool:
-        """Write `fields` to a row this worker holds; False if the lease was lost."""
-        res = await Notification.get_pymongo_collection().update_one(
-            {"_id": row_id, "status": "sending", "lease_owner": owner},
-            {"$set": {**fields, "updated_at": utcnow()}},
-        )
-        return res.modified_count == 1
-
-    @translated
     async def set_aside(self, item: Unreadable, error: str) -> bool:
         """Fail an unreadable row for good and make it readable again (bad fields unset,
         required ones replaced). False if it is gone or was already set aside."""
