@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import httpx
@@ -88,7 +88,11 @@ def email_charts(settings: Settings, http: httpx.AsyncClient) -> ChartSource | N
 
 
 @contextlib.asynccontextmanager
-async def _background(coro_name: str, task: asyncio.Task[None]) -> AsyncIterator[None]:
+async def _background(
+    coro_name: str, run: Callable[[], Awaitable[None]], metrics: WorkMetrics
+) -> AsyncIterator[None]:
+    """Run a stage's loop under `supervise` for the life of the app; cancel it on the way out."""
+    task = asyncio.create_task(supervise(coro_name, run, metrics=metrics))
     try:
         yield
     finally:
@@ -240,32 +244,15 @@ def create_app(settings: Settings) -> Starlette:
                     "WEBHOOK AUTH IS OFF: anyone who can reach this port can post alerts; "
                     "set WEBHOOK_TOKEN (or WEBHOOK_USER/WEBHOOK_PASSWORD)"
                 )
-            await stack.enter_async_context(
-                _background(
-                    "delivery worker",
-                    asyncio.create_task(
-                        supervise("delivery worker", deliveries.run, metrics=work_metrics)
-                    ),
-                )
-            )
-            await stack.enter_async_context(
-                _background(
-                    "outbox worker",
-                    asyncio.create_task(
-                        supervise("outbox worker", notify.worker.run, metrics=work_metrics)
-                    ),
-                )
-            )
+
+            async def start(name: str, run: Callable[[], Awaitable[None]]) -> None:
+                await stack.enter_async_context(_background(name, run, work_metrics))
+
+            await start("delivery worker", deliveries.run)
+            await start("outbox worker", notify.worker.run)
             if watchdog.enabled:
                 every = min(30.0, max(settings.watchdog_timeout_seconds / 4, 0.2))
-                await stack.enter_async_context(
-                    _background(
-                        "watchdog",
-                        asyncio.create_task(
-                            supervise("watchdog", lambda: watchdog.run(every), metrics=work_metrics)
-                        ),
-                    )
-                )
+                await start("watchdog", lambda: watchdog.run(every))
             am_urls = [u.strip() for u in settings.alertmanager_urls.split(",") if u.strip()]
             if am_urls:
                 reconciler = Reconciler(
@@ -279,40 +266,12 @@ def create_app(settings: Settings) -> Starlette:
                     failures=failures,
                     work=work_metrics,
                 )
-                await stack.enter_async_context(
-                    _background(
-                        "reconciler",
-                        asyncio.create_task(
-                            supervise("reconciler", reconciler.run, metrics=work_metrics)
-                        ),
-                    )
-                )
+                await start("reconciler", reconciler.run)
             if settings.monitor_interval > 0:
-                await stack.enter_async_context(
-                    _background(
-                        "outlier poller",
-                        asyncio.create_task(
-                            supervise("outlier poller", poller.run, metrics=work_metrics)
-                        ),
-                    )
-                )
-            await stack.enter_async_context(
-                _background(
-                    "enrichment worker",
-                    asyncio.create_task(
-                        supervise("enrichment worker", enrichment.run, metrics=work_metrics)
-                    ),
-                )
-            )
+                await start("outlier poller", poller.run)
+            await start("enrichment worker", enrichment.run)
             if settings.retention_interval_seconds > 0:
-                await stack.enter_async_context(
-                    _background(
-                        "retention",
-                        asyncio.create_task(
-                            supervise("retention", retention.run, metrics=work_metrics)
-                        ),
-                    )
-                )
+                await start("retention", retention.run)
             if not settings.api_auth_configured:
                 log.warning(
                     "API AUTH IS OFF: set API_TOKEN and ADMIN_TOKEN to protect the data routes"
