@@ -7,7 +7,9 @@ import socket
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
+
+import httpx
 
 
 def free_port() -> int:
@@ -81,3 +83,25 @@ def respond(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(body)
+
+
+class UsesHttpClient:
+    """Talks HTTP through the `httpx.AsyncClient` it was given (the app's shared pool) or one
+    it made for itself; `aclose()` (and leaving `async with`) closes only its own."""
+
+    _http: httpx.AsyncClient
+    _own_http: bool
+
+    def _use_client(self, http: httpx.AsyncClient | None, **made: Any) -> None:
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(**made)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()

@@ -24,7 +24,6 @@ import copy
 import json
 import math
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -56,6 +55,7 @@ from receiver.detect.prom_api import (
     to_matrix,
     unix,
 )
+from receiver.ports import UsesHttpClient
 
 # Callers import these from here; they live in `prom_api` since the split.
 __all__ = [
@@ -86,7 +86,7 @@ __all__ = [
 ]
 
 
-class PrometheusClient:
+class PrometheusClient(UsesHttpClient):
     """`PrometheusAPI` over HTTP for one target; POSTs form-encoded parameters.
 
     Pass a shared `httpx.AsyncClient` (built in the app's lifespan) or let the client create
@@ -110,8 +110,7 @@ class PrometheusClient:
         self.max_series = max(1, max_series)
         self.max_bytes = max(1, max_bytes)
         self._base = self.target.url.rstrip("/")
-        self._own = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._use_client(http)
         self._retries = max(0, retries)
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -126,24 +125,8 @@ class PrometheusClient:
         other = copy.copy(self)
         other.max_series = max(1, max_series)
         other.max_bytes = max(1, max_bytes)
-        other._own = False
+        other._own_http = False
         return other
-
-    async def __aenter__(self) -> PrometheusClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the AsyncClient if this object created it."""
-        if self._own:
-            await self._http.aclose()
 
     # ------------------------------------------------------------------ endpoints
 

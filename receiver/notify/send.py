@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -31,6 +30,7 @@ from apprise.attachment.memory import AttachMemory
 from receiver.notify.channels import Channel, ChannelKind
 from receiver.notify.render import Event, Message
 from receiver.notify.smtp_tls import install as share_smtp_tls_context
+from receiver.ports import UsesHttpClient
 from receiver.safety import one_line
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Notifier(Protocol):
     ) -> SendResult: ...
 
 
-class AppriseNotifier:
+class AppriseNotifier(UsesHttpClient):
     """The real notifier: Apprise for email and APPRISE_URLS, httpx for Slack webhooks.
 
     Pass the lifespan's shared `httpx.AsyncClient`, or let it own one (closed by `aclose`).
@@ -80,26 +80,10 @@ class AppriseNotifier:
         timeout: float = 30.0,
         app_id: str = APP_ID,
     ) -> None:
-        self._own_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+        self._use_client(http, timeout=timeout)
         self._timeout = timeout
         self._asset = apprise.AppriseAsset(app_id=app_id, secure_logging=True)
         share_smtp_tls_context()
-
-    async def __aenter__(self) -> AppriseNotifier:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
 
     async def send(self, channel: Channel, message: Message, *, first_part: int = 0) -> SendResult:
         """Deliver `message`; for Slack, `first_part` skips parts a previous attempt delivered."""
