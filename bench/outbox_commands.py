@@ -2,7 +2,8 @@
 
 `--groups` unrelated Alertmanager groups (offline analyst, rate limit off, email to a loopback
 SMTP server) are posted once; when each has its first page, the commands the service sent are
-printed by (command, collection, filter shape), with the totals per email. The outbox's are
+printed by (command, collection, filter shape) and by the service function that issued them
+(`by_stage`, per email), with the totals per email. The outbox's are
 those on `notifications` and `notify_windows` and its `needs_notification` reads of incidents.
 
 Run against another checkout with `PYTHONPATH=/path/to/it python bench/outbox_commands.py`.
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pymongo import monitoring
@@ -43,9 +45,28 @@ def _shape(value: Any) -> Any:
     return "_"
 
 
+def _stage() -> str:
+    """The service function that issued the command being sent: the innermost frame of ours
+    outside the store package (the listener runs in the task that sends the command)."""
+    frame: FrameType | None = sys._getframe(2)
+    store = ""
+    while frame is not None:
+        parts = Path(frame.f_code.co_filename).parts
+        if "receiver" in parts:
+            inside = parts[len(parts) - parts[::-1].index("receiver") :]
+            name = f"{'/'.join(inside)}:{frame.f_code.co_name}"
+            if inside[0] != "store":
+                return name
+            store = store or name
+        frame = frame.f_back
+    return store or "?"
+
+
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.seen: Counter[str] = Counter()
+        # (command, collection) -> the service functions that issued it
+        self.by_stage: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
@@ -53,6 +74,7 @@ class Commands(monitoring.CommandListener):
             return
         cmd = event.command
         collection = str(cmd.get(name, ""))
+        self.by_stage[f"{name} {collection} <- {_stage()}"] += 1
         if name in ("update", "delete"):
             ops = cmd.get("updates") or cmd.get("deletes") or []
             what = json.dumps(_shape(ops[0].get("q", {})) if ops else {}) + f" x{len(ops)}"
@@ -109,6 +131,7 @@ async def run(groups: int) -> dict[str, Any]:
                     await asyncio.sleep(0.2)
                 seconds = time.monotonic() - started
                 seen = Counter(listener.seen)
+                by_stage = Counter(listener.by_stage)
     emails = len(smtp.messages)
     outbox = {
         k: n
@@ -125,6 +148,8 @@ async def run(groups: int) -> dict[str, Any]:
         "outbox_commands_per_email": round(sum(outbox.values()) / emails, 2),
         "outbox": dict(sorted(outbox.items(), key=lambda kv: -kv[1])),
         "top": dict(seen.most_common(25)),
+        # per email, what issues the most: (command, collection) <- the stage's function
+        "by_stage": {k: round(n / emails, 2) for k, n in by_stage.most_common(40)},
     }
 
 

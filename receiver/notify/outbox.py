@@ -10,8 +10,11 @@ Row life (status):
 
 - Planning is idempotent: the row key is unique, so a replayed plan or a second replica adds
   nothing. The incident's flag is cleared only if its status did not change meanwhile.
-- A claim is one atomic update on (_id, due) that sets a lease, so two replicas never send the
-  same row; a `sending` row whose lease expired (the worker died) is claimed again. A crash
+- A cycle claims its due rows in one bulk write of atomic per-row updates on (_id, still due)
+  that set a lease and a token new for that claim, then reads back the rows carrying its token:
+  of two replicas racing for a row exactly one wins it, so two replicas never send the same
+  row; a `sending` row whose lease expired (the worker died) is claimed again. Rows a cycle
+  claimed but did not get to (their channel went down) are given back, due as before. A crash
   after the message left but before it was marked sent therefore sends it twice: the outbox is
   at-least-once across crashes and exactly-once otherwise.
 - The first message of an incident waits for the analysis up to `rca_wait`; sent without it,

@@ -63,10 +63,11 @@ class OutboxState:
         # what this cycle's rows render from, read for the whole batch at once (outbox_render)
         self._facts = Facts()
         # This cycle's outcomes, written in one bulk update when its sends are done (`_flush`)
-        # rather than one round trip per row: claimed row id → fields. Fields written with a
-        # row's outcome (`_along`: the message rendered at its first attempt, so a retry sends
-        # the same bytes; its rate-limit slot), and analysis follow-ups to insert first.
-        self._outcomes: dict[Any, dict[str, Any]] = {}
+        # rather than one round trip per row: claimed row id → (its claim's token, fields).
+        # Fields written with a row's outcome (`_along`: the message rendered at its first
+        # attempt, so a retry sends the same bytes; its rate-limit slot), and analysis
+        # follow-ups to insert first.
+        self._outcomes: dict[Any, tuple[str, dict[str, Any]]] = {}
         self._extra: dict[Any, dict[str, Any]] = {}
         self._followups: list[NotificationRecord] = []
 
@@ -92,7 +93,12 @@ class Bookkeeping(OutboxState):
 
     def _outcome(self, row: NotificationRecord, fields: dict[str, Any]) -> None:
         """Record what became of a claimed row; written by the cycle's `_flush`."""
-        self._outcomes[row.id] = {**self._extra.pop(row.id, {}), **fields}
+        self._outcomes[row.id] = (row.lease_owner, {**self._extra.pop(row.id, {}), **fields})
+
+    def _unclaim(self, row: NotificationRecord) -> None:
+        """Give back a claimed row this cycle did not get to (its channel stopped taking
+        rows): due again as it was, the attempt not counted."""
+        self._outcome(row, {"status": "pending", "attempts": row.attempts - 1, "lease_until": None})
 
     async def _flush(self) -> None:
         """Write the cycle's follow-ups and outcomes: two commands for the whole batch.
@@ -105,7 +111,7 @@ class Bookkeeping(OutboxState):
         self._extra.clear()
         # follow-ups first: a row marked sent without its follow-up would lose it for good
         await self.outbox.insert_rows(followups)
-        kept = await self.outbox.finish_claimed(outcomes, self.owner)
+        kept = await self.outbox.finish_claimed(outcomes)
         if kept < len(outcomes):
             log.warning(
                 "outbox: %d rows were finished after their lease expired", len(outcomes) - kept

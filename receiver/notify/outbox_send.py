@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 
 class Sending(Rendering):
     async def send_due(self, channels: list[Channel]) -> int:
-        """Send due rows, channels in parallel, rows of one channel in order."""
+        """Send due rows, channels in parallel, rows of one channel in order.
+
+        The batch is claimed at once (`claim_many`: two store commands, not one per row) after
+        the rows that are not to be sent now are set apart: first messages suppressed into a
+        digest because their channel's window is known to be full, follow-ups deferred until
+        their first message is final."""
         now = self.clock.now()
         rows = await self.outbox.due(now, self.options.batch)
         if self.clock.monotonic() >= self._leases_at:
@@ -43,10 +49,17 @@ class Sending(Rendering):
             row_key(r.incident_id, r.channel, Event.FIRING) for r in rows if r.event in FOLLOWUPS
         }
         parents = await self.outbox.statuses(parent_keys)
-        await self._prefetch(rows)
         by_name = {c.name: c for c in channels}
+        handled, rows = await self._suppress_full(rows, by_name)
+        rows = await self._schedule(rows, parents, now)
+        # a token of its own per claim: the rows this claim won are read back by it
+        token = f"{self.owner}:{uuid.uuid4().hex[:12]}"
+        claimed = await self.outbox.claim_many(rows, now, token, self.options.lease)
+        if not claimed:
+            return handled
+        await self._prefetch(claimed)
         groups: dict[str, list[NotificationRecord]] = {}
-        for row in rows:
+        for row in claimed:
             groups.setdefault(row.channel, []).append(row)
         try:
             counts = await asyncio.gather(
@@ -54,7 +67,71 @@ class Sending(Rendering):
             )
         finally:
             await self._flush()
-        return sum(counts)
+        return handled + sum(counts)
+
+    async def _suppress_full(
+        self, rows: list[NotificationRecord], channels: dict[str, Channel]
+    ) -> tuple[int, list[NotificationRecord]]:
+        """Suppress the first messages of channels whose window is known to be full, in one
+        write per channel instead of claiming each (a storm's rows would otherwise each be
+        claimed only to be suppressed); (how many, the rows left to send)."""
+        handled = 0
+        skipped: set[str] = set()
+        now = self.clock.now()
+        for name in dict.fromkeys(r.channel for r in rows):
+            channel = channels.get(name)
+            start = self._full_window(name, now) if channel is not None else None
+            if channel is None or start is None:
+                continue
+            bulk = [r for r in rows if r.channel == name and _suppressible(r)]
+            if not bulk:
+                continue
+            try:
+                handled += await self._suppress_many(channel, bulk, start)
+            except StoreError as err:
+                log.warning("outbox: %s while suppressing on %s", err, name)
+                skipped.add(name)  # as before: the channel's rows wait for the next cycle
+                continue
+            done = {r.id for r in bulk}
+            rows = [r for r in rows if r.id not in done]
+        return handled, [r for r in rows if r.channel not in skipped]
+
+    async def _schedule(
+        self, rows: list[NotificationRecord], parents: dict[str, NotificationRecord], now: datetime
+    ) -> list[NotificationRecord]:
+        """The rows to claim now. Follow-ups whose first message on the channel is not final
+        yet are pushed back instead (one write for all), so a thread never starts with its end."""
+        ready: list[NotificationRecord] = []
+        later: dict[Any, datetime] = {}
+        for row in rows:
+            try:
+                until = self._after_parent(row, parents, now)
+            except Exception as err:
+                # not claimed: the row stays due and is looked at again next cycle
+                self._count_poison(row.key, "schedule", err)
+                continue
+            if until is None:
+                ready.append(row)
+            else:
+                later[row.id] = until
+        await self.outbox.defer_many(later)
+        return ready
+
+    def _after_parent(
+        self, row: NotificationRecord, parents: dict[str, NotificationRecord], now: datetime
+    ) -> datetime | None:
+        """When to look at a follow-up again whose first message is unfinished; None to send."""
+        if row.event not in FOLLOWUPS:
+            return None
+        parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
+        if parent is None or parent.status not in UNFINISHED:
+            return None
+        later = now + timedelta(seconds=self.options.poll)
+        if parent.hold_until is None:
+            # a parent held for its analysis is released as soon as it lands (before its
+            # deadline), so its follow-ups look again every poll instead of waiting that out
+            later = max(later, aware(parent.next_attempt_at))
+        return later
 
     async def _send_channel(
         self,
@@ -62,31 +139,17 @@ class Sending(Rendering):
         rows: list[NotificationRecord],
         parents: dict[str, NotificationRecord],
     ) -> int:
-        """Send one channel's due rows: up to `channel_concurrency` at once, the rows of one
+        """Send one channel's claimed rows: up to `channel_concurrency` at once, the rows of one
         incident in order. A channel that fails with a retryable error stops taking rows this
-        cycle (no timeout per row on a channel that is down)."""
-        handled = 0
-        done: set[Any] = set()
-        start = self._full_window(channel.name, self.clock.now()) if channel is not None else None
-        if channel is not None and start is not None:
-            # The window is full: suppress this channel's waiting first messages in one
-            # write instead of claiming each (a storm's rows would otherwise cost two
-            # round trips apiece on a store that serialises every query).
-            bulk = [r for r in rows if _suppressible(r)]
-            if bulk:
-                try:
-                    handled += await self._suppress_many(channel, bulk, start)
-                except StoreError as err:
-                    log.warning("outbox: %s while suppressing on %s", err, channel.name)
-                    return handled
-                done.update(r.id for r in bulk)
+        cycle (no timeout per row on a channel that is down); the rows it did not get to are
+        given back."""
         threads: dict[str, list[NotificationRecord]] = {}
         for row in rows:
-            if row.id not in done:
-                threads.setdefault(row.incident_id or row.key, []).append(row)
+            threads.setdefault(row.incident_id or row.key, []).append(row)
         slots = asyncio.Semaphore(self.options.channel_concurrency)
         stopped = False
         sent = 0
+        started: set[Any] = set()
 
         async def send_thread(items: list[NotificationRecord]) -> None:
             nonlocal stopped, sent
@@ -94,18 +157,17 @@ class Sending(Rendering):
                 for row in items:
                     if stopped:
                         return
+                    started.add(row.id)
                     try:
                         outcome = await self._deliver(row, channel, parents)
                     except StoreError as err:
                         log.warning("outbox: %s while handling %s", err, row.key)
                         stopped = True
+                        # the store fails only before the send: nothing left for this row
+                        self._unclaim(row)
                         return
                     except Exception as err:
-                        # Before the claim (after it `_deliver` records the error on the row):
-                        # the row stays due and is looked at again next cycle.
-                        self._count_poison(row.key, "schedule", err)
-                        continue
-                    if outcome is None:
+                        await self._poisoned(row, "deliver", err)
                         continue
                     sent += 1
                     if outcome.retryable and not outcome.ok:
@@ -113,36 +175,27 @@ class Sending(Rendering):
                         return
 
         await asyncio.gather(*(send_thread(items) for items in threads.values()))
-        return handled + sent
+        for row in rows:
+            if row.id not in started:
+                self._unclaim(row)
+        return sent
 
     async def _deliver(
         self,
         row: NotificationRecord,
         channel: Channel | None,
         parents: dict[str, NotificationRecord],
-    ) -> SendResult | None:
-        """Handle one due row; None when it was not ours to handle (yet)."""
+    ) -> SendResult:
+        """Handle one claimed row: send it, or record why not."""
         now = self.clock.now()
-        parent = None
-        if row.event in FOLLOWUPS:
-            parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
-        if parent is not None and parent.status in UNFINISHED:
-            later = now + timedelta(seconds=self.options.poll)
-            if parent.hold_until is None:
-                # a parent held for its analysis is released as soon as it lands (before its
-                # deadline), so its follow-ups look again every poll instead of waiting that out
-                later = max(later, aware(parent.next_attempt_at))
-            await self.outbox.defer(row.id, later)
-            return None
-        claimed = await self.outbox.claim(row.id, now, self.owner, self.options.lease)
-        if claimed is None:
-            return None  # another worker took it (or it is unreadable: set aside this cycle)
-        row = claimed
         if channel is None:
             error = f"channel {row.channel!r} is no longer configured"
             await self._finish(row, "failed", "unconfigured", error)
             self.metrics.failed.labels(row.channel, "unconfigured").inc()
             return SendResult(ok=False, error=error)
+        parent = None
+        if row.event in FOLLOWUPS:
+            parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
         if parent is not None and parent.status == "suppressed" and row.event == "resolved":
             await self._finish(row, "suppressed", "parent_suppressed")
             self.metrics.suppressed.labels("parent_suppressed").inc()

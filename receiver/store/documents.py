@@ -114,6 +114,8 @@ class Notification(Document, NotificationRecord):
             IndexModel([("status", ASCENDING)], name="status"),
             IndexModel([("incident_id", ASCENDING)], name="incident"),
             IndexModel([("digest_key", ASCENDING)], name="digest"),
+            # a bulk claim reads the rows it won by their claim's token (an equality)
+            IndexModel([("lease_owner", ASCENDING)], name="lease_owner"),
             IndexModel([("channel", ASCENDING), ("created_at", DESCENDING)], name="channel"),
         ]
 

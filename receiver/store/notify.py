@@ -144,63 +144,74 @@ class OutboxStore(OutboxReads):
         )
 
     @translated
-    async def defer(self, row_id: Any, until: datetime) -> None:
-        await Notification.get_pymongo_collection().update_one(
-            {"_id": row_id, "status": "pending"}, {"$set": {"next_attempt_at": until}}
-        )
+    async def defer_many(self, until: Mapping[Any, datetime]) -> int:
+        """Push pending rows (by _id) to their time in `until`, in one bulk write."""
+        ops = [
+            UpdateOne({"_id": row_id, "status": "pending"}, {"$set": {"next_attempt_at": at}})
+            for row_id, at in until.items()
+            if row_id is not None
+        ]
+        if not ops:
+            return 0
+        result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
+        return result.modified_count
 
     @translated
-    async def claim(
-        self, row_id: Any, now: datetime, owner: str, lease: timedelta
-    ) -> NotificationRecord | None:
-        """Take the row for sending if it is still due; None when another worker has it.
+    async def claim_many(
+        self, rows: Sequence[NotificationRecord], now: datetime, token: str, lease: timedelta
+    ) -> list[NotificationRecord]:
+        """Take for sending those of `rows` that are still due, in input order; the others
+        (another worker has them) are left out. Each row taken carries `token` as its
+        `lease_owner` until `lease` ends; the token must be new for every call.
 
-        One atomic update on (_id, pending and due | sending with an expired lease): of two
-        replicas racing for a row, exactly one matches.
+        Two commands for a cycle's batch instead of one per row: one bulk write of per-_id
+        updates (each an atomic update on its row, so of two replicas racing for a row exactly
+        one matches), then one read of the rows that carry the token. A row read as `pending`
+        is taken if it is still pending and due, one read as `sending` (its lease expired) if
+        that lease is still expired: no `$or`, which the embedded server mishandles in updates
+        and filters over the whole collection, and no `update_many` with more than `_id`
+        (a scan of every row).
         """
-        doc = await Notification.get_pymongo_collection().find_one_and_update(
-            # `$and` around the `$or`: the embedded server runs `{_id, $or: [a, b]}` in an
-            # update as `_id AND a OR b`, which can claim another row
-            {
-                "$and": [
-                    {"_id": row_id},
-                    {
-                        "$or": [
-                            {"status": "pending", "next_attempt_at": {"$lte": now}},
-                            {"status": "sending", "lease_until": {"$lt": now}},
-                        ]
-                    },
-                ]
+        conditions: dict[str, dict[str, Any]] = {
+            "pending": {"status": "pending", "next_attempt_at": {"$lte": now}},
+            "sending": {"status": "sending", "lease_until": {"$lt": now}},
+        }
+        update = {
+            "$set": {
+                "status": "sending",
+                "lease_owner": token,
+                "lease_until": now + lease,
+                "updated_at": now,
             },
-            {
-                "$set": {
-                    "status": "sending",
-                    "lease_owner": owner,
-                    "lease_until": now + lease,
-                    "updated_at": now,
-                },
-                "$inc": {"attempts": 1},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        found = self._valid(Notification, [doc])
-        return found[0] if found else None
+            "$inc": {"attempts": 1},
+        }
+        ops = [
+            UpdateOne({"_id": r.id, **conditions[r.status]}, update)
+            for r in rows
+            if r.id is not None and r.status in conditions
+        ]
+        if not ops:
+            return []
+        result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
+        if not result.modified_count:
+            return []
+        won = {r.id: r for r in await self._rows({"lease_owner": token})}
+        return [won[r.id] for r in rows if r.id in won]
 
     @translated
-    async def finish_claimed(self, outcomes: Mapping[Any, Mapping[str, Any]], owner: str) -> int:
-        """Write each row's `fields` if this worker still holds it, in one bulk write; how many
-        it still held (a row whose lease expired and was taken over is left alone)."""
+    async def finish_claimed(self, outcomes: Mapping[Any, tuple[str, Mapping[str, Any]]]) -> int:
+        """Write each row's `fields` (row id → (claim token, fields)) if its claim still holds,
+        in one bulk write; how many still held (a row whose lease expired and was taken over
+        is left alone)."""
         if not outcomes:
             return 0
         now = utcnow()
         ops = [
             UpdateOne(
-                {"_id": row_id, "status": "sending", "lease_owner": owner},
+                {"_id": row_id, "status": "sending", "lease_owner": token},
                 {"$set": {**fields, "updated_at": now}},
             )
-            for row_id, fields in outcomes.items()
+            for row_id, (token, fields) in outcomes.items()
         ]
         result = await Notification.get_pymongo_collection().bulk_write(ops, ordered=False)
         return result.matched_count

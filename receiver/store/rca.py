@@ -2,8 +2,8 @@
 
 The lease is two fields on the incident (`analysis_claim_token`, `analysis_claim_until` in unix
 seconds; a number because the embedded server stores `$set` datetimes as strings). Claiming is
-one conditional `update_one`, so two replicas never hold the same incident; a holder that dies
-loses the lease when it expires. Completion clears `needs_analysis` only if the incident's
+one conditional `find_one_and_update`, so two replicas never hold the same incident; a holder
+that dies loses the lease when it expires. Completion clears `needs_analysis` only if the incident's
 alertnames/instances did not grow meanwhile (they only grow, so equal sizes = unchanged).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from pymongo import ReturnDocument
 
 from receiver.records import AnalysisRecord, EpisodeRecord, FeedbackRecord, IncidentRecord
 from receiver.store.documents import Anomaly, Feedback, Incident, Rca, document_of, inserted
@@ -97,17 +99,18 @@ class AnalysisStore:
     async def claim(
         self, incident_id: Any, token: str, now: float, until: float
     ) -> IncidentRecord | None:
-        """Take the lease on a pending incident; None if it is not pending or someone holds it."""
-        result = await Incident.get_pymongo_collection().update_one(
+        """Take the lease on a pending incident; None if it is not pending or someone holds it.
+
+        One command that updates and returns the incident (not an update and a read)."""
+        doc = await Incident.get_pymongo_collection().find_one_and_update(
             _claimable(incident_id, now),
             {"$set": {"analysis_claim_token": token, "analysis_claim_until": until}},
+            return_document=ReturnDocument.AFTER,
         )
-        if result.modified_count != 1:
+        if doc is None or doc.get("_id") != incident_id:
             return None
-        incident = await Incident.get(incident_id)
-        if incident is None or incident.analysis_claim_token != token:
-            return None
-        return incident
+        incident = Incident.model_validate(doc)
+        return incident if incident.analysis_claim_token == token else None
 
     @translated
     async def fail(
