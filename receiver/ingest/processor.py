@@ -138,8 +138,12 @@ class SignalProcessor:
         signals = list(unique.values())
         known = await self.store.group_episodes(batch.group_id)
         new_signals = [s for s, k in zip(signals, keys, strict=True) if k not in known]
-        # a plain repeat needs nothing else: the incident is read only when episodes join it
-        incident = await self.store.open_incident_state(batch.group_id) if new_signals else None
+        # a plain repeat needs nothing else: the incident is read only when episodes join it,
+        # and not even then while none of the group's episodes fires (its incident is closed
+        # then, or left by a crash before its first episodes: creating it finds that one)
+        incident = None
+        if new_signals and any(e.status is Status.FIRING for e in known.values()):
+            incident = await self.store.open_incident_state(batch.group_id)
         if new_signals and incident is None:
             incident = await self._open(batch, new_signals, result)
         # incident id → its firing count when known without a read (an incident this batch
