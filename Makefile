@@ -50,6 +50,7 @@ test: system-deps dev lint
 
 bench: system-deps dev
 	$(PY) bench/ingest.py
+	$(PY) bench/worker.py
 	$(PY) bench/load.py
 	$(PY) bench/detect.py
 	$(PY) bench/nab.py

@@ -118,10 +118,10 @@ async def _phase(
     }
 
 
-async def run(groups: int) -> dict[str, Any]:
+async def run(groups: int, concurrency: int) -> dict[str, Any]:
     commands = Commands()
     monitoring.register(commands)
-    result: dict[str, Any] = {"bench": "worker", "groups": groups}
+    result: dict[str, Any] = {"bench": "worker", "groups": groups, "concurrency": concurrency}
     with tempfile.TemporaryDirectory() as tmp:
         async with EmbeddedStore(Path(tmp) / "store") as embedded:
             store = await Store.connect(embedded.uri, "bench", 10.0, "embedded")
@@ -132,6 +132,7 @@ async def run(groups: int) -> dict[str, Any]:
                     SignalProcessor(store, hold_for_storms=True),
                     IngestMetrics(registry),
                     retention=timedelta(days=1),
+                    concurrency=concurrency,
                     correlator=StormCorrelator(store, StormOptions()),
                 )
                 for phase in ("new", "repeat", "resolve"):
@@ -144,8 +145,9 @@ async def run(groups: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--groups", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8, help="groups applied at once")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.groups))))
+    print(json.dumps(asyncio.run(run(args.groups, args.concurrency))))
 
 
 if __name__ == "__main__":

@@ -136,10 +136,14 @@ class SignalProcessor:
         unique = {batch.episode_key(s): s for s in batch.signals}
         keys = list(unique)
         signals = list(unique.values())
-        known = await self.store.group_episodes(batch.group_id)
+        known = await self.store.group_episodes(batch.group_id, unique)
         new_signals = [s for s, k in zip(signals, keys, strict=True) if k not in known]
-        # a plain repeat needs nothing else: the incident is read only when episodes join it
-        incident = await self.store.open_incident_state(batch.group_id) if new_signals else None
+        # a plain repeat needs nothing else: the incident is read only when episodes join it,
+        # and not even then while none of the group's episodes fires (its incident is closed
+        # then, or left by a crash before its first episodes: creating it finds that one)
+        incident = None
+        if new_signals and any(e.status is Status.FIRING for e in known.values()):
+            incident = await self.store.open_incident_state(batch.group_id)
         if new_signals and incident is None:
             incident = await self._open(batch, new_signals, result)
         # incident id → its firing count when known without a read (an incident this batch
@@ -151,7 +155,7 @@ class SignalProcessor:
             raced = set(await self.store.insert_episodes(fresh))
             result.new_episodes = len(fresh) - len(raced)
             if raced:  # another replica inserted them first: treat as existing
-                known = await self.store.group_episodes(batch.group_id)
+                known = await self.store.group_episodes(batch.group_id, unique)
             for episode in fresh:
                 if episode.episode_key not in raced:
                     for listener in self.episode_listeners:

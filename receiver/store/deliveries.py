@@ -16,6 +16,8 @@ from receiver.store.base import StoreBase, object_id, translated
 from receiver.store.documents import Delivery, document_of, inserted, utcnow
 from receiver.store.valid import SetAside, first_error, valid
 
+FINISH_CHUNK = 25
+
 
 class DeliveryStore(StoreBase):
     @translated
@@ -112,12 +114,15 @@ class DeliveryStore(StoreBase):
 
     @translated
     async def finish_deliveries(self, ids: Sequence[Any], retention: timedelta) -> None:
-        """Mark several deliveries processed in one round trip."""
+        """Mark several deliveries processed, FINISH_CHUNK per round trip: the embedded server
+        holds its one lock for a whole bulk write (~14 ms for 200), and the webhook's inserts
+        wait behind it."""
         now = utcnow()
         update = {"$set": {"processed": True, "processed_at": now, "expire_at": now + retention}}
         ops = [UpdateOne({"_id": i}, update) for i in ids if i is not None]
-        if ops:
-            await Delivery.get_pymongo_collection().bulk_write(ops, ordered=False)
+        for start in range(0, len(ops), FINISH_CHUNK):
+            chunk = ops[start : start + FINISH_CHUNK]
+            await Delivery.get_pymongo_collection().bulk_write(chunk, ordered=False)
 
     @translated
     async def fail_delivery(

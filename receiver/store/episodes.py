@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,14 +19,16 @@ from receiver.store.valid import valid
 
 class EpisodeStore(StoreBase):
     @translated
-    async def group_episodes(self, group_id: str) -> dict[str, Episode]:
-        """Every stored episode of a group (`normalise.group_id`), by key.
+    async def group_episodes(self, group_id: str, keys: Collection[str]) -> dict[str, Episode]:
+        """The group's (`normalise.group_id`) firing episodes and those keyed `keys`, by key.
 
         One equality on the single-field `group_id` index: the embedded server reads every
-        episode for a `$in` of keys. An episode that does not validate is left out.
+        episode for a `$in` of keys. Only those asked for are validated, not the group's whole
+        resolved history. An episode that does not validate is left out.
         """
         found = await Anomaly.get_pymongo_collection().find({"group_id": group_id}).to_list()
-        return {a.episode_key: episode_of(a) for a in valid(Anomaly, found)}
+        wanted = [d for d in found if d.get("status") == "firing" or d.get("episode_key") in keys]
+        return {a.episode_key: episode_of(a) for a in valid(Anomaly, wanted)}
 
     @translated
     async def insert_episodes(self, episodes: Sequence[Episode]) -> list[str]:
