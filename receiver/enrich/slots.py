@@ -35,18 +35,19 @@ class ModelSlots:
         return sum(1 for _, _, f in self._waiters if not f.done())
 
     @asynccontextmanager
-    async def slot(self, priority: int) -> AsyncIterator[None]:
-        """Hold one slot for the block; higher `priority` is served first."""
-        await self._acquire(priority)
+    async def slot(self, priority: int) -> AsyncIterator[bool]:
+        """Hold one slot for the block, which gets whether it had to wait for it; higher
+        `priority` is served first."""
+        waited = await self._acquire(priority)
         try:
-            yield
+            yield waited
         finally:
             self._release()
 
-    async def _acquire(self, priority: int) -> None:
+    async def _acquire(self, priority: int) -> bool:
         if self._free > 0 and not self.waiting:
             self._free -= 1
-            return
+            return False
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (-priority, next(self._order), future))
         try:
@@ -55,6 +56,7 @@ class ModelSlots:
             if future.done() and not future.cancelled():
                 self._release()  # handed a slot as it was cancelled: pass it on
             raise
+        return True
 
     def _release(self) -> None:
         while self._waiters:

@@ -381,6 +381,8 @@ class EnrichmentWorker:
         over = self.budget.over_incident(estimate)
         if over:
             self.metrics.budget_exceeded.labels("incident").inc()
+        else:
+            over = await self._over_hour(estimate)
         digest = evidence_hash(evidence, provider)
         cached = None if over else await self.analyses.cached(str(incident.id), sig, digest)
         if over or cached is not None:
@@ -390,9 +392,9 @@ class EnrichmentWorker:
             return AnalysisResult(stub, "cached", cached=cached)
         analysis: Analysis | None = None
         if not over:
-            async with self.model_slots.slot(incident.priority):
-                # checked in the slot: the calls that ran while this one waited spent tokens
-                over = await self._over_hour(estimate)
+            async with self.model_slots.slot(incident.priority) as waited:
+                # the calls that ran while this one waited spent tokens: check again
+                over = await self._over_hour(estimate) if waited else ""
                 if not over:
                     analysis = await analyse(view, evidence, provider, recorder)
             self._no_model(incident)
