@@ -3,18 +3,23 @@
 The real service (uvicorn in-process, embedded store) receives N one-alert groups at once; the
 clock stops when every incident has a stored analysis. Cases: the offline analyst with no
 Prometheus, the offline analyst with Prometheus unreachable (connection refused), and a
-loopback Ollama-speaking model that takes LLM_DELAY seconds per answer, at two concurrencies.
-Prints one JSON line.
+loopback Ollama-speaking model that takes LLM_DELAY seconds per answer, at two concurrencies;
+and a budget case: a slow model whose hourly token budget covers about two calls, so most
+incidents get the offline analyst, which should not wait behind model calls. Prints one JSON
+line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,9 @@ class _SlowOllama:
     """POST /api/chat answers ANSWER after `delay` seconds (threads, so calls overlap)."""
 
     def __init__(self, delay: float) -> None:
+        self.calls = 0  # answers started
+        lock = threading.Lock()  # a thread per request
+        owner = self
         body = json.dumps(
             {
                 "model": "bench",
@@ -59,6 +67,8 @@ class _SlowOllama:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    owner.calls += 1
                 time.sleep(delay)
                 respond(self, 200, body)
 
@@ -75,8 +85,8 @@ class _SlowOllama:
         self._http.stop()
 
 
-def _payload(i: int) -> dict[str, Any]:
-    labels = {"alertname": "DiskFull", "instance": f"node-{i:04d}:9100", "severity": "high"}
+def _payload(i: int, alertname: str = "DiskFull", severity: str = "high") -> dict[str, Any]:
+    labels = {"alertname": alertname, "instance": f"node-{i:04d}:9100", "severity": severity}
     return {
         "receiver": "monitor",
         "status": "firing",
@@ -101,7 +111,16 @@ def _payload(i: int) -> dict[str, Any]:
     }
 
 
-async def _storm(store: EmbeddedStore, work: Path, n: int, **overrides: Any) -> float:
+@contextlib.asynccontextmanager
+async def _service(
+    store: EmbeddedStore, work: Path, **overrides: Any
+) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    values: dict[str, Any] = {
+        # the groups share their alertname, so they would form one storm and get one analysis
+        # between them: this bench measures one analysis per incident
+        "storm_enabled": False,
+        **overrides,
+    }
     settings = Settings(
         _env_file=None,
         mongo_uri=store.uri,
@@ -109,10 +128,7 @@ async def _storm(store: EmbeddedStore, work: Path, n: int, **overrides: Any) -> 
         data_dir=work,
         webhook_token=TOKEN,
         monitor_interval=0,
-        # the groups share their alertname, so they would form one storm and get one analysis
-        # between them: this bench measures one analysis per incident
-        storm_enabled=False,
-        **overrides,
+        **values,
     )
     port = free_port()
     server = uvicorn.Server(
@@ -124,34 +140,64 @@ async def _storm(store: EmbeddedStore, work: Path, n: int, **overrides: Any) -> 
             if server.started:
                 break
             await asyncio.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(
             timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
         ) as client:
-            gate = asyncio.Semaphore(16)
-
-            async def post(i: int) -> None:
-                async with gate:
-                    resp = await client.post(f"{url}/api/v1/alerts", json=_payload(i))
-                    resp.raise_for_status()
-
-            started = time.monotonic()
-            await asyncio.gather(*(post(i) for i in range(n)))
-            for _ in range(6_000):
-                answer = await client.get(f"{url}/rca", params={"limit": 1})
-                if answer.json()["total"] >= n:
-                    return time.monotonic() - started
-                await asyncio.sleep(0.1)
-            raise RuntimeError("the analyses did not finish within 10 minutes")
+            yield f"http://127.0.0.1:{port}", client
     finally:
         server.should_exit = True
         await task
+
+
+async def _post_all(url: str, client: httpx.AsyncClient, payloads: list[dict[str, Any]]) -> None:
+    gate = asyncio.Semaphore(16)
+
+    async def post(payload: dict[str, Any]) -> None:
+        async with gate:
+            resp = await client.post(f"{url}/api/v1/alerts", json=payload)
+            resp.raise_for_status()
+
+    await asyncio.gather(*(post(p) for p in payloads))
+
+
+async def _storm(store: EmbeddedStore, work: Path, n: int, **overrides: Any) -> float:
+    async with _service(store, work, **overrides) as (url, client):
+        started = time.monotonic()
+        await _post_all(url, client, [_payload(i) for i in range(n)])
+        for _ in range(6_000):
+            answer = await client.get(f"{url}/rca", params={"limit": 1})
+            if answer.json()["total"] >= n:
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the analyses did not finish within 10 minutes")
+
+
+async def _budget(
+    store: EmbeddedStore, work: Path, llm: _SlowOllama, n: int, per_hour: int
+) -> dict[str, float]:
+    """`n` critical incidents for a slow model (2 slots) whose hourly budget covers about two
+    calls: seconds until every incident has an analysis, and how many model calls were made
+    (the rest is the offline analyst's work, which should not wait for the model)."""
+    calls = llm.calls
+    seconds = await _storm(
+        store,
+        work,
+        n,
+        prom_url="",
+        llm_url=llm.url,
+        llm_provider="ollama",
+        llm_max_tokens_per_hour=per_hour,
+        enrich_concurrency=2,
+    )
+    return {"all_analysed_s": round(seconds, 1), "model_calls": llm.calls - calls}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--incidents", type=int, default=200)
     parser.add_argument("--llm-delay", type=float, default=0.2)
+    parser.add_argument("--budget-delay", type=float, default=1.0)
+    parser.add_argument("--budget-tokens", type=int, default=3_000)
     args = parser.parse_args()
     n = args.incidents
     figures: dict[str, Any] = {"bench": "enrich", "incidents": n, "llm_delay_s": args.llm_delay}
@@ -177,6 +223,16 @@ async def main() -> None:
                         enrich_concurrency=concurrency,
                     )
                     figures[f"model_concurrency_{concurrency}_per_s"] = round(n / seconds, 1)
+            finally:
+                llm.close()
+            llm = _SlowOllama(args.budget_delay)
+            try:
+                spent = await _budget(store, work, llm, n, args.budget_tokens)
+                figures["budget"] = {
+                    "llm_delay_s": args.budget_delay,
+                    "tokens_per_hour": args.budget_tokens,
+                    **spent,
+                }
             finally:
                 llm.close()
     print(json.dumps(figures))

@@ -25,6 +25,15 @@ class Budget:
         since = datetime.now(UTC) - timedelta(hours=1)
         return sum([await spent(since) for spent in self.usage])
 
+    def over_incident(self, estimate: int) -> str:
+        """Why a prompt of ~`estimate` tokens may never go to the model, or "" when it may."""
+        if not self.per_incident or estimate <= self.per_incident:
+            return ""
+        return (
+            f"the prompt (~{estimate} tokens) is over the per-incident cap "
+            f"of {self.per_incident} tokens"
+        )
+
     async def over_hour(self, estimate: int) -> str:
         """Why a call of ~`estimate` tokens may not be made now, or "" when it may."""
         if not self.per_hour:

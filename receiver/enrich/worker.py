@@ -2,9 +2,15 @@
 
 Work is database state, so a restart resumes it. Each incident is claimed with a lease (one
 conditional update), so replicas sharing a database analyse it once; a replica that stops
-gives its leases back, one that dies loses them when they expire. At most `concurrency`
-analyses run at once, each bounded by `timeout` (evidence + LLM); past it, the offline analyst
-answers. The webhook never waits for any of this: ingest calls `wake()` and returns.
+gives its leases back, one that dies loses them when they expire. The webhook never waits for
+any of this: ingest calls `wake()` and returns.
+
+Work that needs no model call (storm members, no model, the hourly budget spent) and work
+that may call it are claimed against separate capacities, so the offline path never waits
+behind the model, and few model-bound claims wait (receiver/enrich/slots.py). `timeout` bounds
+an analysis as a whole (evidence, waiting for a model slot, the call); past it the offline
+analyst answers. The lease outlives it by `lease_margin`, and the task is cut off before its
+lease can end, so no other replica takes an incident this one still writes.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from receiver.enrich.records import (
     primary_episode,
     signature,
 )
+from receiver.enrich.slots import ModelSlots
 from receiver.enrich.tracing import Tracer
 from receiver.records import EpisodeRecord, IncidentRecord
 from receiver.retry import RetryPolicy, StageFailures, describe
@@ -54,6 +61,9 @@ REQUERY_SECONDS = 0.5  # new work re-reads the candidates at most this often
 COUNT_SECONDS = 1.0  # the queue-depth gauge is refreshed at most this often
 REANALYSE_SECONDS = 30.0  # budget fallbacks are looked at again at most this often
 REANALYSE_BATCH = 4
+MODEL_WAITING = 2  # model-bound claims beyond the slots (at least as many as the slots)
+MAX_SCAN = 256  # candidates read at most when model-bound ones fill the batch
+LEASE_SAFETY = 5.0  # seconds before its lease ends that an analysis is cut off
 
 
 class EnrichmentWorker:
@@ -88,15 +98,19 @@ class EnrichmentWorker:
         self.gatherer = ContextGatherer(
             prometheus, prom_url=prom_url, rules=rules, history=self._history
         )
-        # model calls take one of `concurrency` model slots only while they call the model:
-        # evidence and offline analyses run in the other slots, never queued behind the model
-        self.concurrency = concurrency + (offline_concurrency if provider is not None else 0)
+        self.offline_concurrency = offline_concurrency
         if provider is None:
-            self.concurrency = max(concurrency, offline_concurrency)
-        self._model_slots = asyncio.Semaphore(concurrency)
+            self.offline_concurrency = max(concurrency, offline_concurrency)
+        self.model_slots = ModelSlots(concurrency)
+        self.model_claims_max = concurrency + max(concurrency, MODEL_WAITING)
+        self._model_claims: set[str] = set()  # claims that may still call the model
+        self._budget_spent = False
+        self._budget_checked_at = -REQUERY_SECONDS
+        self._limit = BATCH
         self.storms = StormStore(store)
         self._reanalyse_at = 0.0
         self.timeout = timeout
+        self.lease_margin = lease_margin
         self.lease = timeout + lease_margin
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
@@ -144,7 +158,12 @@ class EnrichmentWorker:
 
     async def _idle(self) -> None:
         was_idle = not self._running and not self._queue
-        await self.clock.wait_for_wake(self._wake, self.poll_seconds)
+        wait = self.poll_seconds
+        if self._fresh and self._queue:
+            # announced work is not read while model-bound candidates hold the queue: read it
+            # once the re-read interval allows, not at the next poll
+            wait = min(wait, REQUERY_SECONDS)
+        await self.clock.wait_for_wake(self._wake, wait)
         if was_idle and self._fresh and self.settle_seconds:
             # the first deliveries of a burst for one group land within moments: let them all
             # land, then analyse the group once (not when a slot frees up mid-storm)
@@ -152,34 +171,38 @@ class EnrichmentWorker:
         self._wake.clear()
 
     async def fill(self) -> int:
-        """Claim pending incidents up to the free slots and start their analyses.
+        """Claim pending incidents up to the free capacity of their kind and start them.
 
         Candidates are read in batches and re-read when the batch is used up or new work was
         announced (at most every REQUERY_SECONDS): a storm of incidents costs one query per
-        batch, not one per analysis, on a store that serialises requests.
+        batch, not one per analysis, on a store that serialises requests. Model-bound
+        candidates that find no room stay queued in their order; while they fill the batch,
+        the next read looks past them (up to MAX_SCAN) for work that needs no model.
         """
-        started = 0
-        free = self.concurrency - len(self._running)
-        now = self.clock.time()
-        if free > 0:
+        started = skipped = 0
+        if self._room(model=False) or self._room(model=True):
             stale = self._fresh and self.clock.monotonic() - self._queried_at >= REQUERY_SECONDS
             if not self._queue or stale:
                 self._fresh = False
                 self._queried_at = self.clock.monotonic()
-                self._queue = collections.deque(await self.analyses.pending(now, BATCH))
-            while started < free and self._queue:
+                found = await self.analyses.pending(self.clock.time(), self._limit)
+                self._queue = collections.deque(found)
+            kept: collections.deque[IncidentRecord] = collections.deque()
+            while self._queue and (self._room(model=False) or self._room(model=True)):
                 incident = self._queue.popleft()
                 key = str(incident.id)
                 if key in self._running:
                     continue
-                token = f"{self.replica}-{uuid.uuid4().hex[:12]}"
-                claimed = await self.analyses.claim(incident.id, token, now, now + self.lease)
-                if claimed is None:
-                    continue  # another replica took it or it is done
-                task = asyncio.create_task(self._guarded(claimed, token), name=f"rca-{key}")
-                self._running[key] = task
-                task.add_done_callback(functools.partial(self._finished, key))
-                started += 1
+                model = not await self._needs_no_model(incident)
+                if not self._room(model=model):
+                    kept.append(incident)
+                    if model:
+                        skipped += 1
+                    continue
+                if await self._start(incident, model):
+                    started += 1
+            self._queue = kept + self._queue
+            self._limit = min(BATCH + skipped, MAX_SCAN) if skipped else BATCH
         if not self._queue and not self._running and self.clock.monotonic() >= self._reanalyse_at:
             self._reanalyse_at = self.clock.monotonic() + REANALYSE_SECONDS
             await self._reanalyse()
@@ -189,14 +212,61 @@ class EnrichmentWorker:
         self.metrics.in_flight.set(len(self._running))
         return started
 
+    def _room(self, *, model: bool) -> bool:
+        if model:
+            return len(self._model_claims) < self.model_claims_max
+        return len(self._running) - len(self._model_claims) < self.offline_concurrency
+
+    async def _needs_no_model(self, incident: IncidentRecord) -> bool:
+        """Whether the analysis surely makes no model call (so it need not wait for one)."""
+        if self.provider is None or incident.storm_id:
+            return True
+        if incident.analysis_id and signature(incident) == incident.analysis_signature:
+            return True
+        return await self._budget_is_spent()
+
+    async def _budget_is_spent(self) -> bool:
+        """Even the smallest call (an answer alone) is over the hourly budget; re-read at
+        most every REQUERY_SECONDS (it sums the last hour's analyses)."""
+        if not self.budget.per_hour:
+            return False
+        if self.clock.monotonic() - self._budget_checked_at >= REQUERY_SECONDS:
+            self._budget_checked_at = self.clock.monotonic()
+            self._budget_spent = bool(await self.budget.over_hour(OUTPUT_TOKENS))
+        return self._budget_spent
+
+    async def _start(self, incident: IncidentRecord, model: bool) -> bool:
+        key = str(incident.id)
+        token = f"{self.replica}-{uuid.uuid4().hex[:12]}"
+        now = self.clock.time()
+        claimed = await self.analyses.claim(incident.id, token, now, now + self.lease)
+        if claimed is None:
+            return False  # another replica took it or it is done
+        if model:
+            self._model_claims.add(key)
+        task = asyncio.create_task(self._guarded(claimed, token), name=f"rca-{key}")
+        self._running[key] = task
+        task.add_done_callback(functools.partial(self._finished, key))
+        return True
+
+    def _no_model(self, incident: IncidentRecord) -> None:
+        """This analysis makes no (further) model call: its model-bound place goes to the next."""
+        key = str(incident.id)
+        if key in self._model_claims:
+            self._model_claims.discard(key)
+            self._wake.set()
+
     def _finished(self, key: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
+        self._model_claims.discard(key)
         self.metrics.in_flight.set(len(self._running))
         self._wake.set()  # a slot is free
 
     async def _guarded(self, incident: IncidentRecord, token: str) -> None:
         try:
-            await self.analyse(incident, token)
+            # cut off before the lease can end: past it another replica may take the incident
+            async with asyncio.timeout(self.lease - min(LEASE_SAFETY, self.lease_margin / 2)):
+                await self.analyse(incident, token)
         except asyncio.CancelledError:
             await self._release(incident, token)  # shutting down: let the next replica start
             raise
@@ -262,6 +332,7 @@ class EnrichmentWorker:
                 self.metrics.evidence_queries.observe(evidence.queries)
                 result = await self._decide(incident, view, sig, evidence)
         except TimeoutError:
+            self._no_model(incident)
             log.warning("analysis of incident %s timed out", incident.id)
             evidence = evidence or evidence_from_incident(view)
             recorder = RecordingTracer(self.tracer)
@@ -300,39 +371,43 @@ class EnrichmentWorker:
         provider = self.provider
         recorder = RecordingTracer(self.tracer)
         if provider is None:
-            analysis = await analyse(view, evidence, None, recorder)
-            return AnalysisResult(analysis, "offline", recorder.trace_id)
+            offline = await analyse(view, evidence, None, recorder)
+            return AnalysisResult(offline, "offline", recorder.trace_id)
         # the lower-ranked candidates give way first when the prompt would not fit the model's
         # context or the per-incident cap; the stored evidence keeps them all
         limit = prompt_limit(getattr(provider, "num_ctx", None), self.budget.per_incident)
         evidence = fit(view, evidence, limit)
-        over = await self._over_budget(view, evidence)
+        estimate = estimate_tokens(view, evidence)
+        over = self.budget.over_incident(estimate)
         if over:
-            analysis = await analyse(view, evidence, None, recorder, offline_reason=over)
-            return AnalysisResult(analysis, "budget", recorder.trace_id)
+            self.metrics.budget_exceeded.labels("incident").inc()
+        else:
+            over = await self._over_hour(estimate)
         digest = evidence_hash(evidence, provider)
-        cached = await self.analyses.cached(str(incident.id), sig, digest)
+        cached = None if over else await self.analyses.cached(str(incident.id), sig, digest)
+        if over or cached is not None:
+            self._no_model(incident)
         if cached is not None:
             stub = Analysis(summary=cached.summary, cause=cached.cause)
             return AnalysisResult(stub, "cached", cached=cached)
-        async with self._model_slots:
-            analysis = await analyse(view, evidence, provider, recorder)
+        analysis: Analysis | None = None
+        if not over:
+            async with self.model_slots.slot(incident.priority) as waited:
+                # the calls that ran while this one waited spent tokens: check again
+                over = await self._over_hour(estimate) if waited else ""
+                if not over:
+                    analysis = await analyse(view, evidence, provider, recorder)
+            self._no_model(incident)
+        if analysis is None:
+            analysis = await analyse(view, evidence, None, recorder, offline_reason=over)
+            return AnalysisResult(analysis, "budget", recorder.trace_id)
         outcome = "fallback" if analysis.offline else "model"
         return AnalysisResult(
             analysis, outcome, recorder.trace_id, "" if analysis.offline else digest
         )
 
-    async def _over_budget(self, view: IncidentView, evidence: EvidenceBundle) -> str:
+    async def _over_hour(self, estimate: int) -> str:
         """Why the model may not be called now, or "" when it may."""
-        if not (self.budget.per_incident or self.budget.per_hour):
-            return ""
-        estimate = estimate_tokens(view, evidence)
-        if self.budget.per_incident and estimate > self.budget.per_incident:
-            self.metrics.budget_exceeded.labels("incident").inc()
-            return (
-                f"the prompt (~{estimate} tokens) is over the per-incident cap "
-                f"of {self.budget.per_incident} tokens"
-            )
         over = await self.budget.over_hour(estimate)
         if over:
             self.metrics.budget_exceeded.labels("hour").inc()
