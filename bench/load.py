@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--offline", action="store_true", help="offline analyst, no model")
     parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument(
+        "--mongo-pool-size", type=int, default=None, help="MONGO_POOL_SIZE (default: the service's)"
+    )
     args = parser.parse_args()
 
     items = deliveries(args.groups, seed=5)
@@ -253,6 +256,7 @@ def main() -> None:
         "groups": args.groups,
         "storm_size": args.storm,
         "analyst": "offline" if args.offline else "model",
+        "mongo_pool_size": args.mongo_pool_size,
         "concurrency": args.concurrency,
     }
     with tempfile.TemporaryDirectory() as tmp, FakeLLM() as llm, smtp_server() as smtp:
@@ -276,6 +280,8 @@ def main() -> None:
                 "RETENTION_INTERVAL_SECONDS": "0",
             }
         )
+        if args.mongo_pool_size is not None:
+            env["MONGO_POOL_SIZE"] = str(args.mongo_pool_size)
         if args.offline:
             env["LLM_PROVIDER"] = "offline"
         else:

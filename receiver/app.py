@@ -122,7 +122,11 @@ def create_app(settings: Settings) -> Starlette:
             else:
                 uri, kind = settings.mongo_uri.get_secret_value(), "mongodb"
             store = await Store.connect(
-                uri, settings.mongo_db, settings.store_timeout_seconds, kind
+                uri,
+                settings.mongo_db,
+                settings.store_timeout_seconds,
+                kind,
+                pool_size=settings.mongo_pool_size,
             )
             stack.push_async_callback(store.close)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # store
     mongo_uri: SecretStr | None = None
     mongo_db: str = "ai_devops_monitor"
+    # store connections of everything but the webhook's inserts (which get their own): the
+    # embedded server runs one command at a time, so this bounds what a webhook waits behind
+    # (0 = the driver's default of 100)
+    mongo_pool_size: int = Field(default=2, ge=0, le=1000)
     store_timeout_seconds: float = Field(default=5.0, gt=0)
     nx_start_timeout_seconds: float = Field(default=20.0, gt=0)
     max_docs: int = Field(default=10_000, gt=0)

@@ -88,6 +88,8 @@ class StoreBase:
         nx_server: bool | None = None,
     ) -> None:
         self.client = client
+        # the client of the webhook's inserts (`Store.connect` may give them their own pool)
+        self.ingress = client
         self.db_name = db_name
         self.kind = kind
         # The nx-27017 server answers some queries far slower than MongoDB (see `count`); its

@@ -38,7 +38,8 @@ class DeliveryStore(StoreBase):
             return []
         docs = [d.model_dump(by_alias=True, exclude={"id"}) for d in deliveries]
         try:
-            await Delivery.get_pymongo_collection().insert_many(docs, ordered=False)
+            collection = self.ingress[self.db_name][Delivery.get_pymongo_collection().name]
+            await collection.insert_many(docs, ordered=False)
         except BulkWriteError as err:
             errors = err.details.get("writeErrors", [])
             if any(w.get("code") != 11000 for w in errors):

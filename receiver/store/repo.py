@@ -29,6 +29,9 @@ from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Inciden
 from receiver.store.episodes import EpisodeStore
 from receiver.store.incidents import IncidentStore
 
+DRIVER_POOL = 100  # pymongo's default maxPoolSize
+INGRESS_POOL = 4  # the webhook's inserts: one group commit at a time, a few while one fails
+
 __all__ = ["DuplicateKey", "Store", "StoreError", "StoreUnavailable", "object_id", "translated"]
 
 
@@ -45,27 +48,45 @@ class Store(DeliveryStore, EpisodeStore, IncidentStore):
     """Owns the client; build with `await Store.connect(...)`, close with `await store.close()`."""
 
     @classmethod
-    async def connect(cls, uri: str, db_name: str, timeout_s: float, kind: str) -> Store:
+    async def connect(
+        cls, uri: str, db_name: str, timeout_s: float, kind: str, pool_size: int = 0
+    ) -> Store:
+        """`pool_size` > 0 caps the connections (so the commands in flight) of everything but
+        the webhook's inserts, which get a client of their own: on a server that runs one
+        command at a time (the embedded one) a webhook then waits behind at most `pool_size`
+        background commands instead of every one the stages have queued."""
         ms = int(timeout_s * 1000)
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=ms,
-            connectTimeoutMS=ms,
-            socketTimeoutMS=max(ms * 2, 10_000),
-            appname="ai-devops-monitor",
-        )
+
+        def client_of(pool: int) -> AsyncMongoClient[dict[str, Any]]:
+            return AsyncMongoClient(
+                uri,
+                tz_aware=True,
+                serverSelectionTimeoutMS=ms,
+                connectTimeoutMS=ms,
+                socketTimeoutMS=max(ms * 2, 10_000),
+                appname="ai-devops-monitor",
+                maxPoolSize=pool,
+            )
+
+        client = client_of(pool_size if pool_size > 0 else DRIVER_POOL)
+        ingress = client_of(INGRESS_POOL) if pool_size > 0 else client
         try:
             await init_beanie(database=client[db_name], document_models=DOCUMENT_MODELS)
             info = await _build_info(client)
         except UNAVAILABLE as err:
             await client.close()
+            if ingress is not client:
+                await ingress.close()
             raise StoreUnavailable(f"store unavailable at start-up: {type(err).__name__}") from err
         nx_server = kind == "embedded" or info.get("process") == "nx_27017"
-        return cls(client, db_name, kind, nx_server)
+        store = cls(client, db_name, kind, nx_server)
+        store.ingress = ingress
+        return store
 
     async def close(self) -> None:
         await self.client.close()
+        if self.ingress is not self.client:
+            await self.ingress.close()
 
     @translated
     async def ping(self) -> None:
