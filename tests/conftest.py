@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import types
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from receiver.store.embedded import EmbeddedStore
+from receiver.store.repo import Store
 from tests.support.service import Running, make_settings, serve
 
 
@@ -21,6 +23,18 @@ from tests.support.service import Running, make_settings, serve
 async def embedded_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedStore]:
     async with EmbeddedStore(tmp_path_factory.mktemp("store")) as store:
         yield store
+
+
+@pytest.fixture
+async def store(embedded_store: EmbeddedStore) -> AsyncIterator[Store]:
+    """A fresh database on the session's store, for tests that use the store directly."""
+    connected = await Store.connect(
+        embedded_store.uri, f"t_{uuid.uuid4().hex[:12]}", 5.0, "embedded"
+    )
+    try:
+        yield connected
+    finally:
+        await connected.close()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,19 +15,9 @@ from prometheus_client import CollectorRegistry
 from receiver.retention import Limits, Retention, RetentionMetrics
 from receiver.settings import Settings
 from receiver.store.collections import Collections
-from receiver.store.embedded import EmbeddedStore
 from receiver.store.repo import Store
 from receiver.timeutil import utcnow
 from receiver.work import FakeClock, WorkMetrics
-
-
-@pytest.fixture
-async def store(embedded_store: EmbeddedStore) -> AsyncIterator[Store]:
-    connected = await Store.connect(embedded_store.uri, f"r_{uuid.uuid4().hex[:10]}", 5, "embedded")
-    try:
-        yield connected
-    finally:
-        await connected.close()
 
 
 def _old(days: int) -> ObjectId:

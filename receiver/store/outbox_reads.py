@@ -13,6 +13,7 @@ from pymongo import UpdateOne
 
 from receiver.records import AnalysisRecord, EpisodeRecord, IncidentRecord
 from receiver.store.documents import Anomaly, Incident, Rca
+from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store, object_id, translated
 from receiver.store.valid import valid
 
@@ -146,16 +147,9 @@ class OutboxReads:
         )
         return {str(i) for i in found}
 
-    @translated
     async def latest_analysis(self, incident_id: str) -> AnalysisRecord | None:
         """The current analysis: the newest `rca` document of the incident."""
-        found = (
-            await Rca.find({"incident_id": incident_id})
-            .sort("-created_at", "-_id")
-            .limit(1)
-            .to_list()
-        )
-        return found[0] if found else None
+        return await AnalysisStore(self.store).latest(incident_id)
 
     @translated
     async def latest_analyses(self, incident_ids: Collection[str]) -> dict[str, AnalysisRecord]:

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from receiver.store.documents import Incident
-from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store
 
 
 @pytest.fixture
-async def analyses(embedded_store: EmbeddedStore) -> AsyncIterator[AnalysisStore]:
-    store = await Store.connect(embedded_store.uri, f"t_{uuid.uuid4().hex[:12]}", 5.0, "embedded")
-    try:
-        yield AnalysisStore(store)
-    finally:
-        await store.close()
+def analyses(store: Store) -> AnalysisStore:
+    return AnalysisStore(store)
 
 
 async def _incident(analyses: AnalysisStore, key: str, **fields: object) -> Incident:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import threading
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ from receiver.enrich.worker import EnrichmentWorker
 from receiver.ingest.processor import SignalBatch, SignalProcessor
 from receiver.records import AnalysisRecord, IncidentRecord
 from receiver.store.documents import Incident
-from receiver.store.embedded import EmbeddedStore
 from receiver.store.rca import AnalysisStore
 from receiver.store.repo import Store
 from receiver.work import FakeClock
@@ -63,17 +61,6 @@ def held() -> Iterator[HeldModel]:
             yield HeldModel(server, gate)
         finally:
             gate.set()  # a handler thread still holding an answer lets go
-
-
-@pytest.fixture
-async def store(embedded_store: EmbeddedStore) -> AsyncIterator[Store]:
-    connected = await Store.connect(
-        embedded_store.uri, f"t_{uuid.uuid4().hex[:12]}", 5.0, "embedded"
-    )
-    try:
-        yield connected
-    finally:
-        await connected.close()
 
 
 @contextlib.asynccontextmanager

@@ -5,9 +5,7 @@ lease expired is taken over, and its first holder can no longer finish it."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,12 +64,8 @@ async def _connect(settings: Settings) -> Store:
 
 
 @pytest.fixture
-async def outbox(embedded_store: EmbeddedStore) -> AsyncIterator[OutboxStore]:
-    store = await Store.connect(embedded_store.uri, f"t_{uuid.uuid4().hex[:12]}", 5.0, "embedded")
-    try:
-        yield OutboxStore(store)
-    finally:
-        await store.close()
+def outbox(store: Store) -> OutboxStore:
+    return OutboxStore(store)
 
 
 async def test_two_claims_racing_for_the_same_rows_split_them(outbox: OutboxStore) -> None:
