@@ -146,10 +146,13 @@ class Sampler:
         self.samples: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        # one client for every poll: a new one builds an SSL context (~20-40 ms holding the
+        # GIL), which stalled the load generator's event loop and showed up as ack latency
+        self._http = httpx.Client(timeout=30)
 
     def _read(self) -> dict[str, float]:
         totals = dict.fromkeys(self.NAMES, 0.0)
-        text = httpx.get(f"{self.base}/metrics", timeout=30).text
+        text = self._http.get(f"{self.base}/metrics").text
         for line in text.splitlines():
             for name in self.NAMES:
                 if line.startswith((name + " ", name + "{")):
@@ -170,6 +173,7 @@ class Sampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._http.close()
 
     def rates(self, since: float) -> dict[str, float | None]:
         """Items per second from `since` to when each counter last changed."""
