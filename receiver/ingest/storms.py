@@ -152,9 +152,6 @@ class StormCorrelator:
     async def _decide(self, held: Sequence[IncidentRecord], now: float) -> int:
         opts = self.options
         keys = opts.labels
-        recent: list[IncidentRecord] = list(await self.storms.recent(now - opts.window, SCAN_LIMIT))
-        known = {str(i.id) for i in recent}
-        recent += [i for i in held if str(i.id) not in known]  # opened before the window
         open_storms = {
             s.storm_key: s
             for s in await self.storms.open_storms()
@@ -170,7 +167,16 @@ class StormCorrelator:
                     plans.setdefault(str(storm.id), (storm, cause, []))[2].append(incident)
                     joined.add(str(incident.id))
                     break
-        # 2. free incidents sharing a cause form a new storm once there are enough of them
+        # 2. free incidents sharing a cause form a new storm once there are enough of them. A
+        # new storm needs a held member, so when every held incident with a cause joined one
+        # above (a storm under way), the window is not read: that read scans every incident
+        # opened in it, and during a burst it ran after every delivery batch
+        unjoined = [i for i in held if str(i.id) not in joined and causes(i, keys)]
+        recent: list[IncidentRecord] = []
+        if unjoined:
+            recent = list(await self.storms.recent(now - opts.window, SCAN_LIMIT))
+            known = {str(i.id) for i in recent}
+            recent += [i for i in held if str(i.id) not in known]  # opened before the window
         free = [i for i in recent if not i.storm_id and str(i.id) not in joined]
         by_cause = {str(i.id): causes(i, keys) for i in free}
         counts = Counter(c for cs in by_cause.values() for c in cs)
