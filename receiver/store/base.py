@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from beanie import Document
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
@@ -51,6 +52,27 @@ class DuplicateKey(StoreError):
 
 
 UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+DUPLICATE_KEY = 11000  # the server's code for a write a unique index refused
+
+
+async def insert_new(
+    collection: AsyncCollection[Any], docs: Sequence[Mapping[str, Any]]
+) -> list[bool]:
+    """Insert `docs` in one unordered round trip; per document, False when a unique index
+    already held its key (a retry, a replica that was first). Any other write error raises."""
+    if not docs:
+        return []
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as err:
+        errors = err.details.get("writeErrors", [])
+        if any(w.get("code") != DUPLICATE_KEY for w in errors):
+            raise
+        duplicate = {w["index"] for w in errors}
+        return [i not in duplicate for i in range(len(docs))]
+    return [True] * len(docs)
 
 
 def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

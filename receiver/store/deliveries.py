@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from receiver.records import DeliveryRecord
-from receiver.store.base import StoreBase, object_id, translated
+from receiver.store.base import StoreBase, insert_new, object_id, translated
 from receiver.store.documents import Delivery, document_of, inserted, utcnow
 from receiver.store.valid import SetAside, first_error, valid
 
@@ -37,16 +37,8 @@ class DeliveryStore(StoreBase):
         if not deliveries:
             return []
         docs = [d.model_dump(by_alias=True, exclude={"id"}) for d in deliveries]
-        try:
-            collection = self.ingress[self.db_name][Delivery.get_pymongo_collection().name]
-            await collection.insert_many(docs, ordered=False)
-        except BulkWriteError as err:
-            errors = err.details.get("writeErrors", [])
-            if any(w.get("code") != 11000 for w in errors):
-                raise
-            dup = {w["index"] for w in errors}
-            return [i not in dup for i in range(len(docs))]
-        return [True] * len(docs)
+        collection = self.ingress[self.db_name][Delivery.get_pymongo_collection().name]
+        return await insert_new(collection, docs)
 
     @translated
     async def pending_deliveries(

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 
 from receiver.domain import Episode
-from receiver.store.base import StoreBase, object_id, translated
+from receiver.store.base import StoreBase, insert_new, object_id, translated
 from receiver.store.convert import episode_document, episode_of
 from receiver.store.documents import Anomaly, utcnow
 from receiver.store.filters import EpisodeFilter, episode_query
@@ -36,17 +35,8 @@ class EpisodeStore(StoreBase):
         if not episodes:
             return []
         docs = [episode_document(e).model_dump(by_alias=True, exclude={"id"}) for e in episodes]
-        try:
-            await Anomaly.get_pymongo_collection().insert_many(docs, ordered=False)
-        except BulkWriteError as err:
-            failed = {
-                w["index"] for w in err.details.get("writeErrors", []) if w.get("code") == 11000
-            }
-            others = [w for w in err.details.get("writeErrors", []) if w.get("code") != 11000]
-            if others:
-                raise
-            return [episodes[i].episode_key for i in sorted(failed)]
-        return []
+        stored = await insert_new(Anomaly.get_pymongo_collection(), docs)
+        return [e.episode_key for e, new in zip(episodes, stored, strict=True) if not new]
 
     @translated
     async def resolve_episode(

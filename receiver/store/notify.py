@@ -11,9 +11,10 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from receiver.records import NotificationRecord
+from receiver.store.base import insert_new
 from receiver.store.documents import Notification, RateWindow, StoredSetting, utcnow
 from receiver.store.outbox_reads import OutboxReads, Unreadable, validation_summary
 from receiver.store.repo import translated
@@ -75,14 +76,7 @@ class OutboxStore(OutboxReads):
         if not rows:
             return 0
         docs = [_row_document(r) for r in rows]
-        try:
-            await Notification.get_pymongo_collection().insert_many(docs, ordered=False)
-        except BulkWriteError as err:
-            errors = err.details.get("writeErrors", [])
-            if any(w.get("code") != 11000 for w in errors):
-                raise
-            return len(docs) - len(errors)
-        return len(docs)
+        return sum(await insert_new(Notification.get_pymongo_collection(), docs))
 
     @translated
     async def insert_row(self, row: NotificationRecord) -> bool:
