@@ -94,18 +94,6 @@ class DeliveryStore(StoreBase):
         return len(docs)
 
     @translated
-    async def count_failed_deliveries(self) -> int:
-        return await self.count(Delivery, {"failed": True})
-
-    @translated
-    async def finish_delivery(self, delivery: DeliveryRecord, retention: timedelta) -> None:
-        now = utcnow()
-        await Delivery.get_pymongo_collection().update_one(
-            {"_id": delivery.id},
-            {"$set": {"processed": True, "processed_at": now, "expire_at": now + retention}},
-        )
-
-    @translated
     async def finish_deliveries(self, ids: Sequence[Any], retention: timedelta) -> None:
         """Mark several deliveries processed, FINISH_CHUNK per round trip: the embedded server
         holds its one lock for a whole bulk write (~14 ms for 200), and the webhook's inserts

@@ -131,10 +131,6 @@ class AnalysisStore:
         )
 
     @translated
-    async def count_failed(self) -> int:
-        return await self.store.count(Incident, {"analysis_failed": True})
-
-    @translated
     async def release(self, incident_id: Any, token: str) -> None:
         """Give the lease back without finishing (shutdown): the next worker starts at once."""
         await Incident.get_pymongo_collection().update_one(
@@ -254,10 +250,6 @@ class AnalysisStore:
             .to_list()
         )
         return found[0] if found else None
-
-    @translated
-    async def count_for(self, incident_id: str) -> int:
-        return await self.store.count(Rca, {"incident_id": incident_id})
 
     @translated
     async def cached(

@@ -25,7 +25,7 @@ from receiver.store.base import (
     translated,
 )
 from receiver.store.deliveries import DeliveryStore
-from receiver.store.documents import DOCUMENT_MODELS, Anomaly, Delivery, Incident
+from receiver.store.documents import DOCUMENT_MODELS
 from receiver.store.episodes import EpisodeStore
 from receiver.store.incidents import IncidentStore
 
@@ -108,12 +108,3 @@ class Store(DeliveryStore, EpisodeStore, IncidentStore):
         if doc is None:
             return None
         return datetime.fromtimestamp(float(doc["last_seen_ts"]), UTC)
-
-    @translated
-    async def counts(self) -> dict[str, int]:
-        return {
-            "deliveries": await self.count(Delivery, {}),
-            "anomalies": await self.count(Anomaly, {}),
-            "incidents": await self.count(Incident, {}),
-            "incidents_open": await self.count(Incident, {"status": "firing"}),
-        }
