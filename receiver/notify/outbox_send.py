@@ -121,9 +121,7 @@ class Sending(Rendering):
         self, row: NotificationRecord, parents: dict[str, NotificationRecord], now: datetime
     ) -> datetime | None:
         """When to look at a follow-up again whose first message is unfinished; None to send."""
-        if row.event not in FOLLOWUPS:
-            return None
-        parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
+        parent = _parent(row, parents)
         if parent is None or parent.status not in UNFINISHED:
             return None
         later = now + timedelta(seconds=self.options.poll)
@@ -193,9 +191,7 @@ class Sending(Rendering):
             await self._finish(row, "failed", "unconfigured", error)
             self.metrics.failed.labels(row.channel, "unconfigured").inc()
             return SendResult(ok=False, error=error)
-        parent = None
-        if row.event in FOLLOWUPS:
-            parent = parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
+        parent = _parent(row, parents)
         if parent is not None and parent.status == "suppressed" and row.event == "resolved":
             await self._finish(row, "suppressed", "parent_suppressed")
             self.metrics.suppressed.labels("parent_suppressed").inc()
@@ -297,3 +293,12 @@ class Sending(Rendering):
         )
         self.metrics.suppressed.labels("rate_limit").inc()
         return False
+
+
+def _parent(
+    row: NotificationRecord, parents: dict[str, NotificationRecord]
+) -> NotificationRecord | None:
+    """A follow-up's first message on the same channel (None for a first message)."""
+    if row.event not in FOLLOWUPS:
+        return None
+    return parents.get(row_key(row.incident_id, row.channel, Event.FIRING))
