@@ -1,6 +1,6 @@
 """What the store keeps, as plain read models: fields only, no database behind them.
 
-The store's documents (`receiver.store.documents`) extend these with their collection and
+The store's documents (its `documents` module) extend these with their collection and
 indexes, so a repository method hands back an instance of one of these and a caller outside
 the store reads fields without being able to save or query. A caller builds one to hand a new
 row to the store (an audit entry, a feedback, a chat session), which stores its fields.
